@@ -1,2 +1,67 @@
-//! The `kiln` command line.
-fn main() {}
+//! The `kiln` command line. Thin by design: `main` parses arguments and hands each subcommand to its own module
+//! under `cmd/`, each exposing `Args` (its clap definition) and `exec` (what it does).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod global;
+
+pub use global::GlobalArgs;
+
+/// kiln turns racks of new GPU servers into verified, leasable capacity.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Database maintenance (migrations).
+    Db(cmd::db::Args),
+    /// Racks: import manifests.
+    Rack(cmd::rack::Args),
+    /// Nodes: list and show.
+    Node(cmd::node::Args),
+    /// Halls: list.
+    Hall(cmd::hall::Args),
+    /// Run the simulated hall end to end on a fresh SQLite inventory.
+    Demo(cmd::demo::Args),
+    /// Benchmarks that print latency percentiles and ratios.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    // clap exits with status 2 on usage errors by itself.
+    let cli = Cli::parse();
+    global::init_tracing(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Db(args) => cmd::db::exec(args, &cli.global).await,
+            Command::Rack(args) => cmd::rack::exec(args, &cli.global).await,
+            Command::Node(args) => cmd::node::exec(args, &cli.global).await,
+            Command::Hall(args) => cmd::hall::exec(args, &cli.global).await,
+            Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
+            Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
