@@ -101,6 +101,17 @@ impl Store {
         node_from_row(&row)
     }
 
+    /// The node that PXE-boots from this MAC, if any.
+    pub async fn node_by_boot_mac(&self, mac: crate::MacAddr) -> Result<Option<Node>, StoreError> {
+        let sql = format!("{NODE_SELECT} WHERE n.boot_mac = $1");
+        let row = sqlx::query(&sql)
+            .bind(mac.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(StoreError::db("looking up a node by boot MAC"))?;
+        row.as_ref().map(node_from_row).transpose()
+    }
+
     /// The node with this id.
     pub async fn node(&self, id: NodeId) -> Result<Node, StoreError> {
         let sql = format!("{NODE_SELECT} WHERE n.id = $1");
