@@ -175,6 +175,8 @@ pub struct Node {
     pub bmc: BmcEndpoint,
     /// The hall lease the node is counted in, when leased.
     pub lease_id: Option<i64>,
+    /// Taken out of allocation by a technician (not leased while set).
+    pub drained: bool,
     /// Bumped on every change; optimistic concurrency.
     pub version: i64,
     /// When the node entered its current state.

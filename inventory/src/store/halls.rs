@@ -53,6 +53,24 @@ impl Store {
             .collect()
     }
 
+    /// One hall with its counts.
+    pub async fn hall(&self, id: i64) -> Result<HallSummary, StoreError> {
+        self.list_halls()
+            .await?
+            .into_iter()
+            .find(|hall| hall.id == id)
+            .ok_or_else(|| StoreError::HallNotFound(format!("id {id}")))
+    }
+
+    /// The hall with this name (in any site; the first by site name when several sites use it).
+    pub async fn hall_by_name(&self, name: &str) -> Result<HallSummary, StoreError> {
+        self.list_halls()
+            .await?
+            .into_iter()
+            .find(|hall| hall.name == name)
+            .ok_or_else(|| StoreError::HallNotFound(name.to_string()))
+    }
+
     /// The SKUs kiln can verify.
     pub async fn list_skus(&self) -> Result<Vec<Sku>, StoreError> {
         let rows = sqlx::query(
