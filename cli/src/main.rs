@@ -35,6 +35,10 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Benchmarks that print latency percentiles and ratios.
     Bench(cmd::bench::Args),
+    /// Serve the inventory web API, metrics and hall map page.
+    Serve(cmd::serve::Args),
+    /// API tokens.
+    Token(cmd::token::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,8 @@ fn main() -> ExitCode {
             Command::Hall(args) => cmd::hall::exec(args, &cli.global).await,
             Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
             Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
+            Command::Serve(args) => cmd::serve::exec(args, &cli.global).await,
+            Command::Token(args) => cmd::token::exec(args, &cli.global).await,
         }
     });
     match result {

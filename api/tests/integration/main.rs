@@ -1,0 +1,5 @@
+//! kiln-api integration tests: a real server on a loopback port over a seeded SQLite inventory.
+
+mod api;
+mod roles;
+mod support;
