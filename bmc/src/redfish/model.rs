@@ -550,6 +550,7 @@ fn canonicalize_keys(value: &mut Value, depth: usize) {
         Value::Object(map) => {
             let renames: Vec<(String, &'static str)> = map
                 .keys()
+                .filter(|key| !KNOWN_KEYS.contains(&key.as_str()))
                 .filter_map(|key| {
                     KNOWN_KEYS
                         .iter()
