@@ -44,7 +44,10 @@ impl FleetOptions {
     /// retries do not arrive in lockstep.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(2).min(16);
-        let base = self.backoff_initial.saturating_mul(1 << exponent).min(self.backoff_max);
+        let base = self
+            .backoff_initial
+            .saturating_mul(1 << exponent)
+            .min(self.backoff_max);
         let jitter = base.mul_f64(rand::random::<f64>() * 0.25);
         base + jitter
     }
@@ -75,7 +78,10 @@ pub struct FleetSummary<T> {
     pub elapsed: Duration,
 }
 
-fn serialize_secs<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+fn serialize_secs<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
 }
 
@@ -89,7 +95,7 @@ impl<T> FleetSummary<T> {
                 None => counts.push((failure.kind, 1)),
             }
         }
-        counts.sort_by(|a, b| b.1.cmp(&a.1));
+        counts.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         counts
     }
 }
@@ -98,7 +104,11 @@ impl<T> FleetSummary<T> {
 ///
 /// Each target is a `(id, input)` pair; `op` receives the input and the attempt number (1-based) and must be
 /// cheap to call again. A timeout of one attempt is a transient [`BmcError::Timeout`].
-pub async fn run<I, T, F, Fut>(targets: Vec<(String, I)>, options: FleetOptions, op: F) -> FleetSummary<T>
+pub async fn run<I, T, F, Fut>(
+    targets: Vec<(String, I)>,
+    options: FleetOptions,
+    op: F,
+) -> FleetSummary<T>
 where
     I: Send + Sync + 'static,
     T: Send + 'static,
@@ -145,7 +155,11 @@ where
             }
         });
     }
-    let mut summary = FleetSummary { ok: Vec::new(), failed: Vec::new(), elapsed: Duration::ZERO };
+    let mut summary = FleetSummary {
+        ok: Vec::new(),
+        failed: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(Ok(done)) => summary.ok.push(done),

@@ -11,8 +11,8 @@ mod types;
 
 pub use error::BmcError;
 pub use types::{
-    BootDevice, BootMode, BootOverride, Credentials, Inspection, LogEntry, Password, PowerAction, PowerState,
-    SystemInventory, VirtualMediaSlot,
+    BootDevice, BootMode, BootOverride, Credentials, Inspection, LogEntry, Password, PowerAction,
+    PowerState, SystemInventory, VirtualMediaSlot,
 };
 
 /// A BMC kiln can drive. Implemented by the Redfish and IPMI clients; the simulator serves the same operations

@@ -219,6 +219,9 @@ pub struct Credentials {
 impl Credentials {
     /// Builds credentials from a user name and a password.
     pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
-        Credentials { user: user.into(), password: Password::new(password) }
+        Credentials {
+            user: user.into(),
+            password: Password::new(password),
+        }
     }
 }

@@ -24,7 +24,12 @@ pub struct SweepBenchConfig {
 
 impl Default for SweepBenchConfig {
     fn default() -> Self {
-        SweepBenchConfig { count: 1000, concurrency: 256, tls: true, attempt_timeout: Duration::from_secs(30) }
+        SweepBenchConfig {
+            count: 1000,
+            concurrency: 256,
+            tls: true,
+            attempt_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -65,7 +70,11 @@ impl SweepBenchReport {
 
 /// One BMC's client as the sweep builds it: basic auth (one call per BMC, a session would cost two more
 /// round trips), the BMC's certificate pinned.
-fn sweep_client(url: &str, tls: Option<TlsPolicy>, timeout: Duration) -> Result<RedfishClient, BmcError> {
+fn sweep_client(
+    url: &str,
+    tls: Option<TlsPolicy>,
+    timeout: Duration,
+) -> Result<RedfishClient, BmcError> {
     let mut config = RedfishConfig::new(url, Credentials::new("admin", "password"), tls);
     config.auth = AuthMode::Basic;
     config.request_timeout = timeout;
@@ -79,7 +88,11 @@ pub async fn bmc_sweep(config: &SweepBenchConfig) -> Result<SweepBenchReport, Si
     let fleet = SimFleet::start(SimFleetConfig {
         count: config.count,
         tls: config.tls,
-        timing: Timing { power_on: Duration::ZERO, graceful_off: Duration::ZERO, task: Duration::ZERO },
+        timing: Timing {
+            power_on: Duration::ZERO,
+            graceful_off: Duration::ZERO,
+            task: Duration::ZERO,
+        },
         ..SimFleetConfig::default()
     })
     .await?;
@@ -87,7 +100,15 @@ pub async fn bmc_sweep(config: &SweepBenchConfig) -> Result<SweepBenchReport, Si
     let targets: Vec<(String, (String, Option<TlsPolicy>))> = fleet
         .endpoints()
         .iter()
-        .map(|ep| (ep.redfish_url.clone(), (ep.redfish_url.clone(), ep.fingerprint.map(TlsPolicy::Pinned))))
+        .map(|ep| {
+            (
+                ep.redfish_url.clone(),
+                (
+                    ep.redfish_url.clone(),
+                    ep.fingerprint.map(TlsPolicy::Pinned),
+                ),
+            )
+        })
         .collect();
     let options = FleetOptions {
         concurrency: config.concurrency,
@@ -103,7 +124,11 @@ pub async fn bmc_sweep(config: &SweepBenchConfig) -> Result<SweepBenchReport, Si
     })
     .await;
     let sweep_s = summary.elapsed.as_secs_f64();
-    let kiln_per_s = if sweep_s > 0.0 { config.count as f64 / sweep_s } else { 0.0 };
+    let kiln_per_s = if sweep_s > 0.0 {
+        config.count as f64 / sweep_s
+    } else {
+        0.0
+    };
     Ok(SweepBenchReport {
         count: config.count,
         fleet_start_s,
@@ -112,6 +137,10 @@ pub async fn bmc_sweep(config: &SweepBenchConfig) -> Result<SweepBenchReport, Si
         ipmitool_per_s: None,
         ratio: None,
         failed: summary.failed.len(),
-        failures_by_kind: summary.failures_by_kind().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+        failures_by_kind: summary
+            .failures_by_kind()
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
     })
 }

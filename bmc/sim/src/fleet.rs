@@ -10,11 +10,11 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::SimError;
 use crate::profile::{self, VendorProfile};
 use crate::redfish::{guard, router};
 use crate::server::{SimCert, run_listener};
 use crate::state::{SimBmc, SimEvent, Timing};
-use crate::SimError;
 
 /// How to build a fleet.
 #[derive(Debug, Clone)]
@@ -78,17 +78,35 @@ pub struct SimFleet {
 impl SimFleet {
     /// Binds and starts every BMC; returns once all are listening.
     pub async fn start(config: SimFleetConfig) -> Result<Self, SimError> {
-        let profiles = if config.profiles.is_empty() { profile::ALL.to_vec() } else { config.profiles.clone() };
+        let profiles = if config.profiles.is_empty() {
+            profile::ALL.to_vec()
+        } else {
+            config.profiles.clone()
+        };
         let (events, _) = broadcast::channel(4096);
         let cancel = CancellationToken::new();
         let mut routers: HashMap<&'static str, Router<Arc<SimBmc>>> = HashMap::new();
-        let shared_cert = if config.tls && !config.cert_per_bmc { Some(SimCert::generate()?) } else { None };
+        let shared_cert = if config.tls && !config.cert_per_bmc {
+            Some(SimCert::generate()?)
+        } else {
+            None
+        };
         let shared_acceptor = shared_cert.as_ref().map(SimCert::acceptor).transpose()?;
         let mut endpoints = Vec::with_capacity(config.count);
         for index in 0..config.count {
             let profile = profiles[index % profiles.len()];
-            let bmc = SimBmc::new(index, profile, &config.user, &config.password, config.timing, events.clone());
-            let base = routers.entry(profile.name).or_insert_with(|| router(profile)).clone();
+            let bmc = SimBmc::new(
+                index,
+                profile,
+                &config.user,
+                &config.password,
+                config.timing,
+                events.clone(),
+            );
+            let base = routers
+                .entry(profile.name)
+                .or_insert_with(|| router(profile))
+                .clone();
             let app = base
                 .with_state(bmc.clone())
                 .layer(axum::middleware::from_fn_with_state(bmc.clone(), guard));
@@ -96,13 +114,19 @@ impl SimFleet {
                 Some(base_port) => u16::try_from(index)
                     .ok()
                     .and_then(|offset| base_port.checked_add(offset))
-                    .ok_or(SimError::PortRange { base_port, count: config.count })?,
+                    .ok_or(SimError::PortRange {
+                        base_port,
+                        count: config.count,
+                    })?,
                 None => 0,
             };
             let listener = TcpListener::bind(("127.0.0.1", port))
                 .await
                 .map_err(|source| SimError::Bind { port, source })?;
-            let port = listener.local_addr().map_err(|source| SimError::Bind { port, source })?.port();
+            let port = listener
+                .local_addr()
+                .map_err(|source| SimError::Bind { port, source })?
+                .port();
             let (acceptor, fingerprint) = match (&shared_cert, &shared_acceptor, config.tls) {
                 (Some(cert), Some(acceptor), _) => (Some(acceptor.clone()), Some(cert.fingerprint)),
                 (_, _, true) => {
@@ -112,7 +136,13 @@ impl SimFleet {
                 _ => (None, None),
             };
             let scheme = if config.tls { "https" } else { "http" };
-            tokio::spawn(run_listener(listener, app, acceptor, bmc.clone(), cancel.clone()));
+            tokio::spawn(run_listener(
+                listener,
+                app,
+                acceptor,
+                bmc.clone(),
+                cancel.clone(),
+            ));
             endpoints.push(SimEndpoint {
                 index,
                 profile: profile.name,
@@ -121,8 +151,16 @@ impl SimFleet {
                 bmc,
             });
         }
-        info!(count = config.count, tls = config.tls, "simulated BMC fleet started");
-        Ok(SimFleet { endpoints, events, cancel })
+        info!(
+            count = config.count,
+            tls = config.tls,
+            "simulated BMC fleet started"
+        );
+        Ok(SimFleet {
+            endpoints,
+            events,
+            cancel,
+        })
     }
 
     /// The BMCs, in index order.

@@ -89,7 +89,10 @@ async fn misbehave(mut stream: TcpStream, hostility: Hostility) -> std::io::Resu
     }
     read_head(&mut stream).await?;
     let simple = |status: &str, extra: &str, body: &str| {
-        format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}", body.len())
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
     };
     match hostility {
         Hostility::Garbage => stream.write_all(simple("200 OK", "", "<html>not json</html>").as_bytes()).await?,

@@ -44,7 +44,12 @@ fn log_base(p: &VendorProfile) -> String {
 
 /// A JSON answer.
 fn reply(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// A Redfish error answer.
@@ -70,9 +75,14 @@ fn answer(bmc: &SimBmc, style: Answer) -> Response {
         Answer::OkWithBody => reply(StatusCode::OK, success_body()),
         Answer::AcceptedTask => {
             let id = format!("JID_{:012}", rand::random::<u64>() % 1_000_000_000_000);
-            bmc.lock().tasks.insert(id.clone(), tokio::time::Instant::now() + bmc.timing.task);
+            bmc.lock()
+                .tasks
+                .insert(id.clone(), tokio::time::Instant::now() + bmc.timing.task);
             let location = format!("{ROOT}/TaskService/TaskMonitors/{id}");
-            let mut response = reply(StatusCode::ACCEPTED, json!({ "@odata.id": location, "Id": id, "TaskState": "Running" }));
+            let mut response = reply(
+                StatusCode::ACCEPTED,
+                json!({ "@odata.id": location, "Id": id, "TaskState": "Running" }),
+            );
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, value);
             }
@@ -81,11 +91,19 @@ fn answer(bmc: &SimBmc, style: Answer) -> Response {
     }
 }
 
-fn parse_json(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
+fn parse_json(body: &Bytes) -> Option<serde_json::Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(redfish_error(StatusCode::BAD_REQUEST, "MalformedJSON", "The request body is not a JSON object.")),
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
     }
+}
+
+fn malformed_json() -> Response {
+    redfish_error(
+        StatusCode::BAD_REQUEST,
+        "MalformedJSON",
+        "The request body is not a JSON object.",
+    )
 }
 
 fn link(path: &str) -> Value {
@@ -117,25 +135,50 @@ pub fn router(p: &'static VendorProfile) -> Router<Arc<SimBmc>> {
         .route(&format!("{ROOT}/Managers"), get(managers))
         .route(&mgr, get(manager))
         .route(&media, get(media_collection))
-        .route(&format!("{media}/{{slot}}"), get(media_slot).patch(patch_media))
-        .route(&format!("{media}/{{slot}}/Actions/VirtualMedia.InsertMedia"), post(insert_media))
-        .route(&format!("{media}/{{slot}}/Actions/VirtualMedia.EjectMedia"), post(eject_media))
+        .route(
+            &format!("{media}/{{slot}}"),
+            get(media_slot).patch(patch_media),
+        )
+        .route(
+            &format!("{media}/{{slot}}/Actions/VirtualMedia.InsertMedia"),
+            post(insert_media),
+        )
+        .route(
+            &format!("{media}/{{slot}}/Actions/VirtualMedia.EjectMedia"),
+            post(eject_media),
+        )
         .route(&logs, get(log_services))
         .route(&format!("{logs}/{}", p.log_id), get(log_service))
         .route(&format!("{logs}/{}/Entries", p.log_id), get(log_entries))
-        .route(&format!("{logs}/{}/Actions/LogService.ClearLog", p.log_id), post(clear_log))
-        .route(&format!("{ROOT}/TaskService/TaskMonitors/{{id}}"), get(task_monitor));
+        .route(
+            &format!("{logs}/{}/Actions/LogService.ClearLog", p.log_id),
+            post(clear_log),
+        )
+        .route(
+            &format!("{ROOT}/TaskService/TaskMonitors/{{id}}"),
+            get(task_monitor),
+        );
     if p.sessions {
         router = router
             .route(&format!("{ROOT}/SessionService"), get(session_service))
-            .route(&format!("{ROOT}/SessionService/Sessions"), get(sessions).post(login))
-            .route(&format!("{ROOT}/SessionService/Sessions/{{id}}"), get(session).delete(logout));
+            .route(
+                &format!("{ROOT}/SessionService/Sessions"),
+                get(sessions).post(login),
+            )
+            .route(
+                &format!("{ROOT}/SessionService/Sessions/{{id}}"),
+                get(session).delete(logout),
+            );
     }
     router.fallback(not_found)
 }
 
 async fn not_found() -> Response {
-    redfish_error(StatusCode::NOT_FOUND, "ResourceMissingAtURI", "The resource at the URI was not found.")
+    redfish_error(
+        StatusCode::NOT_FOUND,
+        "ResourceMissingAtURI",
+        "The resource at the URI was not found.",
+    )
 }
 
 /// Applies the fault knobs and authentication before any handler.
@@ -146,20 +189,36 @@ pub async fn guard(State(bmc): State<Arc<SimBmc>>, request: Request, next: Next)
         tokio::time::sleep(faults.latency).await;
     }
     if faults.busy {
-        let mut response =
-            redfish_error(StatusCode::SERVICE_UNAVAILABLE, "ServiceTemporarilyUnavailable", "The BMC is busy.");
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let mut response = redfish_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceTemporarilyUnavailable",
+            "The BMC is busy.",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     }
     if faults.error_rate > 0.0 && rand::random::<f64>() < faults.error_rate {
-        return redfish_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Simulated internal error.");
+        return redfish_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "Simulated internal error.",
+        );
     }
     let path = request.uri().path().trim_end_matches('/');
     let anonymous = (request.method() == Method::GET && path == ROOT)
         || (request.method() == Method::POST && path == format!("{ROOT}/SessionService/Sessions"));
     if !anonymous && !authorized(&bmc, request.headers()) {
-        let mut response = redfish_error(StatusCode::UNAUTHORIZED, "NoValidSession", "Authentication required.");
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"BMC\""));
+        let mut response = redfish_error(
+            StatusCode::UNAUTHORIZED,
+            "NoValidSession",
+            "Authentication required.",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"BMC\""),
+        );
         return response;
     }
     next.run(request).await
@@ -207,15 +266,24 @@ async fn service_root(State(bmc): State<Arc<SimBmc>>) -> Response {
             map.insert("Vendor".into(), json!(vendor));
         }
         if p.sessions {
-            map.insert("SessionService".into(), link(&format!("{ROOT}/SessionService")));
-            map.insert("Links".into(), json!({ "Sessions": link(&format!("{ROOT}/SessionService/Sessions")) }));
+            map.insert(
+                "SessionService".into(),
+                link(&format!("{ROOT}/SessionService")),
+            );
+            map.insert(
+                "Links".into(),
+                json!({ "Sessions": link(&format!("{ROOT}/SessionService/Sessions")) }),
+            );
         }
     }
     reply(StatusCode::OK, root)
 }
 
 async fn systems(State(bmc): State<Arc<SimBmc>>) -> Response {
-    reply(StatusCode::OK, collection(&format!("{ROOT}/Systems"), &[system_path(bmc.profile)]))
+    reply(
+        StatusCode::OK,
+        collection(&format!("{ROOT}/Systems"), &[system_path(bmc.profile)]),
+    )
 }
 
 fn power_text(power: PowerState) -> &'static str {
@@ -289,45 +357,82 @@ async fn system(State(bmc): State<Arc<SimBmc>>) -> Response {
 
 async fn patch_system(State(bmc): State<Arc<SimBmc>>, headers: HeaderMap, body: Bytes) -> Response {
     let p = bmc.profile;
-    let body = match parse_json(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
+    let Some(body) = parse_json(&body) else {
+        return malformed_json();
     };
     let current = etag_of(bmc.lock().system_version);
     let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
     match (p.etag, if_match) {
         (EtagStyle::HeaderRequired, None) => {
-            return redfish_error(StatusCode::PRECONDITION_REQUIRED, "PreconditionRequired", "If-Match is required.");
+            return redfish_error(
+                StatusCode::PRECONDITION_REQUIRED,
+                "PreconditionRequired",
+                "If-Match is required.",
+            );
         }
-        (EtagStyle::HeaderRequired | EtagStyle::BodyOptional, Some(tag)) if tag != current && tag != "*" => {
-            return redfish_error(StatusCode::PRECONDITION_FAILED, "PreconditionFailed", "ETag does not match.");
+        (EtagStyle::HeaderRequired | EtagStyle::BodyOptional, Some(tag))
+            if tag != current && tag != "*" =>
+        {
+            return redfish_error(
+                StatusCode::PRECONDITION_FAILED,
+                "PreconditionFailed",
+                "ETag does not match.",
+            );
         }
         _ => {}
     }
     let Some(Value::Object(boot)) = body.get("Boot") else {
-        return redfish_error(StatusCode::BAD_REQUEST, "PropertyMissing", "Only Boot can be changed.");
+        return redfish_error(
+            StatusCode::BAD_REQUEST,
+            "PropertyMissing",
+            "Only Boot can be changed.",
+        );
     };
     let text = |key: &str| boot.get(key).and_then(Value::as_str).map(str::to_string);
     let enabled = text("BootSourceOverrideEnabled").unwrap_or_else(|| "Once".into());
     if !["Disabled", "Once", "Continuous"].contains(&enabled.as_str()) {
-        return redfish_error(StatusCode::BAD_REQUEST, "PropertyValueNotInList", "Bad BootSourceOverrideEnabled.");
+        return redfish_error(
+            StatusCode::BAD_REQUEST,
+            "PropertyValueNotInList",
+            "Bad BootSourceOverrideEnabled.",
+        );
     }
     let Some(target) = text("BootSourceOverrideTarget") else {
-        return redfish_error(StatusCode::BAD_REQUEST, "PropertyMissing", "BootSourceOverrideTarget is required.");
+        return redfish_error(
+            StatusCode::BAD_REQUEST,
+            "PropertyMissing",
+            "BootSourceOverrideTarget is required.",
+        );
     };
     if !p.boot_targets.contains(&target.as_str()) {
-        return redfish_error(StatusCode::BAD_REQUEST, "PropertyValueNotInList", "Target not allowed.");
+        return redfish_error(
+            StatusCode::BAD_REQUEST,
+            "PropertyValueNotInList",
+            "Target not allowed.",
+        );
     }
     let mode = text("BootSourceOverrideMode");
     match (&mode, p.has_boot_mode) {
         (Some(_), false) => {
-            return redfish_error(StatusCode::BAD_REQUEST, "PropertyUnknown", "BootSourceOverrideMode is unknown.");
+            return redfish_error(
+                StatusCode::BAD_REQUEST,
+                "PropertyUnknown",
+                "BootSourceOverrideMode is unknown.",
+            );
         }
         (Some(m), true) if m != "UEFI" && m != "Legacy" => {
-            return redfish_error(StatusCode::BAD_REQUEST, "PropertyValueNotInList", "Bad BootSourceOverrideMode.");
+            return redfish_error(
+                StatusCode::BAD_REQUEST,
+                "PropertyValueNotInList",
+                "Bad BootSourceOverrideMode.",
+            );
         }
         (None, true) if p.boot_patch_requires_mode => {
-            return redfish_error(StatusCode::BAD_REQUEST, "PropertyMissing", "BootSourceOverrideMode is required.");
+            return redfish_error(
+                StatusCode::BAD_REQUEST,
+                "PropertyMissing",
+                "BootSourceOverrideMode is required.",
+            );
         }
         _ => {}
     }
@@ -336,23 +441,38 @@ async fn patch_system(State(bmc): State<Arc<SimBmc>>, headers: HeaderMap, body: 
 }
 
 async fn reset(State(bmc): State<Arc<SimBmc>>, body: Bytes) -> Response {
-    let body = match parse_json(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
+    let Some(body) = parse_json(&body) else {
+        return malformed_json();
     };
     let Some(reset_type) = body.get("ResetType").and_then(Value::as_str) else {
-        return redfish_error(StatusCode::BAD_REQUEST, "ActionParameterMissing", "ResetType is required.");
+        return redfish_error(
+            StatusCode::BAD_REQUEST,
+            "ActionParameterMissing",
+            "ResetType is required.",
+        );
     };
     if !bmc.reset(reset_type) {
-        return redfish_error(StatusCode::BAD_REQUEST, "ActionParameterNotSupported", "ResetType not supported.");
+        return redfish_error(
+            StatusCode::BAD_REQUEST,
+            "ActionParameterNotSupported",
+            "ResetType not supported.",
+        );
     }
     answer(&bmc, bmc.profile.reset_answer)
 }
 
 async fn nics(State(bmc): State<Arc<SimBmc>>) -> Response {
     let sys = system_path(bmc.profile);
-    let members: Vec<String> = bmc.profile.nic_ids.iter().map(|id| format!("{sys}/EthernetInterfaces/{id}")).collect();
-    reply(StatusCode::OK, collection(&format!("{sys}/EthernetInterfaces"), &members))
+    let members: Vec<String> = bmc
+        .profile
+        .nic_ids
+        .iter()
+        .map(|id| format!("{sys}/EthernetInterfaces/{id}"))
+        .collect();
+    reply(
+        StatusCode::OK,
+        collection(&format!("{sys}/EthernetInterfaces"), &members),
+    )
 }
 
 async fn nic(State(bmc): State<Arc<SimBmc>>, Path(id): Path<String>) -> Response {
@@ -362,7 +482,11 @@ async fn nic(State(bmc): State<Arc<SimBmc>>, Path(id): Path<String>) -> Response
     };
     let mac = bmc.macs.get(index).cloned().unwrap_or_default();
     // Dell spells MACs in upper case; clients must normalize.
-    let mac = if p.name == "dell" { mac.to_ascii_uppercase() } else { mac };
+    let mac = if p.name == "dell" {
+        mac.to_ascii_uppercase()
+    } else {
+        mac
+    };
     reply(
         StatusCode::OK,
         json!({ "@odata.id": format!("{}/EthernetInterfaces/{id}", system_path(p)), "Id": id, "MACAddress": mac }),
@@ -370,7 +494,10 @@ async fn nic(State(bmc): State<Arc<SimBmc>>, Path(id): Path<String>) -> Response
 }
 
 async fn managers(State(bmc): State<Arc<SimBmc>>) -> Response {
-    reply(StatusCode::OK, collection(&format!("{ROOT}/Managers"), &[manager_path(bmc.profile)]))
+    reply(
+        StatusCode::OK,
+        collection(&format!("{ROOT}/Managers"), &[manager_path(bmc.profile)]),
+    )
 }
 
 async fn manager(State(bmc): State<Arc<SimBmc>>) -> Response {
@@ -395,7 +522,12 @@ async fn manager(State(bmc): State<Arc<SimBmc>>) -> Response {
 
 async fn media_collection(State(bmc): State<Arc<SimBmc>>) -> Response {
     let base = media_base(bmc.profile);
-    let members: Vec<String> = bmc.lock().media.iter().map(|m| format!("{base}/{}", m.id)).collect();
+    let members: Vec<String> = bmc
+        .lock()
+        .media
+        .iter()
+        .map(|m| format!("{base}/{}", m.id))
+        .collect();
     reply(StatusCode::OK, collection(&base, &members))
 }
 
@@ -431,49 +563,90 @@ async fn media_slot(State(bmc): State<Arc<SimBmc>>, Path(slot): Path<String>) ->
 }
 
 fn valid_image_url(image: &str) -> bool {
-    ["http://", "https://", "nfs://", "cifs://", "smb://"].iter().any(|scheme| image.starts_with(scheme))
+    ["http://", "https://", "nfs://", "cifs://", "smb://"]
+        .iter()
+        .any(|scheme| image.starts_with(scheme))
         && image.len() > 10
 }
 
 fn change_media(bmc: &SimBmc, slot: &str, image: Option<String>) -> Response {
     if let Some(image) = &image {
         if !valid_image_url(image) {
-            return redfish_error(StatusCode::BAD_REQUEST, "PropertyValueFormatError", "Image must be a URL.");
+            return redfish_error(
+                StatusCode::BAD_REQUEST,
+                "PropertyValueFormatError",
+                "Image must be a URL.",
+            );
         }
-        let current = bmc.lock().media.iter().find(|m| m.id == slot).and_then(|m| m.image.clone());
+        let current = bmc
+            .lock()
+            .media
+            .iter()
+            .find(|m| m.id == slot)
+            .and_then(|m| m.image.clone());
         match current {
             Some(current) if &current == image => return StatusCode::NO_CONTENT.into_response(),
-            Some(_) => return redfish_error(StatusCode::CONFLICT, "ResourceInUse", "Media is already inserted."),
+            Some(_) => {
+                return redfish_error(
+                    StatusCode::CONFLICT,
+                    "ResourceInUse",
+                    "Media is already inserted.",
+                );
+            }
             None => {}
         }
     }
     if bmc.set_media(slot, image) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        redfish_error(StatusCode::NOT_FOUND, "ResourceMissingAtURI", "No such slot.")
+        redfish_error(
+            StatusCode::NOT_FOUND,
+            "ResourceMissingAtURI",
+            "No such slot.",
+        )
     }
 }
 
-async fn patch_media(State(bmc): State<Arc<SimBmc>>, Path(slot): Path<String>, body: Bytes) -> Response {
+async fn patch_media(
+    State(bmc): State<Arc<SimBmc>>,
+    Path(slot): Path<String>,
+    body: Bytes,
+) -> Response {
     if bmc.profile.media_actions {
-        return redfish_error(StatusCode::METHOD_NOT_ALLOWED, "OperationNotAllowed", "Use InsertMedia/EjectMedia.");
+        return redfish_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "OperationNotAllowed",
+            "Use InsertMedia/EjectMedia.",
+        );
     }
-    let body = match parse_json(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
+    let Some(body) = parse_json(&body) else {
+        return malformed_json();
     };
-    let inserted = body.get("Inserted").and_then(Value::as_bool).unwrap_or(true);
-    let image = body.get("Image").and_then(Value::as_str).map(str::to_string);
+    let inserted = body
+        .get("Inserted")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let image = body
+        .get("Image")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     change_media(&bmc, &slot, if inserted { image } else { None })
 }
 
-async fn insert_media(State(bmc): State<Arc<SimBmc>>, Path(slot): Path<String>, body: Bytes) -> Response {
-    let body = match parse_json(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
+async fn insert_media(
+    State(bmc): State<Arc<SimBmc>>,
+    Path(slot): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(body) = parse_json(&body) else {
+        return malformed_json();
     };
     let Some(image) = body.get("Image").and_then(Value::as_str) else {
-        return redfish_error(StatusCode::BAD_REQUEST, "ActionParameterMissing", "Image is required.");
+        return redfish_error(
+            StatusCode::BAD_REQUEST,
+            "ActionParameterMissing",
+            "Image is required.",
+        );
     };
     change_media(&bmc, &slot, Some(image.to_string()))
 }
@@ -484,7 +657,10 @@ async fn eject_media(State(bmc): State<Arc<SimBmc>>, Path(slot): Path<String>) -
 
 async fn log_services(State(bmc): State<Arc<SimBmc>>) -> Response {
     let base = log_base(bmc.profile);
-    reply(StatusCode::OK, collection(&base, &[format!("{base}/{}", bmc.profile.log_id)]))
+    reply(
+        StatusCode::OK,
+        collection(&base, &[format!("{base}/{}", bmc.profile.log_id)]),
+    )
 }
 
 async fn log_service(State(bmc): State<Arc<SimBmc>>) -> Response {
@@ -519,7 +695,10 @@ async fn log_entries(State(bmc): State<Arc<SimBmc>>) -> Response {
             })
         })
         .collect();
-    reply(StatusCode::OK, json!({ "@odata.id": path, "Members@odata.count": members.len(), "Members": members }))
+    reply(
+        StatusCode::OK,
+        json!({ "@odata.id": path, "Members@odata.count": members.len(), "Members": members }),
+    )
 }
 
 async fn clear_log(State(bmc): State<Arc<SimBmc>>) -> Response {
@@ -532,9 +711,15 @@ async fn task_monitor(State(bmc): State<Arc<SimBmc>>, Path(id): Path<String>) ->
         return not_found().await;
     };
     if tokio::time::Instant::now() < ready_at {
-        return reply(StatusCode::ACCEPTED, json!({ "Id": id, "TaskState": "Running", "PercentComplete": 50 }));
+        return reply(
+            StatusCode::ACCEPTED,
+            json!({ "Id": id, "TaskState": "Running", "PercentComplete": 50 }),
+        );
     }
-    reply(StatusCode::OK, json!({ "Id": id, "TaskState": "Completed", "TaskStatus": "OK", "PercentComplete": 100 }))
+    reply(
+        StatusCode::OK,
+        json!({ "Id": id, "TaskState": "Completed", "TaskStatus": "OK", "PercentComplete": 100 }),
+    )
 }
 
 async fn session_service() -> Response {
@@ -546,32 +731,49 @@ async fn session_service() -> Response {
 }
 
 async fn sessions(State(bmc): State<Arc<SimBmc>>) -> Response {
-    let ids: Vec<String> =
-        bmc.lock().sessions.values().map(|id| format!("{ROOT}/SessionService/Sessions/{id}")).collect();
-    reply(StatusCode::OK, collection(&format!("{ROOT}/SessionService/Sessions"), &ids))
+    let ids: Vec<String> = bmc
+        .lock()
+        .sessions
+        .values()
+        .map(|id| format!("{ROOT}/SessionService/Sessions/{id}"))
+        .collect();
+    reply(
+        StatusCode::OK,
+        collection(&format!("{ROOT}/SessionService/Sessions"), &ids),
+    )
 }
 
 async fn session(State(bmc): State<Arc<SimBmc>>, Path(id): Path<u64>) -> Response {
     if !bmc.lock().sessions.values().any(|s| *s == id) {
         return not_found().await;
     }
-    reply(StatusCode::OK, json!({ "@odata.id": format!("{ROOT}/SessionService/Sessions/{id}"), "Id": id.to_string() }))
+    reply(
+        StatusCode::OK,
+        json!({ "@odata.id": format!("{ROOT}/SessionService/Sessions/{id}"), "Id": id.to_string() }),
+    )
 }
 
 async fn login(State(bmc): State<Arc<SimBmc>>, body: Bytes) -> Response {
-    let body = match parse_json(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
+    let Some(body) = parse_json(&body) else {
+        return malformed_json();
     };
     let user = body.get("UserName").and_then(Value::as_str).unwrap_or("");
     let password = body.get("Password").and_then(Value::as_str).unwrap_or("");
     if !bmc.credentials_ok(user, password) {
-        return redfish_error(StatusCode::UNAUTHORIZED, "NoValidSession", "Invalid user name or password.");
+        return redfish_error(
+            StatusCode::UNAUTHORIZED,
+            "NoValidSession",
+            "Invalid user name or password.",
+        );
     }
     let limit = bmc.faults().session_limit;
     let mut inner = bmc.lock();
     if limit > 0 && inner.sessions.len() >= limit {
-        return redfish_error(StatusCode::SERVICE_UNAVAILABLE, "SessionLimitExceeded", "Too many sessions.");
+        return redfish_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SessionLimitExceeded",
+            "Too many sessions.",
+        );
     }
     let id = inner.next_session_id;
     inner.next_session_id += 1;
@@ -579,8 +781,14 @@ async fn login(State(bmc): State<Arc<SimBmc>>, body: Bytes) -> Response {
     inner.sessions.insert(token.clone(), id);
     drop(inner);
     let location = format!("{ROOT}/SessionService/Sessions/{id}");
-    let mut response = reply(StatusCode::CREATED, json!({ "@odata.id": location, "Id": id.to_string(), "UserName": user }));
-    if let (Ok(token), Ok(location)) = (HeaderValue::from_str(&token), HeaderValue::from_str(&location)) {
+    let mut response = reply(
+        StatusCode::CREATED,
+        json!({ "@odata.id": location, "Id": id.to_string(), "UserName": user }),
+    );
+    if let (Ok(token), Ok(location)) = (
+        HeaderValue::from_str(&token),
+        HeaderValue::from_str(&location),
+    ) {
         response.headers_mut().insert("X-Auth-Token", token);
         response.headers_mut().insert(header::LOCATION, location);
     }

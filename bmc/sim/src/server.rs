@@ -32,21 +32,30 @@ impl SimCert {
     /// Generates a fresh ECDSA P-256 self-signed certificate.
     pub fn generate() -> Result<Self, SimError> {
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        let certified = rcgen::generate_simple_self_signed(names).map_err(|err| SimError::Certificate(err.to_string()))?;
+        let certified = rcgen::generate_simple_self_signed(names)
+            .map_err(|err| SimError::Certificate(err.to_string()))?;
         let cert = certified.cert.der().clone();
         let fingerprint = CertFingerprint::of_der(cert.as_ref());
         let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
-        Ok(SimCert { cert, key, fingerprint })
+        Ok(SimCert {
+            cert,
+            key,
+            fingerprint,
+        })
     }
 
     /// A TLS acceptor serving this certificate, on kiln's ring provider.
     pub fn acceptor(&self) -> Result<TlsAcceptor, SimError> {
-        let config = rustls::ServerConfig::builder_with_provider(kiln_bmc::redfish::tls::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .map_err(SimError::Tls)?
-            .with_no_client_auth()
-            .with_single_cert(vec![self.cert.clone()], PrivateKeyDer::Pkcs8(self.key.clone_key()))
-            .map_err(SimError::Tls)?;
+        let config =
+            rustls::ServerConfig::builder_with_provider(kiln_bmc::redfish::tls::crypto_provider())
+                .with_safe_default_protocol_versions()
+                .map_err(SimError::Tls)?
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![self.cert.clone()],
+                    PrivateKeyDer::Pkcs8(self.key.clone_key()),
+                )
+                .map_err(SimError::Tls)?;
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 }
@@ -93,13 +102,21 @@ async fn serve_connection(stream: TcpStream, router: Router, tls: Option<TlsAcce
     let builder = hyper::server::conn::http1::Builder::new();
     let result = match tls {
         Some(acceptor) => match acceptor.accept(stream).await {
-            Ok(tls_stream) => builder.serve_connection(TokioIo::new(tls_stream), service).await,
+            Ok(tls_stream) => {
+                builder
+                    .serve_connection(TokioIo::new(tls_stream), service)
+                    .await
+            }
             Err(err) => {
                 debug!(error = %err, "TLS handshake failed");
                 return;
             }
         },
-        None => builder.serve_connection(TokioIo::new(stream), service).await,
+        None => {
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+        }
     };
     if let Err(err) = result {
         debug!(error = %err, "connection ended with an error");

@@ -145,7 +145,11 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { power_on: Duration::from_secs(2), graceful_off: Duration::from_secs(1), task: Duration::from_millis(500) }
+        Timing {
+            power_on: Duration::from_secs(2),
+            graceful_off: Duration::from_secs(1),
+            task: Duration::from_millis(500),
+        }
     }
 }
 
@@ -184,7 +188,13 @@ impl SimBmc {
         let macs = (0..profile.nic_ids.len())
             .map(|nic| {
                 let n = index as u32;
-                format!("02:4b:{:02x}:{:02x}:{:02x}:{:02x}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff, nic)
+                format!(
+                    "02:4b:{:02x}:{:02x}:{:02x}:{:02x}",
+                    (n >> 16) & 0xff,
+                    (n >> 8) & 0xff,
+                    n & 0xff,
+                    nic
+                )
             })
             .collect();
         let media = profile
@@ -207,10 +217,18 @@ impl SimBmc {
             inner: Mutex::new(Inner {
                 power: PowerState::Off,
                 power_generation: 0,
-                boot: BootState { enabled: "Disabled".into(), target: "None".into(), mode: "UEFI".into() },
+                boot: BootState {
+                    enabled: "Disabled".into(),
+                    target: "None".into(),
+                    mode: "UEFI".into(),
+                },
                 system_version: 1,
                 media,
-                sel: vec![SelEntry { id: 1, severity: "OK", message: "Log area reset/cleared".into() }],
+                sel: vec![SelEntry {
+                    id: 1,
+                    severity: "OK",
+                    message: "Log area reset/cleared".into(),
+                }],
                 next_sel_id: 2,
                 sessions: HashMap::new(),
                 next_session_id: 1,
@@ -225,22 +243,35 @@ impl SimBmc {
     /// Locks the mutable state. A panic while holding the lock cannot leave it inconsistent in a way that
     /// matters to a simulator, so a poisoned lock is used as is.
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current fault knobs.
     pub fn faults(&self) -> Faults {
-        self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Replaces the fault knobs.
     pub fn set_faults(&self, faults: Faults) {
-        *self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = faults;
+        *self
+            .faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = faults;
     }
 
     /// Changes some fault knobs.
     pub fn update_faults(&self, change: impl FnOnce(&mut Faults)) {
-        change(&mut self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        change(
+            &mut self
+                .faults
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
     }
 
     /// The current power state.
@@ -263,13 +294,20 @@ impl SimBmc {
 
     fn publish(&self, kind: SimEventKind) {
         // No subscribers is fine: nobody is simulating the node.
-        let _ = self.events.send(SimEvent { bmc: self.index, kind });
+        let _ = self.events.send(SimEvent {
+            bmc: self.index,
+            kind,
+        });
     }
 
     fn log(inner: &mut Inner, severity: &'static str, message: String) {
         let id = inner.next_sel_id;
         inner.next_sel_id += 1;
-        inner.sel.push(SelEntry { id, severity, message });
+        inner.sel.push(SelEntry {
+            id,
+            severity,
+            message,
+        });
         // Keep the log bounded, as real BMCs do.
         if inner.sel.len() > 512 {
             inner.sel.remove(0);
@@ -278,7 +316,7 @@ impl SimBmc {
 
     /// Applies a Redfish reset type. Returns `false` for a reset type this profile does not offer.
     pub fn reset(self: &Arc<Self>, reset_type: &str) -> bool {
-        if !self.profile.reset_types.iter().any(|t| *t == reset_type) {
+        if !self.profile.reset_types.contains(&reset_type) {
             return false;
         }
         if self.faults().stuck_power {
@@ -379,7 +417,10 @@ impl SimBmc {
         }
         inner.system_version += 1;
         drop(inner);
-        self.publish(SimEventKind::BootOverride { target: target.to_string(), enabled: enabled.to_string() });
+        self.publish(SimEventKind::BootOverride {
+            target: target.to_string(),
+            enabled: enabled.to_string(),
+        });
     }
 
     /// Attaches or detaches virtual media. Returns `false` if there is no such slot.
@@ -391,8 +432,13 @@ impl SimBmc {
         state.image = image.clone();
         drop(inner);
         match image {
-            Some(image) => self.publish(SimEventKind::MediaInserted { slot: slot.to_string(), image }),
-            None => self.publish(SimEventKind::MediaEjected { slot: slot.to_string() }),
+            Some(image) => self.publish(SimEventKind::MediaInserted {
+                slot: slot.to_string(),
+                image,
+            }),
+            None => self.publish(SimEventKind::MediaEjected {
+                slot: slot.to_string(),
+            }),
         }
         true
     }

@@ -16,12 +16,12 @@ use tokio::sync::OnceCell;
 use tracing::{debug, info};
 
 use crate::{
-    Bmc, BmcError, BootMode, BootOverride, Credentials, Inspection, LogEntry, PowerAction, PowerState, SystemInventory,
-    VirtualMediaSlot,
+    Bmc, BmcError, BootMode, BootOverride, Credentials, Inspection, LogEntry, PowerAction,
+    PowerState, SystemInventory, VirtualMediaSlot,
 };
 use model::{
-    Collection, ComputerSystem, EthernetInterface, LogEntryCollection, LogService, Manager, OverrideEnabled,
-    RfPowerState, ServiceRoot, Task, VirtualMedia,
+    Collection, ComputerSystem, EthernetInterface, LogEntryCollection, LogService, Manager,
+    OverrideEnabled, RfPowerState, ServiceRoot, Task, VirtualMedia,
 };
 use quirks::{Quirks, boot_target, quirks_for, reset_plan};
 pub use tls::{CertFingerprint, TlsPolicy, probe_fingerprint};
@@ -86,8 +86,10 @@ pub struct RedfishClient {
 impl RedfishClient {
     /// Builds a client; nothing is sent until the first operation.
     pub fn new(config: RedfishConfig) -> Result<Self, BmcError> {
-        let url = Url::parse(&config.url)
-            .map_err(|err| BmcError::Config { addr: config.url.clone(), detail: format!("bad URL: {err}") })?;
+        let url = Url::parse(&config.url).map_err(|err| BmcError::Config {
+            addr: config.url.clone(),
+            detail: format!("bad URL: {err}"),
+        })?;
         let mut base = url.clone();
         base.set_path("/");
         base.set_query(None);
@@ -132,8 +134,8 @@ impl RedfishClient {
             response
         };
         let response = t.check_status(response, "GET service root")?;
-        let root: ServiceRoot =
-            model::parse_resource(&response.body).map_err(|err| t.protocol(format!("service root: {err}")))?;
+        let root: ServiceRoot = model::parse_resource(&response.body)
+            .map_err(|err| t.protocol(format!("service root: {err}")))?;
         let sessions = root
             .links
             .as_ref()
@@ -157,11 +159,21 @@ impl RedfishClient {
             .find_map(|link| link.odata_id)
             .ok_or_else(|| t.protocol("Systems collection is empty"))?;
         let manager = match root.managers.and_then(|link| link.odata_id) {
-            Some(path) => t.get::<Collection>(&path).await?.0.members.into_iter().find_map(|link| link.odata_id),
+            Some(path) => t
+                .get::<Collection>(&path)
+                .await?
+                .0
+                .members
+                .into_iter()
+                .find_map(|link| link.odata_id),
             None => None,
         };
         debug!(bmc = %t.addr(), system = %system, manager = ?manager, "discovered");
-        Ok(Discovery { system, manager, vendor: root.vendor })
+        Ok(Discovery {
+            system,
+            manager,
+            vendor: root.vendor,
+        })
     }
 
     async fn system(&self) -> Result<(ComputerSystem, RfResponse), BmcError> {
@@ -178,11 +190,17 @@ impl RedfishClient {
 
     async fn quirks(&self, system: &ComputerSystem) -> Result<Quirks, BmcError> {
         let vendor = self.discovery().await?.vendor.clone();
-        Ok(quirks_for(system.manufacturer.as_deref(), vendor.as_deref()))
+        Ok(quirks_for(
+            system.manufacturer.as_deref(),
+            vendor.as_deref(),
+        ))
     }
 
     fn unsupported(&self, what: impl Into<String>) -> BmcError {
-        BmcError::Unsupported { addr: self.transport.addr().to_string(), what: what.into() }
+        BmcError::Unsupported {
+            addr: self.transport.addr().to_string(),
+            what: what.into(),
+        }
     }
 
     /// Waits for an operation's answer to finish: 202 + `Location` is a task monitor to poll; anything else 2xx
@@ -216,7 +234,10 @@ impl RedfishClient {
                 None => {}
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(BmcError::Timeout { addr: t.addr().to_string(), timeout: self.task_timeout });
+                return Err(BmcError::Timeout {
+                    addr: t.addr().to_string(),
+                    timeout: self.task_timeout,
+                });
             }
             tokio::time::sleep(self.poll_interval).await;
         }
@@ -230,7 +251,10 @@ impl RedfishClient {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(BmcError::Timeout { addr: self.transport.addr().to_string(), timeout: self.task_timeout });
+                return Err(BmcError::Timeout {
+                    addr: self.transport.addr().to_string(),
+                    timeout: self.task_timeout,
+                });
             }
             tokio::time::sleep(self.poll_interval).await;
         }
@@ -242,7 +266,11 @@ impl RedfishClient {
         if let Some(path) = system.virtual_media.and_then(|link| link.odata_id) {
             return Ok(Some(path));
         }
-        Ok(self.manager().await?.and_then(|m| m.virtual_media).and_then(|link| link.odata_id))
+        Ok(self
+            .manager()
+            .await?
+            .and_then(|m| m.virtual_media)
+            .and_then(|link| link.odata_id))
     }
 
     async fn virtual_media_resources(&self) -> Result<Vec<(String, VirtualMedia)>, BmcError> {
@@ -266,17 +294,21 @@ impl RedfishClient {
         }
         let found = match slot {
             Some(want) => slots.into_iter().find(|(path, media)| {
-                media.id.as_deref() == Some(want) || path.trim_end_matches('/').rsplit('/').next() == Some(want)
+                media.id.as_deref() == Some(want)
+                    || path.trim_end_matches('/').rsplit('/').next() == Some(want)
             }),
             None => {
                 let is_cd = |m: &VirtualMedia| {
-                    m.media_types.iter().any(|t| t.eq_ignore_ascii_case("CD") || t.eq_ignore_ascii_case("DVD"))
+                    m.media_types
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case("CD") || t.eq_ignore_ascii_case("DVD"))
                 };
                 let cd = slots.iter().position(|(_, m)| is_cd(m)).unwrap_or(0);
                 slots.into_iter().nth(cd)
             }
         };
-        found.ok_or_else(|| self.unsupported(format!("virtual media slot {:?}", slot.unwrap_or(""))))
+        found
+            .ok_or_else(|| self.unsupported(format!("virtual media slot {:?}", slot.unwrap_or(""))))
     }
 
     /// The log service kiln reads: the manager's SEL if there is one, else the first log service found.
@@ -295,7 +327,11 @@ impl RedfishClient {
             let (members, _) = t.get::<Collection>(&collection).await?;
             for path in members.members.into_iter().filter_map(|link| link.odata_id) {
                 let (service, _) = t.get::<LogService>(&path).await?;
-                if service.id.as_deref().is_some_and(|id| id.to_ascii_lowercase().contains("sel")) {
+                if service
+                    .id
+                    .as_deref()
+                    .is_some_and(|id| id.to_ascii_lowercase().contains("sel"))
+                {
                     return Ok(service);
                 }
                 fallback.get_or_insert(service);
@@ -318,7 +354,9 @@ fn power_from_redfish(state: &RfPowerState) -> Option<PowerState> {
 /// Normalizes a MAC address to lower-case colon form; `None` if it is not six hex octets.
 pub fn normalize_mac(text: &str) -> Option<String> {
     let digits: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    let separators_ok = text.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '-' | '.'));
+    let separators_ok = text
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '-' | '.'));
     if digits.len() != 12 || !separators_ok {
         return None;
     }
@@ -335,9 +373,13 @@ impl Bmc for RedfishClient {
 
     async fn power_state(&self) -> Result<PowerState, BmcError> {
         let (system, _) = self.system().await?;
-        let state = system.power_state.ok_or_else(|| self.transport.protocol("system has no PowerState"))?;
-        power_from_redfish(&state)
-            .ok_or_else(|| self.transport.protocol(format!("unknown PowerState {:?}", state.as_str())))
+        let state = system
+            .power_state
+            .ok_or_else(|| self.transport.protocol("system has no PowerState"))?;
+        power_from_redfish(&state).ok_or_else(|| {
+            self.transport
+                .protocol(format!("unknown PowerState {:?}", state.as_str()))
+        })
     }
 
     async fn set_power(&self, action: PowerAction) -> Result<(), BmcError> {
@@ -353,7 +395,10 @@ impl Bmc for RedfishClient {
         let reset = system.actions.and_then(|a| a.reset).unwrap_or_default();
         let target = match reset.target {
             Some(target) => target,
-            None => format!("{}/Actions/ComputerSystem.Reset", self.discovery().await?.system.trim_end_matches('/')),
+            None => format!(
+                "{}/Actions/ComputerSystem.Reset",
+                self.discovery().await?.system.trim_end_matches('/')
+            ),
         };
         let plan = reset_plan(action, &reset.allowable)
             .ok_or_else(|| self.unsupported(format!("power action {action:?}")))?;
@@ -365,7 +410,9 @@ impl Bmc for RedfishClient {
             info!(bmc = %t.addr(), action = ?action, reset_type = reset_type.as_str(), "reset");
             let body = json!({ "ResetType": reset_type.as_str() });
             let operation = format!("reset {}", reset_type.as_str());
-            let response = t.send_ok(Method::POST, &target, Some(&body), None, &operation).await?;
+            let response = t
+                .send_ok(Method::POST, &target, Some(&body), None, &operation)
+                .await?;
             self.finish(response, &operation).await?;
         }
         Ok(())
@@ -380,7 +427,11 @@ impl Bmc for RedfishClient {
             let current = system.boot.clone().unwrap_or_default();
             let target = boot_target(boot.device, &current.allowable_targets, &quirks)
                 .ok_or_else(|| self.unsupported(format!("boot device {}", boot.device)))?;
-            let enabled = if boot.once { OverrideEnabled::Once } else { OverrideEnabled::Continuous };
+            let enabled = if boot.once {
+                OverrideEnabled::Once
+            } else {
+                OverrideEnabled::Continuous
+            };
             let mut patch = json!({
                 "BootSourceOverrideEnabled": enabled.as_str(),
                 "BootSourceOverrideTarget": target.as_str(),
@@ -388,7 +439,12 @@ impl Bmc for RedfishClient {
             let mode = match boot.mode {
                 Some(BootMode::Uefi) => Some("UEFI".to_string()),
                 Some(BootMode::Legacy) => Some("Legacy".to_string()),
-                None if quirks.boot_patch_needs_mode => Some(current.override_mode.clone().unwrap_or_else(|| "UEFI".into())),
+                None if quirks.boot_patch_needs_mode => Some(
+                    current
+                        .override_mode
+                        .clone()
+                        .unwrap_or_else(|| "UEFI".into()),
+                ),
                 None => None,
             };
             if let (Some(mode), Some(map)) = (mode, patch.as_object_mut()) {
@@ -396,7 +452,9 @@ impl Bmc for RedfishClient {
             }
             let etag = response.etag().or(system.odata_etag);
             let body = json!({ "Boot": patch });
-            let answer = t.send(Method::PATCH, &system_path, Some(&body), etag.as_deref()).await?;
+            let answer = t
+                .send(Method::PATCH, &system_path, Some(&body), etag.as_deref())
+                .await?;
             if answer.status == StatusCode::PRECONDITION_FAILED && attempt == 0 {
                 debug!(bmc = %t.addr(), "ETag changed under us, reading the system again");
                 continue;
@@ -419,13 +477,20 @@ impl Bmc for RedfishClient {
             .await?
             .into_iter()
             .map(|(path, media)| VirtualMediaSlot {
-                id: media
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| path.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string()),
+                id: media.id.clone().unwrap_or_else(|| {
+                    path.trim_end_matches('/')
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                }),
                 inserted: media.inserted.unwrap_or(media.image.is_some()),
                 image: media.image.clone().filter(|image| !image.is_empty()),
-                insert_supported: media.actions.as_ref().and_then(|a| a.insert.as_ref()).is_some()
+                insert_supported: media
+                    .actions
+                    .as_ref()
+                    .and_then(|a| a.insert.as_ref())
+                    .is_some()
                     || !media.media_types.is_empty(),
             })
             .collect())
@@ -437,11 +502,13 @@ impl Bmc for RedfishClient {
         let response = match media.actions.and_then(|a| a.insert).and_then(|a| a.target) {
             Some(target) => {
                 let body = json!({ "Image": image_url, "Inserted": true, "WriteProtected": true });
-                t.send_ok(Method::POST, &target, Some(&body), None, "insert media").await?
+                t.send_ok(Method::POST, &target, Some(&body), None, "insert media")
+                    .await?
             }
             None => {
                 let body = json!({ "Image": image_url, "Inserted": true });
-                t.send_ok(Method::PATCH, &path, Some(&body), None, "insert media").await?
+                t.send_ok(Method::PATCH, &path, Some(&body), None, "insert media")
+                    .await?
             }
         };
         self.finish(response, "insert media").await
@@ -451,10 +518,14 @@ impl Bmc for RedfishClient {
         let t = &self.transport;
         let (path, media) = self.pick_slot(slot).await?;
         let response = match media.actions.and_then(|a| a.eject).and_then(|a| a.target) {
-            Some(target) => t.send_ok(Method::POST, &target, Some(&json!({})), None, "eject media").await?,
+            Some(target) => {
+                t.send_ok(Method::POST, &target, Some(&json!({})), None, "eject media")
+                    .await?
+            }
             None => {
                 let body = json!({ "Image": null, "Inserted": false });
-                t.send_ok(Method::PATCH, &path, Some(&body), None, "eject media").await?
+                t.send_ok(Method::PATCH, &path, Some(&body), None, "eject media")
+                    .await?
             }
         };
         self.finish(response, "eject media").await
@@ -465,11 +536,20 @@ impl Bmc for RedfishClient {
         let (system, _) = self.system().await?;
         let manager = self.manager().await?;
         let mut macs = Vec::new();
-        if let Some(path) = system.ethernet_interfaces.as_ref().and_then(|link| link.odata_id.clone()) {
+        if let Some(path) = system
+            .ethernet_interfaces
+            .as_ref()
+            .and_then(|link| link.odata_id.clone())
+        {
             let (members, _) = t.get::<Collection>(&path).await?;
             for nic in members.members.into_iter().filter_map(|link| link.odata_id) {
                 let (nic, _) = t.get::<EthernetInterface>(&nic).await?;
-                if let Some(mac) = nic.mac_address.or(nic.permanent_mac_address).as_deref().and_then(normalize_mac) {
+                if let Some(mac) = nic
+                    .mac_address
+                    .or(nic.permanent_mac_address)
+                    .as_deref()
+                    .and_then(normalize_mac)
+                {
                     macs.push(mac);
                 }
             }
@@ -512,7 +592,9 @@ impl Bmc for RedfishClient {
             .and_then(|a| a.clear)
             .and_then(|a| a.target)
             .ok_or_else(|| self.unsupported("clearing the event log"))?;
-        let response = t.send_ok(Method::POST, &target, Some(&json!({})), None, "clear log").await?;
+        let response = t
+            .send_ok(Method::POST, &target, Some(&json!({})), None, "clear log")
+            .await?;
         self.finish(response, "clear log").await
     }
 
@@ -536,7 +618,11 @@ impl Bmc for RedfishClient {
             model: system.model.clone(),
             serial: system.serial_number.clone(),
             reset_types,
-            boot_targets: boot.allowable_targets.iter().map(|t| t.as_str().to_string()).collect(),
+            boot_targets: boot
+                .allowable_targets
+                .iter()
+                .map(|t| t.as_str().to_string())
+                .collect(),
             boot_mode: boot.override_mode,
             virtual_media: self.virtual_media().await?,
         })

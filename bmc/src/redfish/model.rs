@@ -27,7 +27,10 @@ where
 {
     let value = Value::deserialize(deserializer)?;
     Ok(match value {
-        Value::Array(items) => items.into_iter().filter_map(|item| serde_json::from_value(item).ok()).collect(),
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| serde_json::from_value(item).ok())
+            .collect(),
         _ => Vec::new(),
     })
 }
@@ -180,7 +183,10 @@ lenient_enum! {
 impl TaskState {
     /// Whether the task has ended; `Other` states are treated as still running.
     pub fn is_finished(&self) -> bool {
-        matches!(self, TaskState::Completed | TaskState::Killed | TaskState::Cancelled | TaskState::Exception)
+        matches!(
+            self,
+            TaskState::Completed | TaskState::Killed | TaskState::Cancelled | TaskState::Exception
+        )
     }
 }
 
@@ -240,7 +246,10 @@ pub struct ResetAction {
     #[serde(rename = "target", deserialize_with = "lenient")]
     pub target: Option<String>,
     /// The reset types this BMC accepts.
-    #[serde(rename = "ResetType@Redfish.AllowableValues", deserialize_with = "lenient_vec")]
+    #[serde(
+        rename = "ResetType@Redfish.AllowableValues",
+        deserialize_with = "lenient_vec"
+    )]
     pub allowable: Vec<ResetType>,
 }
 
@@ -273,7 +282,10 @@ pub struct Boot {
     #[serde(rename = "BootSourceOverrideTarget", deserialize_with = "lenient")]
     pub override_target: Option<BootSource>,
     /// Targets the BMC accepts.
-    #[serde(rename = "BootSourceOverrideTarget@Redfish.AllowableValues", deserialize_with = "lenient_vec")]
+    #[serde(
+        rename = "BootSourceOverrideTarget@Redfish.AllowableValues",
+        deserialize_with = "lenient_vec"
+    )]
     pub allowable_targets: Vec<BootSource>,
     /// `UEFI` or `Legacy`, as the BMC spells it.
     #[serde(rename = "BootSourceOverrideMode", deserialize_with = "lenient")]
@@ -485,7 +497,11 @@ impl ErrorBody {
                 parts.push(text.clone());
             }
         }
-        if parts.is_empty() { None } else { Some(parts.join("; ")) }
+        if parts.is_empty() {
+            None
+        } else {
+            Some(parts.join("; "))
+        }
     }
 }
 

@@ -17,19 +17,57 @@ pub struct Quirks {
 }
 
 /// Defaults for a BMC that matches no profile.
-pub const STANDARD: Quirks = Quirks { name: "standard", boot_patch_needs_mode: false, cd_boot_aliases: &[] };
+pub const STANDARD: Quirks = Quirks {
+    name: "standard",
+    boot_patch_needs_mode: false,
+    cd_boot_aliases: &[],
+};
 
 /// Known profiles: (substring of the manufacturer or service vendor, lower-case; quirks).
 pub const PROFILES: &[(&str, Quirks)] = &[
-    ("dell", Quirks { name: "dell-idrac", ..STANDARD }),
-    ("hpe", Quirks { name: "hpe-ilo", ..STANDARD }),
-    ("lenovo", Quirks { name: "lenovo-xcc", ..STANDARD }),
+    (
+        "dell",
+        Quirks {
+            name: "dell-idrac",
+            ..STANDARD
+        },
+    ),
+    (
+        "hpe",
+        Quirks {
+            name: "hpe-ilo",
+            ..STANDARD
+        },
+    ),
+    (
+        "lenovo",
+        Quirks {
+            name: "lenovo-xcc",
+            ..STANDARD
+        },
+    ),
     (
         "supermicro",
-        Quirks { name: "supermicro", boot_patch_needs_mode: true, cd_boot_aliases: &["UsbCd", "UefiCd", "UsbCdDvd"] },
+        Quirks {
+            name: "supermicro",
+            boot_patch_needs_mode: true,
+            cd_boot_aliases: &["UsbCd", "UefiCd", "UsbCdDvd"],
+        },
     ),
-    ("nvidia", Quirks { name: "nvidia-openbmc", ..STANDARD }),
-    ("openbmc", Quirks { name: "openbmc", ..STANDARD }),
+    (
+        "nvidia",
+        Quirks {
+            name: "nvidia-openbmc",
+            ..STANDARD
+        },
+    ),
+    (
+        "openbmc",
+        Quirks {
+            name: "openbmc",
+            ..STANDARD
+        },
+    ),
 ];
 
 /// The quirks for a BMC identified by its manufacturer and service vendor strings.
@@ -51,23 +89,38 @@ pub fn reset_plan(action: PowerAction, allowable: &[ResetType]) -> Option<Vec<Re
     let offers = |t: &ResetType| allowable.is_empty() || allowable.contains(t);
     let first_offered = |choices: &[ResetType]| choices.iter().find(|t| offers(t)).cloned();
     match action {
-        PowerAction::On => first_offered(&[ResetType::On, ResetType::ForceOn, ResetType::PushPowerButton]).map(|t| vec![t]),
+        PowerAction::On => first_offered(&[
+            ResetType::On,
+            ResetType::ForceOn,
+            ResetType::PushPowerButton,
+        ])
+        .map(|t| vec![t]),
         PowerAction::ForceOff => first_offered(&[ResetType::ForceOff]).map(|t| vec![t]),
         PowerAction::SoftOff => {
-            first_offered(&[ResetType::GracefulShutdown, ResetType::PushPowerButton]).map(|t| vec![t])
+            first_offered(&[ResetType::GracefulShutdown, ResetType::PushPowerButton])
+                .map(|t| vec![t])
         }
         PowerAction::Cycle => first_offered(&[ResetType::PowerCycle, ResetType::ForceRestart])
             .map(|t| vec![t])
             .or_else(|| {
-                (offers(&ResetType::ForceOff) && offers(&ResetType::On)).then(|| vec![ResetType::ForceOff, ResetType::On])
+                (offers(&ResetType::ForceOff) && offers(&ResetType::On))
+                    .then(|| vec![ResetType::ForceOff, ResetType::On])
             }),
-        PowerAction::Reset => first_offered(&[ResetType::ForceRestart, ResetType::GracefulRestart, ResetType::PowerCycle])
-            .map(|t| vec![t]),
+        PowerAction::Reset => first_offered(&[
+            ResetType::ForceRestart,
+            ResetType::GracefulRestart,
+            ResetType::PowerCycle,
+        ])
+        .map(|t| vec![t]),
     }
 }
 
 /// The boot override target for a device, given what the BMC advertises (empty: the standard name).
-pub fn boot_target(device: BootDevice, allowable: &[BootSource], quirks: &Quirks) -> Option<BootSource> {
+pub fn boot_target(
+    device: BootDevice,
+    allowable: &[BootSource],
+    quirks: &Quirks,
+) -> Option<BootSource> {
     let standard = match device {
         BootDevice::Pxe => BootSource::Pxe,
         BootDevice::Disk => BootSource::Hdd,
@@ -79,7 +132,10 @@ pub fn boot_target(device: BootDevice, allowable: &[BootSource], quirks: &Quirks
     }
     if device == BootDevice::Cd {
         for alias in quirks.cd_boot_aliases {
-            if let Some(found) = allowable.iter().find(|t| t.as_str().eq_ignore_ascii_case(alias)) {
+            if let Some(found) = allowable
+                .iter()
+                .find(|t| t.as_str().eq_ignore_ascii_case(alias))
+            {
                 return Some(found.clone());
             }
         }

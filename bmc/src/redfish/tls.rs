@@ -60,7 +60,9 @@ impl FromStr for CertFingerprint {
 
     /// Accepts `ab12…`, `AB:12:…` and an optional `sha256:` / `SHA256=` prefix.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = || FingerprintParseError { input: text.chars().take(120).collect() };
+        let err = || FingerprintParseError {
+            input: text.chars().take(120).collect(),
+        };
         let trimmed = text.trim();
         let body = ["sha256:", "sha256=", "SHA256:", "SHA256="]
             .iter()
@@ -89,18 +91,25 @@ pub enum TlsPolicy {
 pub(crate) struct PinnedVerifier {
     expected: Option<CertFingerprint>,
     provider: Arc<CryptoProvider>,
-    seen: Arc<Mutex<Option<CertFingerprint>>>,
+    seen: SeenFingerprint,
 }
 
 impl PinnedVerifier {
     /// A verifier for one policy, and the slot where it records what it saw.
-    pub(crate) fn new(policy: TlsPolicy) -> (Self, Arc<Mutex<Option<CertFingerprint>>>) {
+    pub(crate) fn new(policy: TlsPolicy) -> (Self, SeenFingerprint) {
         let seen = Arc::new(Mutex::new(None));
         let expected = match policy {
             TlsPolicy::Pinned(fingerprint) => Some(fingerprint),
             TlsPolicy::Insecure => None,
         };
-        (PinnedVerifier { expected, provider: crypto_provider(), seen: seen.clone() }, seen)
+        (
+            PinnedVerifier {
+                expected,
+                provider: crypto_provider(),
+                seen: seen.clone(),
+            },
+            seen,
+        )
     }
 }
 
@@ -118,9 +127,9 @@ impl ServerCertVerifier for PinnedVerifier {
             *slot = Some(actual);
         }
         match self.expected {
-            Some(expected) if expected != actual => {
-                Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
-            }
+            Some(expected) if expected != actual => Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            )),
             _ => Ok(ServerCertVerified::assertion()),
         }
     }
@@ -131,7 +140,12 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -140,18 +154,28 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
+
+/// Where a verifier records the fingerprint of the certificate it was shown.
+pub(crate) type SeenFingerprint = Arc<Mutex<Option<CertFingerprint>>>;
 
 /// A rustls client configuration for one BMC under `policy`, plus the slot recording the certificate seen.
 pub(crate) fn client_config(
     policy: TlsPolicy,
-) -> Result<(rustls::ClientConfig, Arc<Mutex<Option<CertFingerprint>>>), rustls::Error> {
+) -> Result<(rustls::ClientConfig, SeenFingerprint), rustls::Error> {
     let (verifier, seen) = PinnedVerifier::new(policy);
     let config = rustls::ClientConfig::builder_with_provider(crypto_provider())
         .with_safe_default_protocol_versions()?
@@ -169,21 +193,35 @@ pub async fn probe_fingerprint(
     timeout: std::time::Duration,
 ) -> Result<CertFingerprint, crate::BmcError> {
     let addr = format!("{host}:{port}");
-    let (config, seen) = client_config(TlsPolicy::Insecure)
-        .map_err(|err| crate::BmcError::Config { addr: addr.clone(), detail: err.to_string() })?;
+    let (config, seen) =
+        client_config(TlsPolicy::Insecure).map_err(|err| crate::BmcError::Config {
+            addr: addr.clone(),
+            detail: err.to_string(),
+        })?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let server_name = ServerName::try_from(host.to_string())
-        .map_err(|_| crate::BmcError::Config { addr: addr.clone(), detail: "host is not a valid name".into() })?;
+    let server_name =
+        ServerName::try_from(host.to_string()).map_err(|_| crate::BmcError::Config {
+            addr: addr.clone(),
+            detail: "host is not a valid name".into(),
+        })?;
     let handshake = async {
         let tcp = tokio::net::TcpStream::connect((host, port)).await?;
         connector.connect(server_name, tcp).await
     };
     match tokio::time::timeout(timeout, handshake).await {
         Err(_) => Err(crate::BmcError::Timeout { addr, timeout }),
-        Ok(Err(err)) => Err(crate::BmcError::Connect { addr, source: Box::new(err) }),
-        Ok(Ok(_stream)) => seen.lock().ok().and_then(|slot| *slot).ok_or(crate::BmcError::Protocol {
+        Ok(Err(err)) => Err(crate::BmcError::Connect {
             addr,
-            detail: "TLS handshake completed without a certificate".into(),
+            source: Box::new(err),
         }),
+        Ok(Ok(_stream)) => {
+            seen.lock()
+                .ok()
+                .and_then(|slot| *slot)
+                .ok_or(crate::BmcError::Protocol {
+                    addr,
+                    detail: "TLS handshake completed without a certificate".into(),
+                })
+        }
     }
 }

@@ -53,12 +53,18 @@ pub(crate) struct RfResponse {
 impl RfResponse {
     /// The `ETag` header, if any.
     pub fn etag(&self) -> Option<String> {
-        self.headers.get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 
     /// The `Location` header, if any.
     pub fn location(&self) -> Option<String> {
-        self.headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 }
 
@@ -96,7 +102,10 @@ impl Transport {
             Some(port) => format!("{}:{port}", config.base.host_str().unwrap_or("?")),
             None => config.base.to_string(),
         };
-        let cfg_err = |detail: String| BmcError::Config { addr: addr.clone(), detail };
+        let cfg_err = |detail: String| BmcError::Config {
+            addr: addr.clone(),
+            detail,
+        };
         let mut builder = reqwest::Client::builder()
             // A redirect could send credentials elsewhere: refuse them and report.
             .redirect(reqwest::redirect::Policy::none())
@@ -124,7 +133,9 @@ impl Transport {
             }
             (scheme, _) => return Err(cfg_err(format!("unsupported URL scheme {scheme:?}"))),
         }
-        let http = builder.build().map_err(|err| cfg_err(format!("cannot build HTTP client: {err}")))?;
+        let http = builder
+            .build()
+            .map_err(|err| cfg_err(format!("cannot build HTTP client: {err}")))?;
         Ok(Transport {
             http,
             base: config.base,
@@ -147,7 +158,10 @@ impl Transport {
 
     /// A protocol error on this BMC.
     pub(crate) fn protocol(&self, detail: impl Into<String>) -> BmcError {
-        BmcError::Protocol { addr: self.addr.clone(), detail: detail.into() }
+        BmcError::Protocol {
+            addr: self.addr.clone(),
+            detail: detail.into(),
+        }
     }
 
     /// Tells the transport where the sessions collection lives (from the service root).
@@ -162,15 +176,23 @@ impl Transport {
     pub(crate) fn resolve(&self, path: &str) -> Result<Url, BmcError> {
         let path = path.trim();
         if path.starts_with("http://") || path.starts_with("https://") {
-            let url = Url::parse(path).map_err(|err| self.protocol(format!("bad link {path:?}: {err}")))?;
-            if url.host_str() != self.base.host_str() || url.port_or_known_default() != self.base.port_or_known_default()
+            let url = Url::parse(path)
+                .map_err(|err| self.protocol(format!("bad link {path:?}: {err}")))?;
+            if url.host_str() != self.base.host_str()
+                || url.port_or_known_default() != self.base.port_or_known_default()
             {
                 return Err(self.protocol(format!("link {path:?} points away from the BMC")));
             }
             return Ok(url);
         }
-        let rooted = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-        self.base.join(&rooted).map_err(|err| self.protocol(format!("bad link {path:?}: {err}")))
+        let rooted = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        self.base
+            .join(&rooted)
+            .map_err(|err| self.protocol(format!("bad link {path:?}: {err}")))
     }
 
     /// Sends a request without authentication (service root, session login).
@@ -201,8 +223,13 @@ impl Transport {
             let auth = self.current_auth().await?;
             let mut request = self.http.request(method.clone(), url.clone());
             request = match &auth {
-                AuthState::Session(session) => request.header("X-Auth-Token", session.token.expose()),
-                _ => request.basic_auth(&self.credentials.user, Some(self.credentials.password.expose())),
+                AuthState::Session(session) => {
+                    request.header("X-Auth-Token", session.token.expose())
+                }
+                _ => request.basic_auth(
+                    &self.credentials.user,
+                    Some(self.credentials.password.expose()),
+                ),
             };
             if let Some(body) = body {
                 request = request.json_body(body);
@@ -211,14 +238,19 @@ impl Transport {
                 request = request.header(reqwest::header::IF_MATCH, tag);
             }
             let response = self.execute(request).await?;
-            if response.status == StatusCode::UNAUTHORIZED && attempt == 0 && matches!(auth, AuthState::Session(_)) {
+            if response.status == StatusCode::UNAUTHORIZED
+                && attempt == 0
+                && matches!(auth, AuthState::Session(_))
+            {
                 debug!(bmc = %self.addr, "session rejected, logging in again");
                 *self.auth.lock().await = AuthState::None;
                 continue;
             }
             return Ok(response);
         }
-        Err(BmcError::Auth { addr: self.addr.clone() })
+        Err(BmcError::Auth {
+            addr: self.addr.clone(),
+        })
     }
 
     /// Sends a request and checks the status: 2xx is returned, everything else becomes a typed error.
@@ -239,13 +271,20 @@ impl Transport {
         &self,
         path: &str,
     ) -> Result<(T, RfResponse), BmcError> {
-        let response = self.send_ok(Method::GET, path, None, None, &format!("GET {path}")).await?;
-        let parsed = parse_resource(&response.body).map_err(|err| self.protocol(format!("GET {path}: {err}")))?;
+        let response = self
+            .send_ok(Method::GET, path, None, None, &format!("GET {path}"))
+            .await?;
+        let parsed = parse_resource(&response.body)
+            .map_err(|err| self.protocol(format!("GET {path}: {err}")))?;
         Ok((parsed, response))
     }
 
     /// Maps a non-2xx response onto an error.
-    pub(crate) fn check_status(&self, response: RfResponse, operation: &str) -> Result<RfResponse, BmcError> {
+    pub(crate) fn check_status(
+        &self,
+        response: RfResponse,
+        operation: &str,
+    ) -> Result<RfResponse, BmcError> {
         let status = response.status;
         if status.is_success() {
             return Ok(response);
@@ -253,17 +292,30 @@ impl Transport {
         let detail = parse_resource::<ErrorBody>(&response.body)
             .ok()
             .and_then(|body| body.summary())
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("no reason given").to_string());
+            .unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("no reason given")
+                    .to_string()
+            });
         Err(match status {
-            StatusCode::UNAUTHORIZED => BmcError::Auth { addr: self.addr.clone() },
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
-                BmcError::Busy { addr: self.addr.clone(), detail }
-            }
+            StatusCode::UNAUTHORIZED => BmcError::Auth {
+                addr: self.addr.clone(),
+            },
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => BmcError::Busy {
+                addr: self.addr.clone(),
+                detail,
+            },
             s if s.is_redirection() => {
                 let target = response.location().unwrap_or_default();
                 self.protocol(format!("{operation}: redirect ({s}) to {target:?} refused"))
             }
-            s => BmcError::Rejected { addr: self.addr.clone(), operation: operation.to_string(), status: s.as_u16(), detail },
+            s => BmcError::Rejected {
+                addr: self.addr.clone(),
+                operation: operation.to_string(),
+                status: s.as_u16(),
+                detail,
+            },
         })
     }
 
@@ -276,16 +328,26 @@ impl Transport {
         if let Some(length) = response.content_length()
             && length > limit as u64
         {
-            return Err(self.protocol(format!("response body of {length} bytes exceeds the {limit}-byte limit")));
+            return Err(self.protocol(format!(
+                "response body of {length} bytes exceeds the {limit}-byte limit"
+            )));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|err| self.map_reqwest(err))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|err| self.map_reqwest(err))?
+        {
             if body.len() + chunk.len() > limit {
                 return Err(self.protocol(format!("response body exceeds the {limit}-byte limit")));
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(RfResponse { status, headers, body })
+        Ok(RfResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Maps a transport error onto a typed error, recognizing a pinned-certificate mismatch.
@@ -301,9 +363,15 @@ impl Transport {
             };
         }
         if err.is_timeout() {
-            return BmcError::Timeout { addr: self.addr.clone(), timeout: self.request_timeout };
+            return BmcError::Timeout {
+                addr: self.addr.clone(),
+                timeout: self.request_timeout,
+            };
         }
-        BmcError::Connect { addr: self.addr.clone(), source: Box::new(err) }
+        BmcError::Connect {
+            addr: self.addr.clone(),
+            source: Box::new(err),
+        }
     }
 
     /// The authentication to use now, logging in if there is none yet.
@@ -330,31 +398,50 @@ impl Transport {
             "UserName": self.credentials.user,
             "Password": self.credentials.password.expose(),
         });
-        let response = self.send_anonymous(Method::POST, &path, Some(&body)).await?;
+        let response = self
+            .send_anonymous(Method::POST, &path, Some(&body))
+            .await?;
         let status = response.status;
-        let token = response.headers.get("X-Auth-Token").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let token = response
+            .headers
+            .get("X-Auth-Token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         match (status, token) {
             (s, Some(token)) if s.is_success() => {
                 debug!(bmc = %self.addr, "session created");
-                Ok(AuthState::Session(Session { token: Password::new(token), location: response.location() }))
+                Ok(AuthState::Session(Session {
+                    token: Password::new(token),
+                    location: response.location(),
+                }))
             }
-            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => Err(BmcError::Auth { addr: self.addr.clone() }),
-            (StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS, _) => {
-                self.check_status(response, "session login").map(|_| AuthState::None)
-            }
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => Err(BmcError::Auth {
+                addr: self.addr.clone(),
+            }),
+            (StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS, _) => self
+                .check_status(response, "session login")
+                .map(|_| AuthState::None),
             _ if self.auth_mode == AuthMode::SessionOrBasic => {
                 debug!(bmc = %self.addr, status = %status, "no usable session service, using basic auth");
                 Ok(AuthState::Basic)
             }
-            (s, None) if s.is_success() => Err(self.protocol("session login answered without an X-Auth-Token")),
-            _ => self.check_status(response, "session login").map(|_| AuthState::None),
+            (s, None) if s.is_success() => {
+                Err(self.protocol("session login answered without an X-Auth-Token"))
+            }
+            _ => self
+                .check_status(response, "session login")
+                .map(|_| AuthState::None),
         }
     }
 
     /// Deletes the session, if one exists. Failures are logged, not returned: the BMC expires it anyway.
     pub(crate) async fn logout(&self) {
         let state = std::mem::replace(&mut *self.auth.lock().await, AuthState::None);
-        if let AuthState::Session(Session { token, location: Some(location) }) = state {
+        if let AuthState::Session(Session {
+            token,
+            location: Some(location),
+        }) = state
+        {
             let request = match self.resolve(&location) {
                 Ok(url) => self.http.delete(url).header("X-Auth-Token", token.expose()),
                 Err(err) => {
@@ -381,6 +468,10 @@ trait JsonBody {
 
 impl JsonBody for reqwest::RequestBuilder {
     fn json_body(self, body: &Value) -> Self {
-        self.header(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json")).body(body.to_string())
+        self.header(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
+        .body(body.to_string())
     }
 }

@@ -12,9 +12,15 @@ use crate::common::{client_for, one_bmc};
 async fn wrong_credentials_are_a_permanent_auth_error() {
     for profile in kiln_bmc_sim::profile::ALL {
         let fleet = one_bmc(profile).await;
-        fleet.endpoints()[0].bmc.update_faults(|f| f.wrong_credentials = true);
+        fleet.endpoints()[0]
+            .bmc
+            .update_faults(|f| f.wrong_credentials = true);
         let err = client_for(&fleet).power_state().await.expect_err("refused");
-        assert!(matches!(err, BmcError::Auth { .. }), "{}: {err}", profile.name);
+        assert!(
+            matches!(err, BmcError::Auth { .. }),
+            "{}: {err}",
+            profile.name
+        );
         assert!(!err.is_transient());
     }
     // A wrong password, not a fault knob.
@@ -25,7 +31,11 @@ async fn wrong_credentials_are_a_permanent_auth_error() {
         Credentials::new("admin", "wrong"),
         endpoint.fingerprint.map(TlsPolicy::Pinned),
     );
-    let err = RedfishClient::new(config).expect("client").power_state().await.expect_err("refused");
+    let err = RedfishClient::new(config)
+        .expect("client")
+        .power_state()
+        .await
+        .expect_err("refused");
     assert!(matches!(err, BmcError::Auth { .. }), "{err}");
 }
 
@@ -41,13 +51,21 @@ async fn a_busy_bmc_is_transient() {
 #[tokio::test]
 async fn the_session_limit_is_reported_as_busy() {
     let fleet = one_bmc(&profile::OPENBMC).await;
-    fleet.endpoints()[0].bmc.update_faults(|f| f.session_limit = 1);
+    fleet.endpoints()[0]
+        .bmc
+        .update_faults(|f| f.session_limit = 1);
     let first = client_for(&fleet);
     first.power_state().await.expect("first session");
-    let err = client_for(&fleet).power_state().await.expect_err("second session refused");
+    let err = client_for(&fleet)
+        .power_state()
+        .await
+        .expect_err("second session refused");
     assert!(matches!(err, BmcError::Busy { .. }), "{err}");
     first.logout().await;
-    client_for(&fleet).power_state().await.expect("room again after logout");
+    client_for(&fleet)
+        .power_state()
+        .await
+        .expect("room again after logout");
 }
 
 #[tokio::test]
@@ -75,7 +93,10 @@ async fn dropped_connections_and_slow_answers() {
     assert!(matches!(err, BmcError::Connect { .. }), "{err}");
     assert!(err.is_transient());
 
-    bmc.set_faults(kiln_bmc_sim::Faults { latency: Duration::from_millis(500), ..Default::default() });
+    bmc.set_faults(kiln_bmc_sim::Faults {
+        latency: Duration::from_millis(500),
+        ..Default::default()
+    });
     let endpoint = &fleet.endpoints()[0];
     let mut config = RedfishConfig::new(
         endpoint.redfish_url.clone(),
@@ -83,7 +104,11 @@ async fn dropped_connections_and_slow_answers() {
         endpoint.fingerprint.map(TlsPolicy::Pinned),
     );
     config.request_timeout = Duration::from_millis(100);
-    let err = RedfishClient::new(config).expect("client").power_state().await.expect_err("too slow");
+    let err = RedfishClient::new(config)
+        .expect("client")
+        .power_state()
+        .await
+        .expect_err("too slow");
     assert!(matches!(err, BmcError::Timeout { .. }), "{err}");
     assert!(err.is_transient());
 }
@@ -91,9 +116,17 @@ async fn dropped_connections_and_slow_answers() {
 #[tokio::test]
 async fn server_errors_are_transient_rejections() {
     let fleet = one_bmc(&profile::OPENBMC).await;
-    fleet.endpoints()[0].bmc.update_faults(|f| f.error_rate = 1.0);
+    fleet.endpoints()[0]
+        .bmc
+        .update_faults(|f| f.error_rate = 1.0);
     let err = client_for(&fleet).power_state().await.expect_err("500");
-    assert!(matches!(err, BmcError::Rejected { status: 500, .. }), "{err}");
+    assert!(
+        matches!(err, BmcError::Rejected { status: 500, .. }),
+        "{err}"
+    );
     assert!(err.is_transient());
-    assert!(err.to_string().contains("Simulated internal error"), "{err}");
+    assert!(
+        err.to_string().contains("Simulated internal error"),
+        "{err}"
+    );
 }

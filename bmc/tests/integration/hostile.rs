@@ -8,14 +8,27 @@ use kiln_bmc::{Bmc, BmcError, Credentials};
 use kiln_bmc_sim::hostile::{HostileServer, Hostility};
 
 async fn against(hostility: Hostility) -> BmcError {
-    let server = HostileServer::start(hostility).await.expect("hostile server");
-    let mut config = RedfishConfig::new(server.url.clone(), Credentials::new("admin", "password"), None);
+    let server = HostileServer::start(hostility)
+        .await
+        .expect("hostile server");
+    let mut config = RedfishConfig::new(
+        server.url.clone(),
+        Credentials::new("admin", "password"),
+        None,
+    );
     config.request_timeout = Duration::from_millis(500);
     config.max_body_bytes = 1024 * 1024;
     let client = RedfishClient::new(config).expect("client");
     let started = Instant::now();
-    let err = client.power_state().await.expect_err("a hostile server must not succeed");
-    assert!(started.elapsed() < Duration::from_secs(5), "{hostility:?} took {:?}", started.elapsed());
+    let err = client
+        .power_state()
+        .await
+        .expect_err("a hostile server must not succeed");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{hostility:?} took {:?}",
+        started.elapsed()
+    );
     err
 }
 
@@ -23,7 +36,10 @@ async fn against(hostility: Hostility) -> BmcError {
 async fn garbage_and_non_objects_are_protocol_errors() {
     for hostility in [Hostility::Garbage, Hostility::NotAnObject] {
         let err = against(hostility).await;
-        assert!(matches!(err, BmcError::Protocol { .. }), "{hostility:?}: {err}");
+        assert!(
+            matches!(err, BmcError::Protocol { .. }),
+            "{hostility:?}: {err}"
+        );
         assert!(!err.is_transient());
     }
 }
@@ -31,9 +47,15 @@ async fn garbage_and_non_objects_are_protocol_errors() {
 #[tokio::test]
 async fn huge_bodies_are_refused_without_reading_them() {
     let err = against(Hostility::DeclaredHugeBody).await;
-    assert!(matches!(&err, BmcError::Protocol { detail, .. } if detail.contains("2147483648")), "{err}");
+    assert!(
+        matches!(&err, BmcError::Protocol { detail, .. } if detail.contains("2147483648")),
+        "{err}"
+    );
     let err = against(Hostility::EndlessBody).await;
-    assert!(matches!(&err, BmcError::Protocol { detail, .. } if detail.contains("limit")), "{err}");
+    assert!(
+        matches!(&err, BmcError::Protocol { detail, .. } if detail.contains("limit")),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -1,11 +1,11 @@
 //! Property tests: the JSON models and small parsers never panic and keep their promises on any input.
 
+use kiln_bmc::redfish::CertFingerprint;
 use kiln_bmc::redfish::model::{
-    BootSource, Collection, ComputerSystem, ErrorBody, LogEntryCollection, Manager, ResetType, ServiceRoot, Task,
-    VirtualMedia, parse_resource,
+    BootSource, Collection, ComputerSystem, ErrorBody, LogEntryCollection, Manager, ResetType,
+    ServiceRoot, Task, VirtualMedia, parse_resource,
 };
 use kiln_bmc::redfish::normalize_mac;
-use kiln_bmc::redfish::CertFingerprint;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -15,19 +15,41 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         "[A-Za-z@#.]{0,12}".prop_map(Value::String),
-        prop::sample::select(vec!["On", "Off", "PoweringOn", "Pxe", "Once", "UEFI", "Exception"])
-            .prop_map(|s| Value::String(s.to_string())),
+        prop::sample::select(vec![
+            "On",
+            "Off",
+            "PoweringOn",
+            "Pxe",
+            "Once",
+            "UEFI",
+            "Exception"
+        ])
+        .prop_map(|s| Value::String(s.to_string())),
     ];
     let keys = prop::sample::select(vec![
-        "PowerState", "powerstate", "Boot", "Actions", "#ComputerSystem.Reset", "target",
-        "ResetType@Redfish.AllowableValues", "Members", "@odata.id", "Image", "Inserted", "TaskState", "error",
-        "BootSourceOverrideTarget@Redfish.AllowableValues", "Oem", "x",
+        "PowerState",
+        "powerstate",
+        "Boot",
+        "Actions",
+        "#ComputerSystem.Reset",
+        "target",
+        "ResetType@Redfish.AllowableValues",
+        "Members",
+        "@odata.id",
+        "Image",
+        "Inserted",
+        "TaskState",
+        "error",
+        "BootSourceOverrideTarget@Redfish.AllowableValues",
+        "Oem",
+        "x",
     ]);
     leaf.prop_recursive(5, 64, 8, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((keys.clone(), inner), 0..8)
-                .prop_map(|pairs| Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            prop::collection::vec((keys.clone(), inner), 0..8).prop_map(|pairs| Value::Object(
+                pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
         ]
     })
 }

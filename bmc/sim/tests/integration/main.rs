@@ -1,1 +1,5 @@
-//! Integration tests for kiln-bmc-sim.
+//! Integration tests for kiln-bmc-sim: the power state machine in paused time, events, fleet start-up and the
+//! sweep benchmark.
+
+mod bench;
+mod state;
