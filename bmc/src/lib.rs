@@ -7,6 +7,7 @@
 mod error;
 pub mod fleet;
 pub mod redfish;
+pub mod target;
 mod types;
 
 pub use error::BmcError;
@@ -51,4 +52,7 @@ pub trait Bmc: Send + Sync {
 
     /// Power state, identity and capabilities in one answer (`kiln bmc inspect`).
     async fn inspect(&self) -> Result<Inspection, BmcError>;
+
+    /// Releases what the client holds on the BMC (a Redfish session). Errors are logged, not returned.
+    async fn close(&self) {}
 }

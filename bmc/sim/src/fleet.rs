@@ -35,6 +35,9 @@ pub struct SimFleetConfig {
     pub timing: Timing,
     /// Profiles to cycle through (BMC i gets `profiles[i % len]`); empty: all known profiles.
     pub profiles: Vec<&'static VendorProfile>,
+    /// How many BMCs (the first ones) also serve IPMI on UDP, on the same port number as their Redfish TCP
+    /// port; `None`: all. A 10,000-BMC fleet with both halves needs 20,000 sockets, so benchmarks limit this.
+    pub ipmi_count: Option<usize>,
 }
 
 impl Default for SimFleetConfig {
@@ -48,6 +51,7 @@ impl Default for SimFleetConfig {
             password: "password".into(),
             timing: Timing::default(),
             profiles: Vec::new(),
+            ipmi_count: None,
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct SimEndpoint {
     pub redfish_url: String,
     /// Fingerprint of the BMC's certificate (`None` over plain HTTP).
     pub fingerprint: Option<CertFingerprint>,
+    /// UDP port of the IPMI RMCP+ responder on 127.0.0.1, if this BMC serves IPMI.
+    pub ipmi_port: Option<u16>,
     /// The BMC's state and fault knobs.
     pub bmc: Arc<SimBmc>,
 }
@@ -143,11 +149,24 @@ impl SimFleet {
                 bmc.clone(),
                 cancel.clone(),
             ));
+            let ipmi_port = if config.ipmi_count.is_none_or(|n| index < n) {
+                // Same number as the TCP port when it is free for UDP, else any port.
+                let server = match crate::ipmi::bind(port).await {
+                    Ok(server) => server,
+                    Err(_) => crate::ipmi::bind(0).await?,
+                };
+                let ipmi_port = server.port;
+                tokio::spawn(server.run(bmc.clone(), cancel.clone()));
+                Some(ipmi_port)
+            } else {
+                None
+            };
             endpoints.push(SimEndpoint {
                 index,
                 profile: profile.name,
                 redfish_url: format!("{scheme}://127.0.0.1:{port}"),
                 fingerprint,
+                ipmi_port,
                 bmc,
             });
         }

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod fleet;
 pub mod hostile;
+pub mod ipmi;
 pub mod profile;
 pub mod redfish;
 pub mod server;

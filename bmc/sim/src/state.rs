@@ -319,9 +319,15 @@ impl SimBmc {
         if !self.profile.reset_types.contains(&reset_type) {
             return false;
         }
+        self.apply_reset(reset_type);
+        true
+    }
+
+    /// Applies a reset without checking the profile's list (IPMI chassis control maps onto these names).
+    pub fn apply_reset(self: &Arc<Self>, reset_type: &str) {
         if self.faults().stuck_power {
             debug!(bmc = self.index, reset_type, "power stuck: reset ignored");
-            return true;
+            return;
         }
         let mut inner = self.lock();
         inner.power_generation += 1;
@@ -355,7 +361,6 @@ impl SimBmc {
                 self.begin_power_on(&mut inner, generation);
             }
         }
-        true
     }
 
     fn power_off_now(&self, inner: &mut Inner) {

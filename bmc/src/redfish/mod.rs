@@ -598,6 +598,10 @@ impl Bmc for RedfishClient {
         self.finish(response, "clear log").await
     }
 
+    async fn close(&self) {
+        self.logout().await;
+    }
+
     async fn inspect(&self) -> Result<Inspection, BmcError> {
         let (system, _) = self.system().await?;
         let power_state = system

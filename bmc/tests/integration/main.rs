@@ -8,4 +8,5 @@ mod fleet;
 mod hostile;
 mod profiles;
 mod props;
+mod target;
 mod tls;

@@ -2,4 +2,5 @@
 //! sweep benchmark.
 
 mod bench;
+mod ipmitool;
 mod state;
