@@ -6,6 +6,7 @@
 
 mod error;
 pub mod fleet;
+pub mod ipmi;
 pub mod redfish;
 pub mod target;
 mod types;

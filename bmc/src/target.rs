@@ -113,9 +113,11 @@ pub fn connect(
             config.request_timeout = options.request_timeout;
             Ok(Box::new(RedfishClient::new(config)?))
         }
-        Endpoint::Ipmi { host, port } => Err(BmcError::Unsupported {
-            addr: format!("{host}:{port}"),
-            what: "IPMI from this build of kiln (the IPMI client is not implemented yet)".into(),
-        }),
+        Endpoint::Ipmi { host, port } => Ok(Box::new(crate::ipmi::IpmiClient::new(
+            host,
+            *port,
+            credentials,
+            options.request_timeout,
+        )?)),
     }
 }

@@ -6,6 +6,7 @@ mod faults;
 mod fixtures;
 mod fleet;
 mod hostile;
+mod ipmi;
 mod profiles;
 mod props;
 mod target;

@@ -94,5 +94,16 @@ async fn connect_by_endpoint_and_close_the_session() {
     bmc.close().await;
     assert_eq!(endpoint.bmc.lock().sessions.len(), 0);
     let ipmi = Endpoint::ipmi("127.0.0.1:1").expect("ipmi endpoint");
-    assert!(connect(&ipmi, Credentials::new("a", "b"), ConnectOptions::default()).is_err());
+    let long = "x".repeat(21);
+    assert!(
+        matches!(
+            connect(
+                &ipmi,
+                Credentials::new("a", long),
+                ConnectOptions::default()
+            ),
+            Err(BmcError::Config { .. })
+        ),
+        "IPMI passwords are at most 20 bytes"
+    );
 }

@@ -377,7 +377,7 @@ impl SessionKeys {
     /// Decrypts IV + ciphertext and strips the confidentiality pad.
     pub fn decrypt(&self, payload: &[u8]) -> Result<Vec<u8>, PacketError> {
         use aes::cipher::{BlockDecryptMut, KeyIvInit, block_padding::NoPadding};
-        if payload.len() < 32 || payload.len() % 16 != 0 {
+        if payload.len() < 32 || !payload.len().is_multiple_of(16) {
             return Err(PacketError::Truncated("encrypted payload"));
         }
         let (iv, cipher) = payload.split_at(16);

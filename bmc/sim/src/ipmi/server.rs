@@ -99,10 +99,10 @@ impl IpmiServer {
             if drop_rate > 0.0 && rand::random::<f64>() < drop_rate {
                 continue;
             }
-            if let Some(reply) = responder.handle(&buf[..length], peer) {
-                if let Err(err) = self.socket.send_to(&reply, peer).await {
-                    debug!(bmc = responder.bmc.index, error = %err, "IPMI reply not sent");
-                }
+            if let Some(reply) = responder.handle(&buf[..length], peer)
+                && let Err(err) = self.socket.send_to(&reply, peer).await
+            {
+                debug!(bmc = responder.bmc.index, error = %err, "IPMI reply not sent");
             }
         }
     }
