@@ -20,6 +20,9 @@ pub struct SweepBenchConfig {
     pub tls: bool,
     /// Per-BMC attempt timeout.
     pub attempt_timeout: Duration,
+    /// How many BMCs (the first ones) also serve IPMI, for the sequential `ipmitool` loop whose rate is
+    /// extrapolated; 0 skips ipmitool.
+    pub ipmitool_sample: usize,
 }
 
 impl Default for SweepBenchConfig {
@@ -29,6 +32,7 @@ impl Default for SweepBenchConfig {
             concurrency: 256,
             tls: true,
             attempt_timeout: Duration::from_secs(30),
+            ipmitool_sample: 20,
         }
     }
 }
@@ -81,13 +85,51 @@ fn sweep_client(
     RedfishClient::new(config)
 }
 
-/// Starts the fleet, sweeps power status over it with kiln's fleet runner, and reports the rate. The
-/// `ipmitool_per_s` figure is left `None` here; the caller fills it when it can run ipmitool.
+/// Runs `ipmitool -I lanplus -C 3 … power status` once per port, one after another (as an operator's shell
+/// loop would), and returns calls per second; `None` if there is no sample or ipmitool is missing or fails.
+async fn ipmitool_rate(ports: Vec<u16>) -> Option<f64> {
+    if ports.is_empty() {
+        return None;
+    }
+    let sample = ports.len();
+    let run = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        for port in ports {
+            let status = std::process::Command::new("ipmitool")
+                .args([
+                    "-I",
+                    "lanplus",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "admin",
+                    "-P",
+                    "password",
+                ])
+                .args(["-C", "3", "power", "status"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            if !matches!(status, Ok(s) if s.success()) {
+                return None;
+            }
+        }
+        Some(started.elapsed())
+    });
+    let elapsed = run.await.ok().flatten()?;
+    Some(sample as f64 / elapsed.as_secs_f64().max(f64::EPSILON))
+}
+
+/// Starts the fleet, sweeps power status over all of it with kiln's fleet runner, then runs a sequential
+/// `ipmitool` loop over the first `ipmitool_sample` BMCs (their IPMI halves) and extrapolates its rate.
 pub async fn bmc_sweep(config: &SweepBenchConfig) -> Result<SweepBenchReport, SimError> {
     let started = std::time::Instant::now();
     let fleet = SimFleet::start(SimFleetConfig {
         count: config.count,
         tls: config.tls,
+        ipmi_count: Some(config.ipmitool_sample.min(config.count)),
         timing: Timing {
             power_on: Duration::ZERO,
             graceful_off: Duration::ZERO,
@@ -129,13 +171,22 @@ pub async fn bmc_sweep(config: &SweepBenchConfig) -> Result<SweepBenchReport, Si
     } else {
         0.0
     };
+    let ipmi_ports: Vec<u16> = fleet
+        .endpoints()
+        .iter()
+        .filter_map(|ep| ep.ipmi_port)
+        .collect();
+    let ipmitool_per_s = ipmitool_rate(ipmi_ports).await;
+    let ratio = ipmitool_per_s
+        .filter(|rate| *rate > 0.0)
+        .map(|rate| kiln_per_s / rate);
     Ok(SweepBenchReport {
         count: config.count,
         fleet_start_s,
         sweep_s,
         kiln_per_s,
-        ipmitool_per_s: None,
-        ratio: None,
+        ipmitool_per_s,
+        ratio,
         failed: summary.failed.len(),
         failures_by_kind: summary
             .failures_by_kind()

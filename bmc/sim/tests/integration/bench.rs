@@ -26,4 +26,8 @@ async fn sweep_bench_sweeps_every_bmc_and_reports_the_contract_line() {
         assert!(line.get(key).is_some(), "{key} missing");
     }
     assert_eq!(line["count"], 40);
+    // CI installs ipmitool, so the comparison is measured.
+    let ipmitool = report.ipmitool_per_s.expect("ipmitool rate measured");
+    assert!(ipmitool > 0.0);
+    assert!(report.ratio.is_some_and(|r| r > 0.0));
 }
