@@ -3,4 +3,5 @@
 
 mod bench;
 mod ipmitool;
+mod packets;
 mod state;
