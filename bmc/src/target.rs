@@ -86,6 +86,40 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Trust on first use: for an `https` Redfish endpoint with no trust decision yet, fetches the certificate
+    /// fingerprint, pins it, and returns it so the caller can record it (in the inventory). Returns `None` when
+    /// there is nothing to pin (IPMI, `http`, or already pinned / insecure).
+    pub async fn pin_on_first_use(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<CertFingerprint>, BmcError> {
+        let Endpoint::Redfish { url, tls } = self else {
+            return Ok(None);
+        };
+        if tls.is_some() || !url.starts_with("https://") {
+            return Ok(None);
+        }
+        let parsed = reqwest::Url::parse(url).map_err(|err| BmcError::Config {
+            addr: url.clone(),
+            detail: format!("bad URL: {err}"),
+        })?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| BmcError::Config {
+                addr: url.clone(),
+                detail: "URL has no host".into(),
+            })?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let fingerprint = crate::redfish::probe_fingerprint(&host, port, timeout).await?;
+        *tls = Some(TlsPolicy::Pinned(fingerprint));
+        Ok(Some(fingerprint))
+    }
+}
+
 /// Connection settings that are not part of the address.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectOptions {

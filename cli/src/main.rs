@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod global;
+mod table;
 
 pub use global::GlobalArgs;
 
@@ -32,6 +33,8 @@ enum Command {
     Hall(cmd::hall::Args),
     /// Run the simulated hall end to end on a fresh SQLite inventory.
     Demo(cmd::demo::Args),
+    /// Direct BMC operations (power, boot, inspect, event log, media) and the simulated BMC fleet.
+    Bmc(cmd::bmc::Args),
     /// Benchmarks that print latency percentiles and ratios.
     Bench(cmd::bench::Args),
 }
@@ -40,7 +43,10 @@ fn main() -> ExitCode {
     // clap exits with status 2 on usage errors by itself.
     let cli = Cli::parse();
     global::init_tracing(&cli.global);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
             Command::Node(args) => cmd::node::exec(args, &cli.global).await,
             Command::Hall(args) => cmd::hall::exec(args, &cli.global).await,
             Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
+            Command::Bmc(args) => cmd::bmc::exec(args, &cli.global).await,
             Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
         }
     });

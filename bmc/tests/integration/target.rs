@@ -107,3 +107,39 @@ async fn connect_by_endpoint_and_close_the_session() {
         "IPMI passwords are at most 20 bytes"
     );
 }
+
+#[tokio::test]
+async fn trust_on_first_use_pins_the_presented_certificate() {
+    let fleet = one_bmc(&profile::HPE).await;
+    let endpoint = &fleet.endpoints()[0];
+    let mut target = Endpoint::redfish(&endpoint.redfish_url, None, false).expect("endpoint");
+    let pinned = target
+        .pin_on_first_use(std::time::Duration::from_secs(5))
+        .await
+        .expect("probe");
+    assert_eq!(pinned, endpoint.fingerprint);
+    assert_eq!(
+        target
+            .pin_on_first_use(std::time::Duration::from_secs(5))
+            .await
+            .expect("no-op"),
+        None
+    );
+    let bmc = connect(
+        &target,
+        Credentials::new("admin", "password"),
+        ConnectOptions::default(),
+    )
+    .expect("connect");
+    assert_eq!(
+        bmc.power_state().await.expect("pinned call"),
+        PowerState::Off
+    );
+    let mut ipmi = Endpoint::ipmi("127.0.0.1:623").expect("ipmi");
+    assert_eq!(
+        ipmi.pin_on_first_use(std::time::Duration::from_secs(1))
+            .await
+            .expect("nothing to pin"),
+        None
+    );
+}

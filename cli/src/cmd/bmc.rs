@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
+use kiln_bmc::fleet::{self, FleetOptions};
 use kiln_bmc::redfish::probe_fingerprint;
 use kiln_bmc::target::{ConnectOptions, Endpoint, connect};
 use kiln_bmc::{Bmc, BootDevice, BootMode, BootOverride, Credentials, PowerAction};
 use kiln_bmc_sim::{SimFleet, SimFleetConfig, profile};
+use kiln_inventory::{BmcProtocol, NodeFilter, Store};
 
 use crate::GlobalArgs;
+use crate::global::KeyUse;
 
 /// Direct BMC operations and the simulated BMC fleet.
 #[derive(Debug, clap::Args)]
@@ -24,8 +27,17 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 struct Target {
     /// Redfish service URL, e.g. `https://10.0.0.5` or `https://127.0.0.1:8443`.
-    #[arg(long, value_name = "URL", conflicts_with = "ipmi", required_unless_present = "ipmi")]
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with_all = ["ipmi", "node"],
+        required_unless_present_any = ["ipmi", "node"]
+    )]
     redfish: Option<String>,
+    /// An inventory node: its BMC address, protocol, user, password (decrypted with the site key) and pinned
+    /// certificate come from the inventory; a certificate seen for the first time is pinned and recorded.
+    #[arg(long, value_name = "SERIAL", conflicts_with = "ipmi")]
+    node: Option<String>,
     /// IPMI-over-LAN BMC, `HOST[:PORT]` (port 623 by default).
     #[arg(long, value_name = "HOST[:PORT]")]
     ipmi: Option<String>,
@@ -47,22 +59,71 @@ struct Target {
 }
 
 impl Target {
-    fn connect(&self) -> anyhow::Result<Box<dyn Bmc>> {
+    async fn connect(&self, global: &GlobalArgs) -> anyhow::Result<Box<dyn Bmc>> {
+        let options = ConnectOptions {
+            request_timeout: Duration::from_secs(self.timeout_s),
+        };
+        if let Some(serial) = &self.node {
+            let store = global.open_store(KeyUse::IfPresent).await?;
+            return connect_node(&store, serial, self.insecure, options).await;
+        }
         let endpoint = match (&self.redfish, &self.ipmi) {
             (Some(url), _) => Endpoint::redfish(url, self.fingerprint.as_deref(), self.insecure)?,
             (None, Some(address)) => Endpoint::ipmi(address)?,
-            (None, None) => bail!("name a BMC with --redfish URL or --ipmi HOST[:PORT]"),
+            (None, None) => {
+                bail!("name a BMC with --redfish URL, --ipmi HOST[:PORT] or --node SERIAL")
+            }
         };
         if let Endpoint::Redfish { url, tls: None } = &endpoint
             && url.starts_with("https://")
         {
-            bail!("{url}: pin the certificate with --fingerprint (see `kiln bmc fingerprint`) or pass --insecure");
+            bail!(
+                "{url}: pin the certificate with --fingerprint (see `kiln bmc fingerprint`) or pass --insecure"
+            );
         }
-        let password = std::env::var(&self.password_env)
-            .with_context(|| format!("the BMC password is read from ${}, which is not set", self.password_env))?;
-        let options = ConnectOptions { request_timeout: Duration::from_secs(self.timeout_s) };
-        Ok(connect(&endpoint, Credentials::new(self.user.clone(), password), options)?)
+        let password = std::env::var(&self.password_env).with_context(|| {
+            format!(
+                "the BMC password is read from ${}, which is not set",
+                self.password_env
+            )
+        })?;
+        Ok(connect(
+            &endpoint,
+            Credentials::new(self.user.clone(), password),
+            options,
+        )?)
     }
+}
+
+/// Connects to an inventory node's BMC; pins (and records) its certificate on first use.
+async fn connect_node(
+    store: &Store,
+    serial: &str,
+    insecure: bool,
+    options: ConnectOptions,
+) -> anyhow::Result<Box<dyn Bmc>> {
+    let node = store.node_by_serial(serial).await?;
+    let credentials = store.bmc_credentials(node.id).await?;
+    let mut endpoint = match credentials.protocol {
+        BmcProtocol::Redfish => {
+            let fingerprint = if insecure {
+                None
+            } else {
+                credentials.tls_fingerprint.as_deref()
+            };
+            Endpoint::redfish(&credentials.address, fingerprint, insecure)?
+        }
+        BmcProtocol::Ipmi => Endpoint::ipmi(&credentials.address)?,
+    };
+    if let Some(pinned) = endpoint.pin_on_first_use(options.request_timeout).await? {
+        let text = pinned.to_string();
+        store
+            .update_bmc_identity(node.bmc.id, None, Some(&text))
+            .await?;
+        eprintln!("note: {serial}: pinned the BMC certificate {text} (trust on first use)");
+    }
+    let password = Credentials::new(credentials.username.clone(), credentials.password.expose());
+    Ok(connect(&endpoint, password, options)?)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -156,6 +217,21 @@ enum BmcCommand {
         /// `HOST[:PORT]` (port 443 by default).
         address: String,
     },
+    /// Power status of every inventory BMC (optionally one hall's), with bounded concurrency.
+    Sweep {
+        /// Only nodes in this hall.
+        #[arg(long)]
+        hall: Option<String>,
+        /// BMCs queried at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Limit for one attempt on one BMC, in seconds.
+        #[arg(long, default_value_t = 15)]
+        timeout_s: u64,
+        /// Accept any TLS certificate (labs only).
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Run a simulated BMC fleet in the foreground and print its endpoints.
     Sim {
         /// Number of BMCs.
@@ -180,13 +256,18 @@ enum BmcCommand {
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
         BmcCommand::Power { target, action } => {
-            let bmc = target.connect()?;
+            let bmc = target.connect(global).await?;
             let result = power(bmc.as_ref(), action, global).await;
             bmc.close().await;
             result
         }
-        BmcCommand::Boot { target, device, once, uefi } => {
-            let bmc = target.connect()?;
+        BmcCommand::Boot {
+            target,
+            device,
+            once,
+            uefi,
+        } => {
+            let bmc = target.connect(global).await?;
             let device = match device {
                 BootArg::Pxe => BootDevice::Pxe,
                 BootArg::Disk => BootDevice::Disk,
@@ -198,12 +279,15 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             bmc.close().await;
             result?;
             if global.json {
-                println!("{}", serde_json::json!({ "boot": device.to_string(), "once": once, "uefi": uefi }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "boot": device.to_string(), "once": once, "uefi": uefi })
+                );
             }
             Ok(())
         }
         BmcCommand::Inspect { target } => {
-            let bmc = target.connect()?;
+            let bmc = target.connect(global).await?;
             let result = bmc.inspect().await;
             bmc.close().await;
             let inspection = result?;
@@ -211,24 +295,40 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 println!("{}", inspection.contract_json());
             } else {
                 println!("power:         {}", inspection.power_state.contract_str());
-                println!("manufacturer:  {}", inspection.manufacturer.as_deref().unwrap_or("-"));
-                println!("model:         {}", inspection.model.as_deref().unwrap_or("-"));
-                println!("serial:        {}", inspection.serial.as_deref().unwrap_or("-"));
+                println!(
+                    "manufacturer:  {}",
+                    inspection.manufacturer.as_deref().unwrap_or("-")
+                );
+                println!(
+                    "model:         {}",
+                    inspection.model.as_deref().unwrap_or("-")
+                );
+                println!(
+                    "serial:        {}",
+                    inspection.serial.as_deref().unwrap_or("-")
+                );
                 println!("reset types:   {}", inspection.reset_types.join(", "));
                 println!("boot targets:  {}", inspection.boot_targets.join(", "));
-                println!("boot mode:     {}", inspection.boot_mode.as_deref().unwrap_or("-"));
+                println!(
+                    "boot mode:     {}",
+                    inspection.boot_mode.as_deref().unwrap_or("-")
+                );
                 for slot in &inspection.virtual_media {
                     println!(
                         "media {}: {}",
                         slot.id,
-                        slot.image.as_deref().unwrap_or(if slot.inserted { "inserted" } else { "empty" })
+                        slot.image.as_deref().unwrap_or(if slot.inserted {
+                            "inserted"
+                        } else {
+                            "empty"
+                        })
                     );
                 }
             }
             Ok(())
         }
         BmcCommand::Sel { target, clear } => {
-            let bmc = target.connect()?;
+            let bmc = target.connect(global).await?;
             let result = async {
                 let entries = bmc.read_log().await?;
                 if clear {
@@ -254,8 +354,13 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        BmcCommand::Media { target, action, image, slot } => {
-            let bmc = target.connect()?;
+        BmcCommand::Media {
+            target,
+            action,
+            image,
+            slot,
+        } => {
+            let bmc = target.connect(global).await?;
             let result = async {
                 match action {
                     MediaArg::List => {}
@@ -274,7 +379,12 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&slots)?);
             } else {
                 for slot in slots {
-                    println!("{}\t{}\t{}", slot.id, slot.inserted, slot.image.as_deref().unwrap_or("-"));
+                    println!(
+                        "{}\t{}\t{}",
+                        slot.id,
+                        slot.inserted,
+                        slot.image.as_deref().unwrap_or("-")
+                    );
                 }
             }
             Ok(())
@@ -282,22 +392,119 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         BmcCommand::Fingerprint { address } => {
             let endpoint = Endpoint::ipmi(&address)?;
             let (host, port) = match endpoint {
-                Endpoint::Ipmi { host, port } if address.ends_with(&format!(":{port}")) => (host, port),
+                Endpoint::Ipmi { host, port } if address.ends_with(&format!(":{port}")) => {
+                    (host, port)
+                }
                 Endpoint::Ipmi { host, .. } => (host, 443),
                 Endpoint::Redfish { .. } => bail!("expected HOST[:PORT]"),
             };
             let fingerprint = probe_fingerprint(&host, port, Duration::from_secs(10)).await?;
             if global.json {
-                println!("{}", serde_json::json!({ "host": host, "port": port, "sha256": fingerprint.to_string() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "host": host, "port": port, "sha256": fingerprint.to_string() })
+                );
             } else {
                 println!("{fingerprint}");
             }
             Ok(())
         }
-        BmcCommand::Sim { count, base_port, profile: name, http, power_on_s } => {
-            run_sim(count, base_port, name, http, power_on_s, global).await
-        }
+        BmcCommand::Sweep {
+            hall,
+            concurrency,
+            timeout_s,
+            insecure,
+        } => sweep(hall, concurrency, timeout_s, insecure, global).await,
+        BmcCommand::Sim {
+            count,
+            base_port,
+            profile: name,
+            http,
+            power_on_s,
+        } => run_sim(count, base_port, name, http, power_on_s, global).await,
     }
+}
+
+/// `kiln bmc sweep`: power status over the inventory's BMCs. Credentials are decrypted per BMC, in memory, only
+/// when that BMC is queried.
+async fn sweep(
+    hall: Option<String>,
+    concurrency: usize,
+    timeout_s: u64,
+    insecure: bool,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let store = global.open_store(KeyUse::IfPresent).await?;
+    let nodes = store
+        .list_nodes(&NodeFilter {
+            hall,
+            ..NodeFilter::default()
+        })
+        .await?;
+    let targets: Vec<(String, (Store, String))> = nodes
+        .into_iter()
+        .map(|node| (node.serial.clone(), (store.clone(), node.serial)))
+        .collect();
+    let options = FleetOptions {
+        concurrency,
+        attempt_timeout: Duration::from_secs(timeout_s),
+        ..FleetOptions::default()
+    };
+    let connect_options = ConnectOptions {
+        request_timeout: Duration::from_secs(timeout_s),
+    };
+    let summary = fleet::run(targets, options, move |target, _attempt| async move {
+        let (store, serial) = &*target;
+        let bmc = connect_node(store, serial, insecure, connect_options)
+            .await
+            .map_err(|err| kiln_bmc::BmcError::Config {
+                addr: serial.clone(),
+                detail: format!("{err:#}"),
+            })?;
+        let state = bmc.power_state().await;
+        bmc.close().await;
+        state
+    })
+    .await;
+    if global.json {
+        let ok: Vec<serde_json::Value> = summary
+            .ok
+            .iter()
+            .map(|(serial, state)| serde_json::json!({ "serial": serial, "power_state": state.contract_str() }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": ok,
+                "failed": summary.failed,
+                "elapsed_s": summary.elapsed.as_secs_f64(),
+            })
+        );
+    } else {
+        for (serial, state) in &summary.ok {
+            println!("{serial}\t{}", state.contract_str());
+        }
+        for failure in &summary.failed {
+            println!(
+                "{}\tFAILED\t{}\t{}",
+                failure.target, failure.kind, failure.error
+            );
+        }
+        eprintln!(
+            "{} ok, {} failed in {:.1} s",
+            summary.ok.len(),
+            summary.failed.len(),
+            summary.elapsed.as_secs_f64()
+        );
+    }
+    if !summary.failed.is_empty() {
+        bail!(
+            "{} of {} BMCs failed",
+            summary.failed.len(),
+            summary.failed.len() + summary.ok.len()
+        );
+    }
+    Ok(())
 }
 
 async fn power(bmc: &dyn Bmc, action: PowerArg, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -305,7 +512,10 @@ async fn power(bmc: &dyn Bmc, action: PowerArg, global: &GlobalArgs) -> anyhow::
         PowerArg::Status => {
             let state = bmc.power_state().await?;
             if global.json {
-                println!("{}", serde_json::json!({ "power_state": state.contract_str() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "power_state": state.contract_str() })
+                );
             } else {
                 println!("{}", state.contract_str());
             }
@@ -330,16 +540,22 @@ async fn run_sim(
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
     let profiles = match profile_name {
-        Some(name) => vec![profile::by_name(&name).with_context(|| format!("no vendor profile {name:?}"))?],
+        Some(name) => {
+            vec![profile::by_name(&name).with_context(|| format!("no vendor profile {name:?}"))?]
+        }
         None => Vec::new(),
     };
-    let power_on = Duration::try_from_secs_f64(power_on_s).context("--power-on-s must be a non-negative number")?;
+    let power_on = Duration::try_from_secs_f64(power_on_s)
+        .context("--power-on-s must be a non-negative number")?;
     let fleet = SimFleet::start(SimFleetConfig {
         count,
         base_port,
         tls: !http,
         profiles,
-        timing: kiln_bmc_sim::Timing { power_on, ..kiln_bmc_sim::Timing::default() },
+        timing: kiln_bmc_sim::Timing {
+            power_on,
+            ..kiln_bmc_sim::Timing::default()
+        },
         ..SimFleetConfig::default()
     })
     .await?;
@@ -354,16 +570,20 @@ async fn run_sim(
                     "profile": endpoint.profile,
                     "redfish": endpoint.redfish_url,
                     "fingerprint": fingerprint,
+                    "ipmi": endpoint.ipmi_port.map(|port| format!("127.0.0.1:{port}")),
                     "serial": endpoint.bmc.serial,
                     "user": config.user,
                 })
             );
         } else {
             println!(
-                "{:>5}  {:<10}  {}  {}  {}",
+                "{:>5}  {:<10}  {}  ipmi 127.0.0.1:{}  {}  {}",
                 endpoint.index,
                 endpoint.profile,
                 endpoint.redfish_url,
+                endpoint
+                    .ipmi_port
+                    .map_or("-".to_string(), |port| port.to_string()),
                 endpoint.bmc.serial,
                 fingerprint.as_deref().unwrap_or("-")
             );
@@ -375,7 +595,9 @@ async fn run_sim(
         config.user,
         config.password
     );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     fleet.shutdown();
     Ok(())
 }
@@ -410,12 +632,20 @@ pub async fn bench_sweep(args: SweepBenchArgs, global: &GlobalArgs) -> anyhow::R
     } else {
         println!("BMCs:           {}", report.count);
         println!("fleet start:    {:.2} s", report.fleet_start_s);
-        println!("kiln sweep:     {:.2} s  ({:.0} BMCs/s)", report.sweep_s, report.kiln_per_s);
+        println!(
+            "kiln sweep:     {:.2} s  ({:.0} BMCs/s)",
+            report.sweep_s, report.kiln_per_s
+        );
         match (report.ipmitool_per_s, report.ratio) {
-            (Some(rate), Some(ratio)) => println!("ipmitool:       {rate:.1} BMCs/s  (kiln is {ratio:.0}x)"),
+            (Some(rate), Some(ratio)) => {
+                println!("ipmitool:       {rate:.1} BMCs/s  (kiln is {ratio:.0}x)")
+            }
             _ => println!("ipmitool:       not measured"),
         }
-        println!("failed:         {} {:?}", report.failed, report.failures_by_kind);
+        println!(
+            "failed:         {} {:?}",
+            report.failed, report.failures_by_kind
+        );
     }
     Ok(())
 }

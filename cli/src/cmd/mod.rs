@@ -1,0 +1,9 @@
+//! One module per `kiln` subcommand: `Args` (its clap definition) and `exec` (what it does).
+
+pub mod bench;
+pub mod bmc;
+pub mod db;
+pub mod demo;
+pub mod hall;
+pub mod node;
+pub mod rack;
