@@ -134,3 +134,24 @@ async fn wrong_password_and_lost_datagrams_over_ipmi() {
         .expect_err("nothing answers");
     assert!(err.is_transient(), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sel_read_and_clear_over_ipmi() {
+    let fleet = fleet().await;
+    let bmc = fleet.endpoints()[0].bmc.clone();
+    bmc.add_log("Critical", "CPU1 machine check");
+    bmc.add_log("Warning", "fan 3 slow");
+    let client = client(&fleet, "password");
+    let log = client.read_log().await.expect("read SEL");
+    let ids: Vec<&str> = log.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["1", "2", "3"]);
+    assert!(
+        log[0].message.contains("sensor type 0x12"),
+        "{}",
+        log[0].message
+    );
+    assert!(log.iter().all(|e| e.created.is_some()));
+    client.clear_log().await.expect("clear SEL");
+    assert_eq!(bmc.lock().sel.len(), 1, "only the 'cleared' entry remains");
+    assert_eq!(client.read_log().await.expect("read again").len(), 1);
+}

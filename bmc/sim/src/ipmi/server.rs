@@ -85,6 +85,7 @@ impl IpmiServer {
             bmc,
             sessions: HashMap::new(),
             opened: 0,
+            sel_reservation: 0,
         };
         let mut buf = vec![0u8; 2048];
         loop {
@@ -112,6 +113,7 @@ struct Responder {
     bmc: Arc<SimBmc>,
     sessions: HashMap<u32, Session>,
     opened: u64,
+    sel_reservation: u16,
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
@@ -224,6 +226,56 @@ impl Responder {
 }
 
 impl Responder {
+    /// Get SEL Entry: the simulator's log entries as 16-byte system event records (sensor type 0x12
+    /// "system event", event data 1 = 0 OK / 1 Warning / 2 Critical).
+    fn sel_entry(&self, data: &[u8]) -> (u8, Vec<u8>) {
+        let Some(request) = data.get(..6) else {
+            return (cc::REQUEST_DATA_LENGTH, Vec::new());
+        };
+        let wanted = u16::from_le_bytes([request[2], request[3]]);
+        let (offset, length) = (request[4] as usize, request[5] as usize);
+        let sel = self.bmc.lock().sel.clone();
+        let index = match wanted {
+            0x0000 => 0,
+            0xffff => sel.len().saturating_sub(1),
+            id => match sel.iter().position(|e| e.id as u16 == id) {
+                Some(index) => index,
+                None => return (0xcb, Vec::new()),
+            },
+        };
+        let Some(entry) = sel.get(index) else {
+            return (0xcb, Vec::new());
+        };
+        let next = sel.get(index + 1).map_or(0xffff, |e| e.id as u16);
+        let severity = match entry.severity {
+            "Critical" => 2,
+            "Warning" => 1,
+            _ => 0,
+        };
+        let mut record = (entry.id as u16).to_le_bytes().to_vec();
+        record.push(0x02);
+        record.extend_from_slice(&(1_795_000_000u32 + entry.id).to_le_bytes());
+        record.extend_from_slice(&[
+            0x20,
+            0x00,
+            0x04,
+            0x12,
+            (entry.id & 0xff) as u8,
+            0x6f,
+            severity,
+            0xff,
+            0xff,
+        ]);
+        let end = if length == 0xff {
+            record.len()
+        } else {
+            (offset + length).min(record.len())
+        };
+        let mut out = next.to_le_bytes().to_vec();
+        out.extend_from_slice(record.get(offset.min(end)..end).unwrap_or_default());
+        (cc::OK, out)
+    }
+
     fn auth_capabilities(&self) -> Vec<u8> {
         // Channel 1; IPMI 2.0 extended data available (bit 7) + MD5/password bits; non-null user names;
         // IPMI 2.0 connections supported; no OEM.
@@ -540,6 +592,30 @@ impl Responder {
                     }
                     _ => (cc::PARAMETER_NOT_SUPPORTED, Vec::new()),
                 }
+            }
+            (0x0a, 0x42) => {
+                self.sel_reservation = self.sel_reservation.wrapping_add(1).max(1);
+                (cc::OK, self.sel_reservation.to_le_bytes().to_vec())
+            }
+            (0x0a, 0x43) => self.sel_entry(&request.data),
+            (0x0a, 0x47) => {
+                if privilege < PRIV_OPERATOR {
+                    return (cc::PRIVILEGE, Vec::new());
+                }
+                let Some(data) = request.data.get(..6) else {
+                    return (cc::REQUEST_DATA_LENGTH, Vec::new());
+                };
+                if u16::from_le_bytes([data[0], data[1]]) != self.sel_reservation {
+                    return (0xc5, Vec::new());
+                }
+                if &data[2..5] != b"CLR" {
+                    return (cc::INVALID_DATA_FIELD, Vec::new());
+                }
+                if data[5] == 0xaa {
+                    self.bmc.clear_log();
+                }
+                // Erasure completed.
+                (cc::OK, vec![0x01])
             }
             _ => (cc::INVALID_COMMAND, Vec::new()),
         }
