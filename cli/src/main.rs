@@ -33,6 +33,8 @@ enum Command {
     Hall(cmd::hall::Args),
     /// Run the simulated hall end to end on a fresh SQLite inventory.
     Demo(cmd::demo::Args),
+    /// Direct BMC operations (power, boot, inspect, event log, media) and the simulated BMC fleet.
+    Bmc(cmd::bmc::Args),
     /// Benchmarks that print latency percentiles and ratios.
     Bench(cmd::bench::Args),
     /// Serve the inventory web API, metrics and hall map page.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
             Command::Node(args) => cmd::node::exec(args, &cli.global).await,
             Command::Hall(args) => cmd::hall::exec(args, &cli.global).await,
             Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
+            Command::Bmc(args) => cmd::bmc::exec(args, &cli.global).await,
             Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
             Command::Serve(args) => cmd::serve::exec(args, &cli.global).await,
             Command::Token(args) => cmd::token::exec(args, &cli.global).await,

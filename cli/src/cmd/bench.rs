@@ -39,6 +39,8 @@ enum BenchCommand {
         )]
         pg: String,
     },
+    /// Power-status sweep over N simulated BMCs with kiln, against a sequential ipmitool loop.
+    BmcSweep(crate::cmd::bmc::SweepBenchArgs),
 }
 
 /// Latency figures for one kind of operation on one backend.
@@ -80,11 +82,14 @@ impl OpStats {
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
-    let BenchCommand::Inventory {
-        nodes,
-        transitions,
-        pg,
-    } = args.command;
+    let (nodes, transitions, pg) = match args.command {
+        BenchCommand::Inventory {
+            nodes,
+            transitions,
+            pg,
+        } => (nodes, transitions, pg),
+        BenchCommand::BmcSweep(sweep) => return crate::cmd::bmc::bench_sweep(sweep, global).await,
+    };
     let manifest = generate_manifest(nodes);
     let mut stats = Vec::new();
     let dir = tempfile::tempdir().context("creating a scratch directory")?;

@@ -1,0 +1,623 @@
+//! One simulated BMC's RMCP+ responder.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kiln_bmc::PowerState;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::packet::{
+    Datagram, Request, SessionKeys, build_pong, build_response, build_v15, build_v20, hmac_sha1,
+    parse, parse_request, payload,
+};
+use crate::SimError;
+use crate::state::SimBmc;
+
+/// Completion codes used here.
+mod cc {
+    pub const OK: u8 = 0x00;
+    pub const INVALID_COMMAND: u8 = 0xc1;
+    pub const REQUEST_DATA_LENGTH: u8 = 0xc7;
+    pub const INVALID_DATA_FIELD: u8 = 0xcc;
+    pub const PARAMETER_NOT_SUPPORTED: u8 = 0x80;
+    pub const PRIVILEGE: u8 = 0xd4;
+    pub const PRIVILEGE_LIMIT: u8 = 0x81;
+}
+
+/// RMCP+ status codes used here.
+mod status {
+    pub const OK: u8 = 0x00;
+    pub const INVALID_SESSION_ID: u8 = 0x02;
+    pub const UNAUTHORIZED_NAME: u8 = 0x0d;
+    pub const INVALID_INTEGRITY_CHECK: u8 = 0x0f;
+    pub const NO_CIPHER_SUITE_MATCH: u8 = 0x11;
+}
+
+/// Privilege levels.
+const PRIV_USER: u8 = 0x02;
+const PRIV_OPERATOR: u8 = 0x03;
+const PRIV_ADMIN: u8 = 0x04;
+
+/// Sessions kept at once; the oldest is dropped beyond this, as BMCs do.
+const MAX_SESSIONS: usize = 32;
+
+#[derive(Debug)]
+struct Session {
+    console_id: u32,
+    max_privilege: u8,
+    privilege: u8,
+    rm: [u8; 16],
+    rc: [u8; 16],
+    role: u8,
+    user: Vec<u8>,
+    keys: Option<SessionKeys>,
+    sequence_out: u32,
+    opened: u64,
+}
+
+/// A bound, not yet running, IPMI responder.
+#[derive(Debug)]
+pub struct IpmiServer {
+    socket: UdpSocket,
+    /// The UDP port it listens on.
+    pub port: u16,
+}
+
+/// Binds `127.0.0.1:port` (0: any free port).
+pub async fn bind(port: u16) -> Result<IpmiServer, SimError> {
+    let socket = UdpSocket::bind(("127.0.0.1", port))
+        .await
+        .map_err(|source| SimError::Bind { port, source })?;
+    let port = socket
+        .local_addr()
+        .map_err(|source| SimError::Bind { port, source })?
+        .port();
+    Ok(IpmiServer { socket, port })
+}
+
+impl IpmiServer {
+    /// Answers datagrams until `cancel` fires.
+    pub async fn run(self, bmc: Arc<SimBmc>, cancel: CancellationToken) {
+        let mut responder = Responder {
+            bmc,
+            sessions: HashMap::new(),
+            opened: 0,
+            sel_reservation: 0,
+        };
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let received = tokio::select! {
+                _ = cancel.cancelled() => return,
+                received = self.socket.recv_from(&mut buf) => received,
+            };
+            let Ok((length, peer)) = received else {
+                continue;
+            };
+            let drop_rate = responder.bmc.faults().udp_drop_rate;
+            if drop_rate > 0.0 && rand::random::<f64>() < drop_rate {
+                continue;
+            }
+            if let Some(reply) = responder.handle(&buf[..length], peer)
+                && let Err(err) = self.socket.send_to(&reply, peer).await
+            {
+                debug!(bmc = responder.bmc.index, error = %err, "IPMI reply not sent");
+            }
+        }
+    }
+}
+
+struct Responder {
+    bmc: Arc<SimBmc>,
+    sessions: HashMap<u32, Session>,
+    opened: u64,
+    sel_reservation: u16,
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let slice = bytes.get(at..at + 4)?;
+    Some(u32::from_le_bytes([slice[0], slice[1], slice[2], slice[3]]))
+}
+
+impl Responder {
+    fn guid(&self) -> [u8; 16] {
+        let mut guid = *b"kiln-sim-bmc-\0\0\0";
+        let index = (self.bmc.index as u32).to_le_bytes();
+        guid[13..16].copy_from_slice(&index[..3]);
+        guid
+    }
+
+    fn handle(&mut self, datagram: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+        let parsed = match parse(datagram, 12) {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                debug!(bmc = self.bmc.index, %peer, error = %err, "malformed IPMI datagram ignored");
+                return None;
+            }
+        };
+        match parsed {
+            Datagram::Asf {
+                message_type: 0x80,
+                tag,
+            } => Some(build_pong(tag)),
+            Datagram::Asf { .. } => None,
+            Datagram::V15 { message, .. } => {
+                let request = parse_request(message).ok()?;
+                // Outside a session only the discovery commands are answered.
+                let (code, data) = match (request.netfn, request.cmd) {
+                    (0x06, 0x38) => (cc::OK, self.auth_capabilities()),
+                    (0x06, 0x54) => self.cipher_suites(&request),
+                    (0x06, 0x01) => (cc::OK, self.device_id()),
+                    _ => (cc::PRIVILEGE, Vec::new()),
+                };
+                Some(build_v15(&build_response(&request, code, &data)))
+            }
+            Datagram::V20 {
+                payload_type,
+                payload: body,
+                session_id: 0,
+                ..
+            } => match payload_type {
+                payload::OPEN_SESSION_REQUEST => self.open_session(body),
+                payload::RAKP1 => self.rakp1(body),
+                payload::RAKP3 => self.rakp3(body),
+                payload::IPMI => {
+                    // Session-less IPMI 2.0 message: discovery commands only.
+                    let request = parse_request(body).ok()?;
+                    let (code, data) = match (request.netfn, request.cmd) {
+                        (0x06, 0x38) => (cc::OK, self.auth_capabilities()),
+                        (0x06, 0x54) => self.cipher_suites(&request),
+                        _ => (cc::PRIVILEGE, Vec::new()),
+                    };
+                    Some(build_v20(
+                        payload::IPMI,
+                        0,
+                        0,
+                        &build_response(&request, code, &data),
+                        None,
+                    ))
+                }
+                _ => None,
+            },
+            Datagram::V20 {
+                payload_type,
+                encrypted,
+                authenticated,
+                session_id,
+                payload: body,
+                signed,
+                auth_code,
+                ..
+            } => {
+                if payload_type != payload::IPMI || !encrypted || !authenticated {
+                    return None;
+                }
+                let session = self.sessions.get(&session_id)?;
+                let keys = session.keys.clone()?;
+                if !keys.verify(signed, auth_code) {
+                    debug!(bmc = self.bmc.index, "IPMI integrity check failed");
+                    return None;
+                }
+                let console_id = session.console_id;
+                let plain = keys.decrypt(body).ok()?;
+                let request = parse_request(&plain).ok()?;
+                let (code, data) = self.command(session_id, &request);
+                let sequence = match self.sessions.get_mut(&session_id) {
+                    Some(session) => {
+                        session.sequence_out = session.sequence_out.wrapping_add(1);
+                        session.sequence_out
+                    }
+                    // Closed by this very command: the answer still goes out under the old session.
+                    None => 1,
+                };
+                let response = build_response(&request, code, &data);
+                Some(build_v20(
+                    payload::IPMI,
+                    console_id,
+                    sequence,
+                    &response,
+                    Some(&keys),
+                ))
+            }
+        }
+    }
+}
+
+impl Responder {
+    /// Get SEL Entry: the simulator's log entries as 16-byte system event records (sensor type 0x12
+    /// "system event", event data 1 = 0 OK / 1 Warning / 2 Critical).
+    fn sel_entry(&self, data: &[u8]) -> (u8, Vec<u8>) {
+        let Some(request) = data.get(..6) else {
+            return (cc::REQUEST_DATA_LENGTH, Vec::new());
+        };
+        let wanted = u16::from_le_bytes([request[2], request[3]]);
+        let (offset, length) = (request[4] as usize, request[5] as usize);
+        let sel = self.bmc.lock().sel.clone();
+        let index = match wanted {
+            0x0000 => 0,
+            0xffff => sel.len().saturating_sub(1),
+            id => match sel.iter().position(|e| e.id as u16 == id) {
+                Some(index) => index,
+                None => return (0xcb, Vec::new()),
+            },
+        };
+        let Some(entry) = sel.get(index) else {
+            return (0xcb, Vec::new());
+        };
+        let next = sel.get(index + 1).map_or(0xffff, |e| e.id as u16);
+        let severity = match entry.severity {
+            "Critical" => 2,
+            "Warning" => 1,
+            _ => 0,
+        };
+        let mut record = (entry.id as u16).to_le_bytes().to_vec();
+        record.push(0x02);
+        record.extend_from_slice(&(1_795_000_000u32 + entry.id).to_le_bytes());
+        record.extend_from_slice(&[
+            0x20,
+            0x00,
+            0x04,
+            0x12,
+            (entry.id & 0xff) as u8,
+            0x6f,
+            severity,
+            0xff,
+            0xff,
+        ]);
+        let end = if length == 0xff {
+            record.len()
+        } else {
+            (offset + length).min(record.len())
+        };
+        let mut out = next.to_le_bytes().to_vec();
+        out.extend_from_slice(record.get(offset.min(end)..end).unwrap_or_default());
+        (cc::OK, out)
+    }
+
+    fn auth_capabilities(&self) -> Vec<u8> {
+        // Channel 1; IPMI 2.0 extended data available (bit 7) + MD5/password bits; non-null user names;
+        // IPMI 2.0 connections supported; no OEM.
+        vec![0x01, 0x80 | 0x14, 0x04, 0x02, 0x00, 0x00, 0x00, 0x00]
+    }
+
+    fn cipher_suites(&self, request: &Request) -> (u8, Vec<u8>) {
+        let index = request.data.get(2).copied().unwrap_or(0) & 0x3f;
+        // One record: cipher suite 3 = RAKP-HMAC-SHA1 / HMAC-SHA1-96 / AES-CBC-128.
+        let data = if index == 0 {
+            vec![0x01, 0xc0, 0x03, 0x01, 0x41, 0x81]
+        } else {
+            vec![0x01]
+        };
+        (cc::OK, data)
+    }
+
+    fn device_id(&self) -> Vec<u8> {
+        // Device id 0x20, revision 1 (provides SDRs: no), firmware 2.10, IPMI 2.0, additional support 0xbf,
+        // manufacturer 0x001291 (an IANA number also used by ipmi_sim examples), product 0x0f02.
+        vec![
+            0x20, 0x01, 0x02, 0x10, 0x02, 0xbf, 0x91, 0x12, 0x00, 0x02, 0x0f,
+        ]
+    }
+
+    fn open_session(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        if body.len() < 32 {
+            return None;
+        }
+        let tag = body[0];
+        let requested = body[1] & 0x0f;
+        let console_id = u32_at(body, 4)?;
+        let (auth, integrity, confidentiality) =
+            (body[12] & 0x3f, body[20] & 0x3f, body[28] & 0x3f);
+        if (auth, integrity, confidentiality) != (0x01, 0x01, 0x01) {
+            // Only cipher suite 3; in particular cipher suite 0 (no authentication) is refused.
+            let reply = [tag, status::NO_CIPHER_SUITE_MATCH, 0, 0];
+            let mut reply = reply.to_vec();
+            reply.extend_from_slice(&console_id.to_le_bytes());
+            return Some(build_v20(
+                payload::OPEN_SESSION_RESPONSE,
+                0,
+                0,
+                &reply,
+                None,
+            ));
+        }
+        let mut bmc_id: u32 = rand::random::<u32>() | 1;
+        while self.sessions.contains_key(&bmc_id) {
+            bmc_id = rand::random::<u32>() | 1;
+        }
+        if self.sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = self
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.opened)
+                .map(|(id, _)| *id)
+        {
+            self.sessions.remove(&oldest);
+        }
+        self.opened += 1;
+        let granted = if requested == 0 {
+            PRIV_ADMIN
+        } else {
+            requested.min(PRIV_ADMIN)
+        };
+        self.sessions.insert(
+            bmc_id,
+            Session {
+                console_id,
+                max_privilege: granted,
+                privilege: PRIV_USER,
+                rm: [0; 16],
+                rc: [0; 16],
+                role: 0,
+                user: Vec::new(),
+                keys: None,
+                sequence_out: 0,
+                opened: self.opened,
+            },
+        );
+        let mut reply = vec![tag, status::OK, granted, 0];
+        reply.extend_from_slice(&console_id.to_le_bytes());
+        reply.extend_from_slice(&bmc_id.to_le_bytes());
+        reply.extend_from_slice(&[0x00, 0, 0, 0x08, 0x01, 0, 0, 0]);
+        reply.extend_from_slice(&[0x01, 0, 0, 0x08, 0x01, 0, 0, 0]);
+        reply.extend_from_slice(&[0x02, 0, 0, 0x08, 0x01, 0, 0, 0]);
+        Some(build_v20(
+            payload::OPEN_SESSION_RESPONSE,
+            0,
+            0,
+            &reply,
+            None,
+        ))
+    }
+
+    fn rakp1(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        if body.len() < 28 {
+            return None;
+        }
+        let tag = body[0];
+        let bmc_id = u32_at(body, 4)?;
+        let guid = self.guid();
+        let bmc = self.bmc.clone();
+        let Some(session) = self.sessions.get_mut(&bmc_id) else {
+            return Some(build_v20(
+                payload::RAKP2,
+                0,
+                0,
+                &[tag, status::INVALID_SESSION_ID, 0, 0, 0, 0, 0, 0],
+                None,
+            ));
+        };
+        let user_length = body[27] as usize;
+        let user = body.get(28..28 + user_length)?.to_vec();
+        let mut reply = vec![tag, status::OK, 0, 0];
+        reply.extend_from_slice(&session.console_id.to_le_bytes());
+        if user != bmc.user.as_bytes() || bmc.faults().wrong_credentials {
+            reply[1] = status::UNAUTHORIZED_NAME;
+            return Some(build_v20(payload::RAKP2, 0, 0, &reply, None));
+        }
+        session.rm.copy_from_slice(&body[8..24]);
+        session.rc = rand::random();
+        session.role = body[24];
+        session.user = user;
+        let code = hmac_sha1(
+            bmc.password.as_bytes(),
+            &[
+                &session.console_id.to_le_bytes(),
+                &bmc_id.to_le_bytes(),
+                &session.rm,
+                &session.rc,
+                &guid,
+                &[session.role, session.user.len() as u8],
+                &session.user,
+            ],
+        );
+        reply.extend_from_slice(&session.rc);
+        reply.extend_from_slice(&guid);
+        reply.extend_from_slice(&code);
+        Some(build_v20(payload::RAKP2, 0, 0, &reply, None))
+    }
+
+    fn rakp3(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        if body.len() < 8 {
+            return None;
+        }
+        let tag = body[0];
+        let bmc_id = u32_at(body, 4)?;
+        let guid = self.guid();
+        let password = self.bmc.password.clone();
+        let session = self.sessions.get_mut(&bmc_id)?;
+        let mut reply = vec![tag, status::OK, 0, 0];
+        reply.extend_from_slice(&session.console_id.to_le_bytes());
+        let expected = hmac_sha1(
+            password.as_bytes(),
+            &[
+                &session.rc,
+                &session.console_id.to_le_bytes(),
+                &[session.role, session.user.len() as u8],
+                &session.user,
+            ],
+        );
+        if body[1] != status::OK || body.get(8..28) != Some(&expected[..]) {
+            reply[1] = status::INVALID_INTEGRITY_CHECK;
+            self.sessions.remove(&bmc_id);
+            return Some(build_v20(payload::RAKP4, 0, 0, &reply, None));
+        }
+        let sik = hmac_sha1(
+            password.as_bytes(),
+            &[
+                &session.rm,
+                &session.rc,
+                &[session.role, session.user.len() as u8],
+                &session.user,
+            ],
+        );
+        let icv = hmac_sha1(&sik, &[&session.rm, &bmc_id.to_le_bytes(), &guid]);
+        session.keys = Some(SessionKeys::from_sik(&sik));
+        session.max_privilege = session.max_privilege.min(match session.role & 0x0f {
+            0 => PRIV_ADMIN,
+            role => role,
+        });
+        reply.extend_from_slice(&icv[..12]);
+        Some(build_v20(payload::RAKP4, 0, 0, &reply, None))
+    }
+
+    /// Runs an IPMI command inside an established session.
+    fn command(&mut self, session_id: u32, request: &Request) -> (u8, Vec<u8>) {
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return (cc::INVALID_COMMAND, Vec::new());
+        };
+        let privilege = session.privilege;
+        match (request.netfn, request.cmd) {
+            (0x06, 0x38) => (cc::OK, self.auth_capabilities()),
+            (0x06, 0x54) => self.cipher_suites(request),
+            (0x06, 0x01) => (cc::OK, self.device_id()),
+            (0x06, 0x3b) => {
+                let Some(&wanted) = request.data.first() else {
+                    return (cc::REQUEST_DATA_LENGTH, Vec::new());
+                };
+                let wanted = wanted & 0x0f;
+                if wanted == 0 {
+                    return (cc::OK, vec![session.privilege]);
+                }
+                if !(PRIV_USER..=PRIV_ADMIN).contains(&wanted) {
+                    return (cc::INVALID_DATA_FIELD, Vec::new());
+                }
+                if wanted > session.max_privilege {
+                    return (cc::PRIVILEGE_LIMIT, Vec::new());
+                }
+                session.privilege = wanted;
+                (cc::OK, vec![wanted])
+            }
+            (0x06, 0x3c) => {
+                let target = u32_at(&request.data, 0).unwrap_or(session_id);
+                if target == session_id || target == 0 {
+                    self.sessions.remove(&session_id);
+                    (cc::OK, Vec::new())
+                } else if self.sessions.remove(&target).is_some() {
+                    (cc::OK, Vec::new())
+                } else {
+                    (0x87, Vec::new())
+                }
+            }
+            (0x00, 0x01) => {
+                let on = matches!(self.bmc.power(), PowerState::On | PowerState::PoweringOff);
+                // Power restore policy "previous" (bits 6:5 = 01), no faults.
+                (cc::OK, vec![u8::from(on) | 0x20, 0x00, 0x00, 0x00])
+            }
+            (0x00, 0x02) => {
+                if privilege < PRIV_OPERATOR {
+                    return (cc::PRIVILEGE, Vec::new());
+                }
+                let action = match request.data.first().map(|b| b & 0x0f) {
+                    Some(0) => "ForceOff",
+                    Some(1) => "On",
+                    Some(2) => "PowerCycle",
+                    Some(3) => "ForceRestart",
+                    Some(5) => "GracefulShutdown",
+                    Some(_) => return (cc::INVALID_DATA_FIELD, Vec::new()),
+                    None => return (cc::REQUEST_DATA_LENGTH, Vec::new()),
+                };
+                self.bmc.apply_reset(action);
+                (cc::OK, Vec::new())
+            }
+            (0x00, 0x08) => {
+                if privilege < PRIV_OPERATOR {
+                    return (cc::PRIVILEGE, Vec::new());
+                }
+                let Some(&selector) = request.data.first() else {
+                    return (cc::REQUEST_DATA_LENGTH, Vec::new());
+                };
+                match selector & 0x7f {
+                    // Set in progress, service partition, boot info acknowledge: accepted, nothing to keep.
+                    0x00..=0x04 => (cc::OK, Vec::new()),
+                    0x05 => {
+                        let Some(flags) = request.data.get(1..3) else {
+                            return (cc::REQUEST_DATA_LENGTH, Vec::new());
+                        };
+                        let enabled = match (flags[0] & 0x80 != 0, flags[0] & 0x40 != 0) {
+                            (false, _) => "Disabled",
+                            (true, false) => "Once",
+                            (true, true) => "Continuous",
+                        };
+                        let target = match (flags[1] >> 2) & 0x0f {
+                            0x0 => "None",
+                            0x1 => "Pxe",
+                            0x2 | 0x3 => "Hdd",
+                            0x4 => "Diags",
+                            0x5 => "Cd",
+                            0x6 => "BiosSetup",
+                            0xf => "Floppy",
+                            _ => return (cc::INVALID_DATA_FIELD, Vec::new()),
+                        };
+                        let mode = if flags[0] & 0x20 != 0 {
+                            "UEFI"
+                        } else {
+                            "Legacy"
+                        };
+                        self.bmc.set_boot(enabled, target, Some(mode));
+                        (cc::OK, Vec::new())
+                    }
+                    _ => (cc::PARAMETER_NOT_SUPPORTED, Vec::new()),
+                }
+            }
+            (0x00, 0x09) => {
+                let selector = request.data.first().copied().unwrap_or(0) & 0x7f;
+                match selector {
+                    0x00 => (cc::OK, vec![0x01, 0x00, 0x00]),
+                    0x05 => {
+                        let boot = self.bmc.lock().boot.clone();
+                        let mut first = match boot.enabled.as_str() {
+                            "Once" => 0x80,
+                            "Continuous" => 0xc0,
+                            _ => 0x00,
+                        };
+                        if boot.mode == "UEFI" {
+                            first |= 0x20;
+                        }
+                        let device: u8 = match boot.target.as_str() {
+                            "Pxe" => 0x1,
+                            "Hdd" => 0x2,
+                            "Diags" => 0x4,
+                            "Cd" => 0x5,
+                            "BiosSetup" => 0x6,
+                            "Floppy" => 0xf,
+                            _ => 0x0,
+                        };
+                        (
+                            cc::OK,
+                            vec![0x01, 0x05, first, device << 2, 0x00, 0x00, 0x00],
+                        )
+                    }
+                    _ => (cc::PARAMETER_NOT_SUPPORTED, Vec::new()),
+                }
+            }
+            (0x0a, 0x42) => {
+                self.sel_reservation = self.sel_reservation.wrapping_add(1).max(1);
+                (cc::OK, self.sel_reservation.to_le_bytes().to_vec())
+            }
+            (0x0a, 0x43) => self.sel_entry(&request.data),
+            (0x0a, 0x47) => {
+                if privilege < PRIV_OPERATOR {
+                    return (cc::PRIVILEGE, Vec::new());
+                }
+                let Some(data) = request.data.get(..6) else {
+                    return (cc::REQUEST_DATA_LENGTH, Vec::new());
+                };
+                if u16::from_le_bytes([data[0], data[1]]) != self.sel_reservation {
+                    return (0xc5, Vec::new());
+                }
+                if &data[2..5] != b"CLR" {
+                    return (cc::INVALID_DATA_FIELD, Vec::new());
+                }
+                if data[5] == 0xaa {
+                    self.bmc.clear_log();
+                }
+                // Erasure completed.
+                (cc::OK, vec![0x01])
+            }
+            _ => (cc::INVALID_COMMAND, Vec::new()),
+        }
+    }
+}

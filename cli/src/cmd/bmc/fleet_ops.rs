@@ -1,0 +1,214 @@
+//! `kiln bmc sweep`, `kiln bmc sim` and `kiln bench bmc-sweep`: the fleet-sized BMC commands.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kiln_bmc::fleet::{self, FleetOptions};
+use kiln_bmc::target::ConnectOptions;
+use kiln_bmc_sim::{SimFleet, SimFleetConfig, profile};
+use kiln_inventory::{NodeFilter, Store};
+
+use super::connect_node;
+use crate::GlobalArgs;
+use crate::global::KeyUse;
+
+/// `kiln bmc sweep`: power status over the inventory's BMCs. Credentials are decrypted per BMC, in memory, only
+/// when that BMC is queried.
+pub(super) async fn sweep(
+    hall: Option<String>,
+    concurrency: usize,
+    timeout_s: u64,
+    insecure: bool,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let store = global.open_store(KeyUse::IfPresent).await?;
+    let nodes = store
+        .list_nodes(&NodeFilter {
+            hall,
+            ..NodeFilter::default()
+        })
+        .await?;
+    let targets: Vec<(String, (Store, String))> = nodes
+        .into_iter()
+        .map(|node| (node.serial.clone(), (store.clone(), node.serial)))
+        .collect();
+    let options = FleetOptions {
+        concurrency,
+        attempt_timeout: Duration::from_secs(timeout_s),
+        ..FleetOptions::default()
+    };
+    let connect_options = ConnectOptions {
+        request_timeout: Duration::from_secs(timeout_s),
+    };
+    let summary = fleet::run(targets, options, move |target, _attempt| async move {
+        let (store, serial) = &*target;
+        let bmc = connect_node(store, serial, insecure, connect_options)
+            .await
+            .map_err(|err| kiln_bmc::BmcError::Config {
+                addr: serial.clone(),
+                detail: format!("{err:#}"),
+            })?;
+        let state = bmc.power_state().await;
+        bmc.close().await;
+        state
+    })
+    .await;
+    if global.json {
+        let ok: Vec<serde_json::Value> = summary
+            .ok
+            .iter()
+            .map(|(serial, state)| serde_json::json!({ "serial": serial, "power_state": state.contract_str() }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": ok,
+                "failed": summary.failed,
+                "elapsed_s": summary.elapsed.as_secs_f64(),
+            })
+        );
+    } else {
+        for (serial, state) in &summary.ok {
+            println!("{serial}\t{}", state.contract_str());
+        }
+        for failure in &summary.failed {
+            println!(
+                "{}\tFAILED\t{}\t{}",
+                failure.target, failure.kind, failure.error
+            );
+        }
+        eprintln!(
+            "{} ok, {} failed in {:.1} s",
+            summary.ok.len(),
+            summary.failed.len(),
+            summary.elapsed.as_secs_f64()
+        );
+    }
+    if !summary.failed.is_empty() {
+        bail!(
+            "{} of {} BMCs failed",
+            summary.failed.len(),
+            summary.failed.len() + summary.ok.len()
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn run_sim(
+    count: usize,
+    base_port: Option<u16>,
+    profile_name: Option<String>,
+    http: bool,
+    power_on_s: f64,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let profiles = match profile_name {
+        Some(name) => {
+            vec![profile::by_name(&name).with_context(|| format!("no vendor profile {name:?}"))?]
+        }
+        None => Vec::new(),
+    };
+    let power_on = Duration::try_from_secs_f64(power_on_s)
+        .context("--power-on-s must be a non-negative number")?;
+    let fleet = SimFleet::start(SimFleetConfig {
+        count,
+        base_port,
+        tls: !http,
+        profiles,
+        timing: kiln_bmc_sim::Timing {
+            power_on,
+            ..kiln_bmc_sim::Timing::default()
+        },
+        ..SimFleetConfig::default()
+    })
+    .await?;
+    let config = SimFleetConfig::default();
+    for endpoint in fleet.endpoints() {
+        let fingerprint = endpoint.fingerprint.map(|f| f.to_string());
+        if global.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "index": endpoint.index,
+                    "profile": endpoint.profile,
+                    "redfish": endpoint.redfish_url,
+                    "fingerprint": fingerprint,
+                    "ipmi": endpoint.ipmi_port.map(|port| format!("127.0.0.1:{port}")),
+                    "serial": endpoint.bmc.serial,
+                    "user": config.user,
+                })
+            );
+        } else {
+            println!(
+                "{:>5}  {:<10}  {}  ipmi 127.0.0.1:{}  {}  {}",
+                endpoint.index,
+                endpoint.profile,
+                endpoint.redfish_url,
+                endpoint
+                    .ipmi_port
+                    .map_or("-".to_string(), |port| port.to_string()),
+                endpoint.bmc.serial,
+                fingerprint.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    eprintln!(
+        "{} simulated BMCs running (user {:?}, password {:?}); Ctrl-C stops them",
+        fleet.endpoints().len(),
+        config.user,
+        config.password
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    fleet.shutdown();
+    Ok(())
+}
+
+/// `kiln bench bmc-sweep`: arguments.
+#[derive(Debug, clap::Args)]
+pub struct SweepBenchArgs {
+    /// Number of simulated BMCs.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// BMCs swept at once.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Plain HTTP instead of HTTPS with pinned certificates.
+    #[arg(long)]
+    http: bool,
+}
+
+/// `kiln bench bmc-sweep`: times kiln's power-status sweep over a simulated fleet. With `--json` the last line
+/// is `{"count": N, "kiln_per_s": f64, "ipmitool_per_s": f64|null, "ratio": f64|null, "failed": n}`.
+pub async fn bench_sweep(args: SweepBenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let report = kiln_bmc_sim::bench::bmc_sweep(&kiln_bmc_sim::bench::SweepBenchConfig {
+        count: args.count,
+        concurrency: args.concurrency,
+        tls: !args.http,
+        ..Default::default()
+    })
+    .await?;
+    if global.json {
+        println!("{}", serde_json::to_string(&report)?);
+        println!("{}", report.contract_json());
+    } else {
+        println!("BMCs:           {}", report.count);
+        println!("fleet start:    {:.2} s", report.fleet_start_s);
+        println!(
+            "kiln sweep:     {:.2} s  ({:.0} BMCs/s)",
+            report.sweep_s, report.kiln_per_s
+        );
+        match (report.ipmitool_per_s, report.ratio) {
+            (Some(rate), Some(ratio)) => {
+                println!("ipmitool:       {rate:.1} BMCs/s  (kiln is {ratio:.0}x)")
+            }
+            _ => println!("ipmitool:       not measured"),
+        }
+        println!(
+            "failed:         {} {:?}",
+            report.failed, report.failures_by_kind
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the `kiln` binary.
+
+mod bmc;
