@@ -1,0 +1,7 @@
+//! kiln-health integration tests: one binary, one module per area.
+
+mod evidence;
+mod nccl_judge;
+mod nccl_parse;
+mod sku;
+mod support;
