@@ -9,7 +9,7 @@
 // pub mod burnin;
 pub mod evidence;
 pub mod nccl;
-// pub mod nvml;
+pub mod nvml;
 pub mod process;
 pub mod sku;
 pub mod verdict;

@@ -3,5 +3,6 @@
 mod evidence;
 mod nccl_judge;
 mod nccl_parse;
+mod nvml;
 mod sku;
 mod support;

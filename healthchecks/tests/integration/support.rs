@@ -57,3 +57,55 @@ pub fn synth_all_reduce(hosts: &[String], busbw_gbps: f64) -> String {
     ));
     out
 }
+
+/// A node backed by fake-nvml: its own copy of the library beside its own scenario, in a temporary directory
+/// (separate library instances, so tests run in parallel without sharing state or environment).
+pub struct FakeNode {
+    /// Holds the directory alive.
+    pub dir: tempfile::TempDir,
+}
+
+impl FakeNode {
+    /// The healthy H100 scenario with extra TOML (faults, overrides) appended.
+    pub fn h100_with(extra: &str) -> Self {
+        Self::from_scenario(&format!(
+            "{}\n{extra}\n",
+            fixture("scenarios/h100-healthy.toml")
+        ))
+    }
+
+    /// A node from full scenario text.
+    pub fn from_scenario(scenario: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(fake_nvml_library(), dir.path().join("libnvidia-ml.so"))
+            .expect("copy fake-nvml");
+        std::fs::write(dir.path().join("fake-nvml-scenario.toml"), scenario)
+            .expect("write scenario");
+        Self { dir }
+    }
+
+    /// Path to load as NVML.
+    pub fn lib(&self) -> PathBuf {
+        self.dir.path().join("libnvidia-ml.so")
+    }
+
+    /// The file whose existence means "GPUs under load" in the scenario.
+    pub fn load_file(&self) -> PathBuf {
+        self.dir.path().join("under-load")
+    }
+}
+
+/// The fake-nvml cdylib built as this test's dev-dependency (beside the test binary, in `deps/`).
+pub fn fake_nvml_library() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    let deps = exe.parent().expect("deps dir");
+    let candidates = [
+        deps.join("libnvidia_ml.so"),
+        deps.join("../libnvidia_ml.so"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| panic!("fake-nvml library not built (looked in {candidates:?}); run cargo build -p fake-nvml"))
+}
