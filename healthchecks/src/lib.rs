@@ -6,7 +6,7 @@
 //! - [`burnin`]: stress tool with a hard timeout while sampling NVML every second.
 //! - [`verdict`] and [`evidence`]: typed results and signed acceptance records.
 
-// pub mod burnin;
+pub mod burnin;
 pub mod evidence;
 pub mod nccl;
 pub mod nvml;

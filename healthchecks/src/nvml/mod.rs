@@ -226,29 +226,50 @@ impl GpuNvml {
         })
     }
 
-    /// Registers every GPU for critical XID events. GPUs that cannot register are logged and skipped.
+    /// Registers every GPU for critical XID events. A GPU that cannot register is logged and skipped.
     pub fn xid_watch(&self) -> Result<XidWatch<'_>, NvmlError> {
         let mut set = self.nvml.create_event_set()?;
+        let mut handles = Vec::new();
         for index in 0..self.gpu_count()? {
             let Ok(device) = self.nvml.device_by_index(index) else {
                 continue;
             };
+            let key = raw::handle_key(&device);
             set = match device.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
-                Ok(set) => set,
+                Ok(set) => {
+                    handles.push((key, index));
+                    set
+                }
                 Err(err) => {
-                    // nvml-wrapper frees the set when registration fails; start a new one.
+                    // nvml-wrapper frees the set when registration fails: start again with the GPUs so far.
                     tracing::warn!(gpu = index, error = %err.error, "cannot watch XID events");
-                    self.nvml.create_event_set()?
+                    let mut fresh = self.nvml.create_event_set()?;
+                    let mut kept = Vec::new();
+                    for (k, i) in handles.drain(..) {
+                        let Ok(d) = self.nvml.device_by_index(i) else {
+                            continue;
+                        };
+                        if let Ok(s) = d.register_events(EventTypes::CRITICAL_XID_ERROR, fresh) {
+                            kept.push((k, i));
+                            fresh = s;
+                        } else {
+                            fresh = self.nvml.create_event_set()?;
+                        }
+                    }
+                    handles = kept;
+                    fresh
                 }
             };
         }
-        Ok(XidWatch { set })
+        Ok(XidWatch { set, handles })
     }
 }
 
 /// A registered XID event set.
 pub struct XidWatch<'nvml> {
     set: nvml_wrapper::EventSet<'nvml>,
+    /// Registered device handles and their indices.
+    handles: Vec<(usize, u32)>,
 }
 
 impl XidWatch<'_> {
@@ -265,10 +286,15 @@ impl XidWatch<'_> {
                         Some(nvml_wrapper::enums::event::XidError::Value(v)) => v,
                         _ => 999,
                     };
-                    events.push(XidEvent {
-                        gpu: device.index().unwrap_or(u32::MAX),
-                        xid,
-                    });
+                    let key = raw::handle_key(&device);
+                    let gpu = self
+                        .handles
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, i)| *i)
+                        .or_else(|| device.index().ok())
+                        .unwrap_or(u32::MAX);
+                    events.push(XidEvent { gpu, xid });
                 }
                 Err(NvmlError::Timeout) => break,
                 Err(err) => {

@@ -71,3 +71,10 @@ impl RawNvml {
         })
     }
 }
+
+/// The opaque NVML handle of a device as a number, to recognise a device in events even when it no longer
+/// answers (a GPU that fell off the bus cannot report its index, but its handle is still the one registered).
+pub fn handle_key(device: &Device<'_>) -> usize {
+    // SAFETY: the handle is only read as an address, never dereferenced or used to build another Device.
+    unsafe { device.handle() as usize }
+}

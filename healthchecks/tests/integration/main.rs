@@ -1,5 +1,6 @@
 //! kiln-health integration tests: one binary, one module per area.
 
+mod burnin;
 mod evidence;
 mod nccl_judge;
 mod nccl_parse;
