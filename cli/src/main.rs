@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod global;
+mod table;
 
 pub use global::GlobalArgs;
 
@@ -40,7 +41,10 @@ fn main() -> ExitCode {
     // clap exits with status 2 on usage errors by itself.
     let cli = Cli::parse();
     global::init_tracing(&cli.global);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -1,1 +1,30 @@
-//! kiln-inventory (being built).
+//! kiln-inventory: kiln's domain model and the only code in kiln that touches SQL.
+//!
+//! Sites → halls → racks → nodes (with their GPUs, NICs, disks and BMC endpoint), the node lifecycle state with
+//! its event log, health runs with evidence, lessees and hall leases, and expiring work claims for the lifecycle
+//! engine. Backed by SQLite (a file, the default) or PostgreSQL, with the same behaviour on both.
+//!
+//! Invariant: every node state change is one transaction that updates the node and appends its event.
+//! Invariant: BMC passwords are sealed with AES-256-GCM at rest and never appear in `Debug` or logs.
+
+mod clock;
+mod error;
+mod manifest;
+mod model;
+mod scratch;
+mod secret;
+mod state;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::StoreError;
+pub use manifest::{ManifestError, ManifestErrors, ManifestFormat, ManifestRow, parse_manifest};
+pub use model::{
+    BadMac, BmcEndpoint, BmcProtocol, Claim, Disk, Gpu, HallLease, HallSummary, Hardware,
+    HealthRun, Lessee, MacAddr, Nic, Node, NodeEvent, NodeId, Sku, UnknownProtocol,
+};
+pub use scratch::ScratchDatabase;
+pub use secret::{SECRET_KEY_ENV, Secret, SecretError, SecretKey};
+pub use state::{NodeState, UnknownState};
+pub use store::health::NewHealthRun;
+pub use store::{Backend, BmcCredentials, ImportSummary, NodeFilter, Store, StoreOptions};

@@ -1,0 +1,8 @@
+//! One module per `kiln` subcommand: `Args` (its clap definition) and `exec` (what it does).
+
+pub mod bench;
+pub mod db;
+pub mod demo;
+pub mod hall;
+pub mod node;
+pub mod rack;

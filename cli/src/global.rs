@@ -1,0 +1,89 @@
+//! Options every subcommand shares, and the helpers that turn them into a store and a log.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use kiln_inventory::{SecretKey, Store, StoreOptions};
+
+/// Options accepted before or after any subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Inventory database: `sqlite://PATH` (created on first use) or `postgres://USER@HOST/DB`.
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_DB",
+        default_value = "sqlite://kiln.db"
+    )]
+    pub db: String,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// File holding the site secret key (used when KILN_SECRET_KEY is not set). Created when first needed.
+    #[arg(long, global = true, env = "KILN_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Whether a command needs the site key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// Use it if there is one (reads never need it).
+    IfPresent,
+    /// Needed; create a key file when there is no key at all.
+    CreateIfMissing,
+}
+
+impl GlobalArgs {
+    /// The key file path: `--key-file`, else `kiln.key` in the working directory.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("kiln.key"))
+    }
+
+    /// Opens the inventory named by `--db`, applying migrations.
+    pub async fn open_store(&self, key_use: KeyUse) -> anyhow::Result<Store> {
+        let path = self.key_path();
+        let key = match key_use {
+            KeyUse::IfPresent => SecretKey::load(&path)?,
+            KeyUse::CreateIfMissing => {
+                let (key, created) = SecretKey::load_or_create(&path)?;
+                if created {
+                    eprintln!(
+                        "note: created a new site secret key in {} (keep it safe and back it up)",
+                        path.display()
+                    );
+                }
+                Some(key)
+            }
+        };
+        Store::open(StoreOptions::new(self.db.clone()).key(key))
+            .await
+            .context("opening the inventory")
+    }
+}
+
+/// Logs to stderr; `-v` raises the level, `RUST_LOG` wins when set.
+pub fn init_tracing(args: &GlobalArgs) {
+    let default = match args.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Work claims: one owner per due node, lapsed claims are taken over, renewals and releases.
+
+use std::collections::HashSet;
+
+use chrono::Duration;
+use kiln_inventory::NodeState;
+
+use crate::both_backends;
+use crate::support::{TestDb, csv_rows};
+
+both_backends!(
+    concurrent_owners_never_share_a_node,
+    expired_claim_is_taken_over,
+    only_due_nodes_are_claimed
+);
+
+async fn concurrent_owners_never_share_a_node(db: TestDb) {
+    db.import_csv(&(csv_rows(1, 40) + &csv_rows(2, 40)))
+        .await
+        .expect("import");
+    let lease = Duration::seconds(60);
+    let mut tasks = tokio::task::JoinSet::new();
+    for owner in ["prov-a", "prov-b", "prov-c", "prov-d"] {
+        let store = db.store.clone();
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claims = store.claim_due_nodes(owner, 3, lease).await.expect("claim");
+                if claims.is_empty() {
+                    return (owner, mine);
+                }
+                for claim in claims {
+                    assert_eq!(claim.node.claimed_by.as_deref(), Some(owner));
+                    mine.push(claim.node.id);
+                }
+            }
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut owners_with_work = 0;
+    while let Some(result) = tasks.join_next().await {
+        let (owner, mine) = result.expect("task");
+        owners_with_work += usize::from(!mine.is_empty());
+        for id in mine {
+            assert!(
+                seen.insert(id),
+                "node {id} handed to {owner} and to another owner"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 80, "every due node claimed exactly once");
+    assert!(owners_with_work >= 1);
+}
+
+async fn expired_claim_is_taken_over(db: TestDb) {
+    db.import_csv(&csv_rows(1, 2)).await.expect("import");
+    let lease = Duration::seconds(30);
+    let first = db
+        .store
+        .claim_due_nodes("prov-a", 10, lease)
+        .await
+        .expect("claim a");
+    assert_eq!(first.len(), 2);
+    assert!(
+        db.store
+            .claim_due_nodes("prov-b", 10, lease)
+            .await
+            .expect("claim b")
+            .is_empty(),
+        "held by a"
+    );
+
+    // prov-a keeps one node alive, lets the other lapse.
+    db.clock.advance(Duration::seconds(20));
+    let kept = first[0].node.id;
+    assert_eq!(
+        db.store
+            .renew_claims("prov-a", &[kept], lease)
+            .await
+            .expect("renew"),
+        vec![kept]
+    );
+    db.clock.advance(Duration::seconds(15));
+    let taken = db
+        .store
+        .claim_due_nodes("prov-b", 10, lease)
+        .await
+        .expect("take over");
+    assert_eq!(
+        taken.iter().map(|c| c.node.id).collect::<Vec<_>>(),
+        vec![first[1].node.id]
+    );
+    assert_eq!(taken[0].node.claimed_by.as_deref(), Some("prov-b"));
+
+    // The old owner can neither renew nor release what it lost.
+    let lost = first[1].node.id;
+    assert!(
+        db.store
+            .renew_claims("prov-a", &[lost], lease)
+            .await
+            .expect("renew")
+            .is_empty()
+    );
+    assert!(
+        !db.store
+            .release_claim("prov-a", lost, None)
+            .await
+            .expect("release")
+    );
+    assert!(
+        db.store
+            .release_claim("prov-b", lost, Some(db.store.now() + Duration::seconds(5)))
+            .await
+            .expect("release")
+    );
+    let node = db.store.node(lost).await.expect("node");
+    assert_eq!((node.claimed_by, node.claim_expires_at), (None, None));
+    assert!(
+        db.store
+            .claim_due_nodes("prov-c", 10, lease)
+            .await
+            .expect("not due yet")
+            .is_empty()
+    );
+    db.clock.advance(Duration::seconds(5));
+    assert_eq!(
+        db.store
+            .claim_due_nodes("prov-c", 10, lease)
+            .await
+            .expect("due")
+            .len(),
+        1
+    );
+}
+
+async fn only_due_nodes_are_claimed(db: TestDb) {
+    db.import_csv(&csv_rows(1, 3)).await.expect("import");
+    let nodes = db
+        .store
+        .list_nodes(&Default::default())
+        .await
+        .expect("nodes");
+    // A node that needs nobody (quarantined) and one scheduled for later are not handed out.
+    db.store
+        .transition(
+            nodes[0].id,
+            NodeState::Enrolled,
+            NodeState::Remediating,
+            "t",
+            "x",
+        )
+        .await
+        .expect("t");
+    db.store
+        .transition(
+            nodes[0].id,
+            NodeState::Remediating,
+            NodeState::Quarantined,
+            "t",
+            "x",
+        )
+        .await
+        .expect("t");
+    db.store
+        .set_next_check(nodes[1].id, Some(db.store.now() + Duration::minutes(5)))
+        .await
+        .expect("schedule");
+    let claims = db
+        .store
+        .claim_due_nodes("prov-a", 10, Duration::seconds(30))
+        .await
+        .expect("claim");
+    assert_eq!(
+        claims.iter().map(|c| c.node.id).collect::<Vec<_>>(),
+        vec![nodes[2].id]
+    );
+    assert_eq!(claims[0].expires_at, db.store.now() + Duration::seconds(30));
+}

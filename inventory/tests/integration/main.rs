@@ -1,0 +1,9 @@
+//! kiln-inventory integration tests: one binary, every store test run on SQLite and on PostgreSQL.
+
+mod claims;
+mod import;
+mod manifest;
+mod roundtrip;
+mod secrets;
+mod support;
+mod transitions;

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, with its set-up: installs what the tests need on a fresh Debian machine with Rust
+# (Debian packages, cargo tools), makes sure PostgreSQL is up, then runs every test of the workspace.
+# KILN_TEST_PG=off skips the PostgreSQL half of the store tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests drive as real peers (none missing means no apt run).
+APT_PACKAGES=()
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-nextest"
+    cargo install cargo-nextest --locked
+fi
+
+if [ "${KILN_TEST_PG:-on}" != "off" ]; then
+    if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+        echo "test.sh: starting PostgreSQL"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+        for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    fi
+    pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable at 127.0.0.1:5432 (set KILN_TEST_PG=off to skip it)"; exit 1; }
+fi
+
+cargo nextest run --workspace --no-fail-fast "$@"
+cargo test --workspace --doc
