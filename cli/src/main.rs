@@ -35,6 +35,8 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Benchmarks that print latency percentiles and ratios.
     Bench(cmd::bench::Args),
+    /// GPU health: NVML checks, burn-in, NCCL runs and parsing, signed acceptance records.
+    Health(cmd::health::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
             Command::Hall(args) => cmd::hall::exec(args, &cli.global).await,
             Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
             Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
+            Command::Health(args) => cmd::health::exec(args, &cli.global).await,
         }
     });
     match result {

@@ -7,6 +7,7 @@
 //! - [`verdict`] and [`evidence`]: typed results and signed acceptance records.
 
 pub mod burnin;
+pub mod duration;
 pub mod evidence;
 pub mod nccl;
 pub mod nvml;

@@ -432,3 +432,58 @@ pub(super) fn infer_collective(rows: &[ResultRow], ranks: u32) -> &'static str {
         _ => "unknown",
     }
 }
+
+impl NcclReport {
+    /// A plain-text summary and one line per message size (human output of `kiln health nccl-parse`).
+    pub fn render_table(&self) -> String {
+        let mut out = format!(
+            "collective {}  ranks {}  hosts {}  nccl {}\n",
+            self.collective,
+            self.ranks,
+            if self.hosts.is_empty() {
+                "-".to_string()
+            } else {
+                self.hosts.join(",")
+            },
+            self.nccl_version.as_deref().unwrap_or("-"),
+        );
+        out.push_str(&format!(
+            "{:>12} {:>12} {:>8} {:>11} {:>11} {:>8} {:>11} {:>11} {:>8}\n",
+            "size_bytes",
+            "count",
+            "dtype",
+            "oop_algbw",
+            "oop_busbw",
+            "oop_wrong",
+            "ip_algbw",
+            "ip_busbw",
+            "ip_wrong"
+        ));
+        let wrong = |w: Option<u64>| w.map_or("N/A".to_string(), |w| w.to_string());
+        for r in &self.rows {
+            out.push_str(&format!(
+                "{:>12} {:>12} {:>8} {:>11.2} {:>11.2} {:>8} {:>11.2} {:>11.2} {:>8}\n",
+                r.size_bytes,
+                r.count,
+                r.dtype,
+                r.out_of_place.algbw_gbps,
+                r.out_of_place.busbw_gbps,
+                wrong(r.out_of_place.wrong),
+                r.in_place.algbw_gbps,
+                r.in_place.busbw_gbps,
+                wrong(r.in_place.wrong),
+            ));
+        }
+        out.push_str(&format!(
+            "avg busbw {} GB/s  out-of-bounds {}\n",
+            self.avg_busbw_gbps
+                .map_or("- (run did not finish)".to_string(), |v| v.to_string()),
+            self.out_of_bounds
+                .map_or("-".to_string(), |v| v.to_string()),
+        ));
+        for e in &self.errors {
+            out.push_str(&format!("error: {e}\n"));
+        }
+        out
+    }
+}

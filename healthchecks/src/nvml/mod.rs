@@ -52,6 +52,26 @@ pub fn resolve_lib_path(flag: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_NVML_LIB))
 }
 
+/// The SKU profile whose NVML name matches GPU 0 of the node, for `--sku` left out.
+pub fn detect_sku(lib: &Path, catalog: &crate::sku::SkuCatalog) -> Result<String, String> {
+    let nvml = GpuNvml::open(lib).map_err(|e| {
+        use std::error::Error as _;
+        format!(
+            "{e}: {}",
+            e.source().map(ToString::to_string).unwrap_or_default()
+        )
+    })?;
+    let name = nvml
+        .nvml
+        .device_by_index(0)
+        .and_then(|d| d.name())
+        .map_err(|e| format!("cannot read GPU 0's name: {e}"))?;
+    catalog
+        .match_nvml_name(&name)
+        .map(|p| p.id.clone())
+        .ok_or_else(|| format!("no SKU profile matches GPU name {name:?}; pass --sku"))
+}
+
 /// An initialised NVML library.
 #[derive(Debug)]
 pub struct GpuNvml {

@@ -1,0 +1,3 @@
+//! `kiln` binary integration tests: one binary, one module per subcommand family.
+
+mod health;
