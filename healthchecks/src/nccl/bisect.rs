@@ -8,8 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::judge::judge_run;
-use super::run::NcclRunner;
-use crate::process::ProcessError;
+use super::run::{NcclRunError, NcclRunner};
 use crate::sku::SkuProfile;
 
 /// One run made while bisecting.
@@ -36,14 +35,14 @@ pub struct BisectOutcome {
     pub steps: Vec<BisectStep>,
 }
 
-type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, ProcessError>> + Send + 'a>>;
+type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, NcclRunError>> + Send + 'a>>;
 
 /// Bisects `hosts` with `runner`, judging every run against `profile`.
 pub async fn bisect<R: NcclRunner>(
     runner: &R,
     hosts: &[String],
     profile: &SkuProfile,
-) -> Result<BisectOutcome, ProcessError> {
+) -> Result<BisectOutcome, NcclRunError> {
     let mut outcome = BisectOutcome::default();
     probe(runner, hosts.to_vec(), profile, &mut outcome).await?;
     Ok(outcome)

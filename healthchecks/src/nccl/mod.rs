@@ -5,8 +5,10 @@ pub mod judge;
 pub mod parse;
 mod parse_json;
 pub mod run;
+pub mod ssh;
 
 pub use bisect::{BisectOutcome, bisect};
 pub use judge::{NcclRun, judge_report, judge_run};
 pub use parse::{NcclReport, ParseError, PlacementResult, RankDevice, ResultRow, parse};
-pub use run::{CommandNcclRunner, NcclRunner};
+pub use run::{CommandNcclRunner, NcclRunError, NcclRunner};
+pub use ssh::{PinnedHost, SshNcclRunner};

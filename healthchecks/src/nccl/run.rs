@@ -6,11 +6,63 @@ use std::time::Duration;
 use super::judge::NcclRun;
 use crate::process::{ProcessError, run_with_timeout};
 
+/// Why nccl-tests could not be run at all (a run that fails is an `Ok(NcclRun)` the judge fails).
+#[derive(Debug, thiserror::Error)]
+pub enum NcclRunError {
+    /// The local launcher could not be started.
+    #[error("cannot run nccl-tests")]
+    Process(#[from] ProcessError),
+    /// The host set is empty.
+    #[error("no hosts to run nccl-tests on")]
+    NoHosts,
+    /// No host key is pinned for the host: kiln does not trust on first use.
+    #[error("no pinned SSH host key for {host}")]
+    UnknownHost {
+        /// The host.
+        host: String,
+    },
+    /// The host presented a different key than the pinned one.
+    #[error("{host} presented SSH host key {presented}, not the pinned {pinned}")]
+    HostKeyMismatch {
+        /// The host.
+        host: String,
+        /// Fingerprint presented.
+        presented: String,
+        /// Fingerprint pinned.
+        pinned: String,
+    },
+    /// Key authentication was refused.
+    #[error("{host} refused SSH key authentication for user {user}")]
+    AuthRejected {
+        /// The host.
+        host: String,
+        /// The user.
+        user: String,
+    },
+    /// Connecting or authenticating took too long.
+    #[error("SSH to {host} did not complete within {timeout:?}")]
+    SshTimeout {
+        /// The host.
+        host: String,
+        /// The limit.
+        timeout: std::time::Duration,
+    },
+    /// The SSH session failed.
+    #[error("SSH session with {host} failed")]
+    Ssh {
+        /// The host.
+        host: String,
+        /// What russh reported.
+        #[source]
+        source: russh::Error,
+    },
+}
+
 /// Runs nccl-tests across a set of hosts. Production uses a command (`all_reduce_perf` locally, or `mpirun`
 /// across hosts); tests plug in fakes.
 pub trait NcclRunner: Send + Sync {
     /// Runs the test over exactly these hosts and returns what happened (a failing run is `Ok`).
-    fn run(&self, hosts: &[String]) -> impl Future<Output = Result<NcclRun, ProcessError>> + Send;
+    fn run(&self, hosts: &[String]) -> impl Future<Output = Result<NcclRun, NcclRunError>> + Send;
 }
 
 /// Runs a command line built from a template. `{hosts}` expands to `h1,h2`, `{hosts_slots}` to `h1:G,h2:G`
@@ -61,7 +113,7 @@ impl CommandNcclRunner {
 }
 
 impl NcclRunner for CommandNcclRunner {
-    async fn run(&self, hosts: &[String]) -> Result<NcclRun, ProcessError> {
+    async fn run(&self, hosts: &[String]) -> Result<NcclRun, NcclRunError> {
         let argv = self.argv_for(hosts);
         tracing::info!(hosts = ?hosts, argv = ?argv, "running nccl-tests");
         let captured = run_with_timeout(&argv, &self.env, self.timeout).await?;

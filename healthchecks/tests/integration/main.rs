@@ -4,6 +4,7 @@ mod burnin;
 mod evidence;
 mod nccl_judge;
 mod nccl_parse;
+mod nccl_ssh;
 mod nvml;
 mod sku;
 mod support;

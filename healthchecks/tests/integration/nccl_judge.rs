@@ -3,8 +3,7 @@
 use std::sync::Mutex;
 
 use kiln_health::CheckStatus;
-use kiln_health::nccl::{NcclRun, NcclRunner, bisect, judge_run};
-use kiln_health::process::ProcessError;
+use kiln_health::nccl::{NcclRun, NcclRunError, NcclRunner, bisect, judge_run};
 
 use crate::support::{fixture, profile, synth_all_reduce};
 
@@ -142,7 +141,7 @@ struct FakeFabric {
 }
 
 impl NcclRunner for FakeFabric {
-    async fn run(&self, hosts: &[String]) -> Result<NcclRun, ProcessError> {
+    async fn run(&self, hosts: &[String]) -> Result<NcclRun, NcclRunError> {
         if let Ok(mut calls) = self.calls.lock() {
             calls.push(hosts.to_vec());
         }
