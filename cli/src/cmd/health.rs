@@ -9,7 +9,9 @@ use clap::Subcommand;
 use kiln_health::burnin::{BurnInConfig, run_burn_in};
 use kiln_health::duration::parse_duration;
 use kiln_health::evidence::{self, AcceptanceRecord};
-use kiln_health::nccl::{self, CommandNcclRunner, NcclRunner, bisect, judge_run};
+use kiln_health::nccl::{
+    self, CommandNcclRunner, NcclRunner, SshNcclRunner, bisect, judge_run, parse_pinned_hosts,
+};
 use kiln_health::nvml::{check_node, detect_sku, resolve_lib_path};
 use kiln_health::verdict::now_unix_s;
 use kiln_health::{SkuCatalog, SkuProfile, Verdict};
@@ -76,6 +78,15 @@ enum HealthCommand {
         /// On failure, find the bad node(s) by re-running on halves.
         #[arg(long)]
         bisect: bool,
+        /// Run the launcher on the first host over SSH with this private key (OpenSSH format).
+        #[arg(long, requires = "pinned_hosts")]
+        ssh_key: Option<PathBuf>,
+        /// SSH user.
+        #[arg(long, default_value = "root")]
+        ssh_user: String,
+        /// Pinned host keys: one `NAME HOST:PORT KEYTYPE BASE64` per line; hosts not listed are refused.
+        #[arg(long, requires = "ssh_key")]
+        pinned_hosts: Option<PathBuf>,
     },
     /// Parse nccl-tests output (text or -J JSON); exits 1 when it is not nccl-tests output.
     NcclParse {
@@ -144,31 +155,28 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             command,
             timeout,
             bisect: do_bisect,
+            ssh_key,
+            ssh_user,
+            pinned_hosts,
         } => {
             let sku = load_profile(&profile, &resolve_lib_path(profile.nvml_lib.as_deref()))?;
-            let runner = nccl_runner(command, &hosts, &sku, timeout);
-            let run = runner.run(&hosts).await?;
-            let verdict = judge_run(&run, &sku);
-            if !verdict.passed() && do_bisect && hosts.len() > 1 {
-                let outcome = bisect(&runner, &hosts, &sku).await?;
-                if global.json {
-                    print_json(&serde_json::json!({
-                        "verdict": verdict,
-                        "bisect": { "bad_hosts": outcome.bad_hosts, "unresolved": outcome.unresolved,
-                                    "runs": outcome.steps.len() },
-                    }))?;
-                } else {
-                    print!("{}", verdict.render_table());
-                    println!(
-                        "bisection ({} runs): bad hosts {:?}; fabric suspects {:?}",
-                        outcome.steps.len(),
-                        outcome.bad_hosts,
-                        outcome.unresolved
-                    );
+            let local = nccl_runner(command, &hosts, &sku, timeout);
+            match (ssh_key, pinned_hosts) {
+                (Some(key), Some(pins)) => {
+                    let key = russh_key(&key)?;
+                    let text = std::fs::read_to_string(&pins)
+                        .with_context(|| format!("reading {}", pins.display()))?;
+                    let runner = SshNcclRunner {
+                        user: ssh_user,
+                        key,
+                        hosts: parse_pinned_hosts(&text)?,
+                        command: local,
+                        connect_timeout: Duration::from_secs(30),
+                    };
+                    run_nccl(&runner, &hosts, &sku, do_bisect, global).await
                 }
-                bail!("NCCL run failed");
+                _ => run_nccl(&local, &hosts, &sku, do_bisect, global).await,
             }
-            report_verdict(&verdict, global)
         }
         HealthCommand::NcclParse { file } => {
             let text = if file.as_os_str() == "-" {
@@ -261,6 +269,44 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn run_nccl<R: NcclRunner>(
+    runner: &R,
+    hosts: &[String],
+    sku: &SkuProfile,
+    do_bisect: bool,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let run = runner.run(hosts).await?;
+    let verdict = judge_run(&run, sku);
+    if verdict.passed() || !do_bisect || hosts.len() < 2 {
+        return report_verdict(&verdict, global);
+    }
+    let outcome = bisect(runner, hosts, sku).await?;
+    if global.json {
+        print_json(&serde_json::json!({
+            "verdict": verdict,
+            "bisect": { "bad_hosts": outcome.bad_hosts, "unresolved": outcome.unresolved,
+                        "runs": outcome.steps.len() },
+        }))?;
+    } else {
+        print!("{}", verdict.render_table());
+        println!(
+            "bisection ({} runs): bad hosts {:?}; fabric suspects {:?}",
+            outcome.steps.len(),
+            outcome.bad_hosts,
+            outcome.unresolved
+        );
+    }
+    bail!("NCCL run failed")
+}
+
+fn russh_key(
+    path: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<kiln_health::nccl::ssh::PrivateKey>> {
+    let key = kiln_health::nccl::ssh::load_private_key(path)?;
+    Ok(std::sync::Arc::new(key))
 }
 
 fn resolve(profile: &ProfileArgs) -> anyhow::Result<(PathBuf, SkuProfile)> {

@@ -228,3 +228,55 @@ fn find_fake_nvml() -> PathBuf {
     .find(|p| p.exists())
     .expect("fake-nvml library built as a dev-dependency")
 }
+
+#[test]
+fn nccl_runs_the_command_judges_it_and_exits_by_verdict() {
+    let healthy = fixture("nccl/all_reduce_h100_1node.txt");
+    let out = kiln(&[
+        "health",
+        "nccl",
+        "--hosts",
+        "host-01",
+        "--sku",
+        "h100-sxm-80gb",
+        "--json",
+        "--command",
+        "cat",
+        healthy.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(stdout_json(&out)["kind"], "nccl");
+
+    let degraded = fixture("nccl/all_reduce_h100_degraded.txt");
+    let out = kiln(&[
+        "health",
+        "nccl",
+        "--hosts",
+        "host-09",
+        "--sku",
+        "h100-sxm-80gb",
+        "--command",
+        "cat",
+        degraded.to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nccl.busbw"));
+
+    // SSH needs both a key and pinned host keys.
+    let out = kiln(&[
+        "health",
+        "nccl",
+        "--hosts",
+        "a,b",
+        "--sku",
+        "h100-sxm-80gb",
+        "--ssh-key",
+        "/tmp/k",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::PrivateKeyWithHashAlg;
+pub use russh::keys::{PrivateKey, PublicKey};
 use russh::{ChannelMsg, Disconnect};
 
 use super::judge::NcclRun;
@@ -20,6 +21,73 @@ pub struct PinnedHost {
     pub addr: String,
     /// The host key it must present.
     pub host_key: PublicKey,
+}
+
+/// An SSH private key file kiln cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load SSH private key {path}")]
+pub struct SshKeyError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What russh reported.
+    #[source]
+    pub source: russh::keys::Error,
+}
+
+/// Loads an unencrypted OpenSSH private key.
+pub fn load_private_key(path: &std::path::Path) -> Result<PrivateKey, SshKeyError> {
+    russh::keys::load_secret_key(path, None).map_err(|source| SshKeyError {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A pinned-hosts file line kiln cannot use.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("pinned hosts line {line}: {reason} (expected `NAME HOST:PORT KEYTYPE BASE64`)")]
+pub struct PinnedHostsError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Parses pinned hosts: one `NAME HOST:PORT KEYTYPE BASE64 [comment]` per line (`#` comments, blank lines ok).
+/// The key part is an OpenSSH public key, as in the agent's report or a host's `ssh_host_ed25519_key.pub`.
+pub fn parse_pinned_hosts(text: &str) -> Result<HashMap<String, PinnedHost>, PinnedHostsError> {
+    let mut hosts = HashMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let err = |reason: &str| PinnedHostsError {
+            line: i + 1,
+            reason: reason.to_string(),
+        };
+        let mut parts = line.splitn(3, char::is_whitespace);
+        let (Some(name), Some(addr), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(err("too few fields"));
+        };
+        if !addr.contains(':') {
+            return Err(err("address needs a port"));
+        }
+        let host_key = PublicKey::from_openssh(key.trim())
+            .map_err(|e| err(&format!("bad public key: {e}")))?;
+        if hosts
+            .insert(
+                name.to_string(),
+                PinnedHost {
+                    addr: addr.to_string(),
+                    host_key,
+                },
+            )
+            .is_some()
+        {
+            return Err(err("host listed twice"));
+        }
+    }
+    Ok(hosts)
 }
 
 /// Runs nccl-tests on the first host of a set over SSH.
@@ -204,7 +272,39 @@ impl NcclRunner for SshNcclRunner {
 
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::{parse_pinned_hosts, shell_quote};
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5CFqdiXJXAiTWuTvq8d3n/4pIpAqSPI1WGl7Kz2xjA";
+
+    #[test]
+    fn pinned_hosts_file_parses_and_rejects_bad_lines() {
+        let text = format!(
+            "# site pins\nnode-01 10.0.0.1:22 {KEY} root@node-01\n\nnode-02 10.0.0.2:2222 {KEY}\n"
+        );
+        let hosts = parse_pinned_hosts(&text).expect("parses");
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(hosts["node-02"].addr, "10.0.0.2:2222");
+        assert_eq!(
+            parse_pinned_hosts("node-01 10.0.0.1:22")
+                .expect_err("short")
+                .line,
+            1
+        );
+        assert!(
+            parse_pinned_hosts(&format!("n 10.0.0.1 {KEY}"))
+                .expect_err("port")
+                .reason
+                .contains("port")
+        );
+        assert!(parse_pinned_hosts("n 1.2.3.4:22 ssh-ed25519 notbase64").is_err());
+        assert!(
+            parse_pinned_hosts(&format!("n 1:22 {KEY}\nn 2:22 {KEY}"))
+                .expect_err("dup")
+                .reason
+                .contains("twice")
+        );
+    }
 
     #[test]
     fn quotes_only_what_needs_quoting() {
