@@ -328,6 +328,16 @@ fn judge_gpu_samples(s: &Sampled, gpu: usize, p: &SkuProfile) -> Vec<Check> {
         Some(json!({ "below_c": p.max_gpu_temp_c })),
         "GPU temperature under load must stay below the slowdown limit",
     ));
+    if let Some(max_hbm) = ok.iter().filter_map(|x| x.memory_temp_c).max() {
+        checks.push(Check::judged(
+            max_hbm < p.max_memory_temp_c,
+            "burnin.memory_temp_max",
+            g,
+            max_hbm,
+            Some(json!({ "below_c": p.max_memory_temp_c })),
+            "HBM temperature under load must stay below the SKU's limit",
+        ));
+    }
     let throttled = ok
         .iter()
         .filter(|x| x.throttle_reasons & THROTTLE_FAILING_MASK != 0)

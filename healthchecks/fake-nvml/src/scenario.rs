@@ -32,6 +32,12 @@ pub struct Scenario {
     /// GPU temperature under load, °C.
     #[serde(default = "default_load_temp")]
     pub temp_load_c: u32,
+    /// HBM temperature when idle, °C.
+    #[serde(default = "default_idle_mem_temp")]
+    pub memory_temp_idle_c: u32,
+    /// HBM temperature under load, °C.
+    #[serde(default = "default_load_mem_temp")]
+    pub memory_temp_load_c: u32,
     /// Slowdown temperature threshold NVML reports, °C.
     #[serde(default = "default_slowdown")]
     pub temp_slowdown_c: u32,
@@ -69,6 +75,12 @@ fn default_idle_temp() -> u32 {
 }
 fn default_load_temp() -> u32 {
     68
+}
+fn default_idle_mem_temp() -> u32 {
+    36
+}
+fn default_load_mem_temp() -> u32 {
+    74
 }
 fn default_slowdown() -> u32 {
     87
@@ -171,6 +183,13 @@ pub enum Fault {
         /// SM clock while throttling, MHz.
         sm_clock_mhz: u32,
     },
+    /// HBM overheating under load.
+    HbmHot {
+        /// GPU index.
+        gpu: u32,
+        /// HBM temperature under load, °C.
+        temp_c: u32,
+    },
     /// Power-brake slowdown under load.
     PowerBrake {
         /// GPU index.
@@ -242,6 +261,19 @@ impl Scenario {
         })
     }
 
+    /// HBM temperature now.
+    pub fn memory_temp(&self, gpu: u32) -> u32 {
+        if !self.under_load() {
+            return self.memory_temp_idle_c;
+        }
+        self.faults_for(gpu)
+            .find_map(|f| match f {
+                Fault::HbmHot { temp_c, .. } => Some(*temp_c),
+                _ => None,
+            })
+            .unwrap_or(self.memory_temp_load_c)
+    }
+
     /// True when a power-brake fault applies (only under load).
     pub fn power_brake(&self, gpu: u32) -> bool {
         self.under_load()
@@ -265,6 +297,7 @@ impl Fault {
             | Fault::PcieGen { gpu, .. }
             | Fault::NvlinkDown { gpu, .. }
             | Fault::ThermalThrottle { gpu, .. }
+            | Fault::HbmHot { gpu, .. }
             | Fault::PowerBrake { gpu }
             | Fault::GpuLost { gpu, .. } => *gpu,
         }

@@ -246,6 +246,16 @@ pub fn judge_gpu(s: &GpuSnapshot, p: &SkuProfile) -> Vec<Check> {
         Some(json!({ "below_c": p.max_gpu_temp_c })),
         "GPU temperature must stay below the SKU's slowdown limit",
     ));
+    if let Some(hbm) = s.sample.memory_temp_c {
+        c.push(Check::judged(
+            hbm < p.max_memory_temp_c,
+            "thermal.memory_temp",
+            g,
+            hbm,
+            Some(json!({ "below_c": p.max_memory_temp_c })),
+            "HBM temperature must stay below the SKU's limit",
+        ));
+    }
     let bad_throttle = s.sample.throttle_reasons & THROTTLE_FAILING_MASK;
     c.push(Check::judged(
         bad_throttle == 0,

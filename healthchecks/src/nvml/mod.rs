@@ -128,6 +128,8 @@ pub struct GpuSample {
     pub index: u32,
     /// GPU temperature, °C.
     pub temp_c: u32,
+    /// HBM temperature, °C; `None` when the GPU or driver does not report it.
+    pub memory_temp_c: Option<u32>,
     /// Power draw, W.
     pub power_w: f64,
     /// SM clock, MHz.
@@ -190,6 +192,7 @@ impl GpuNvml {
         Ok(GpuSample {
             index,
             temp_c: d.temperature(TemperatureSensor::Gpu)?,
+            memory_temp_c: memory_temp(&d),
             power_w: f64::from(d.power_usage()?) / 1000.0,
             sm_clock_mhz: d.clock_info(Clock::SM)?,
             throttle_reasons: d.current_throttle_reasons()?.bits(),
@@ -282,6 +285,22 @@ impl GpuNvml {
             };
         }
         Ok(XidWatch { set, handles })
+    }
+}
+
+/// HBM temperature through NVML field values (NVML_FI_DEV_MEMORY_TEMP); not every GPU reports it.
+fn memory_temp(device: &nvml_wrapper::Device<'_>) -> Option<u32> {
+    use nvml_wrapper::enums::device::SampleValue;
+    use nvml_wrapper::structs::device::FieldId;
+    const NVML_FI_DEV_MEMORY_TEMP: u32 = 82;
+    let values = device
+        .field_values_for(&[FieldId(NVML_FI_DEV_MEMORY_TEMP)])
+        .ok()?;
+    match values.into_iter().next()?.ok()?.value.ok()? {
+        SampleValue::U32(v) => Some(v),
+        SampleValue::U64(v) => u32::try_from(v).ok(),
+        SampleValue::I64(v) => u32::try_from(v).ok(),
+        SampleValue::F64(v) => Some(v as u32),
     }
 }
 

@@ -146,6 +146,7 @@ async fn thermal_throttle_power_brake_and_new_ecc_under_load_fail() {
         "time_scale = 40.0\n\
          [[fault]]\nkind = \"thermal_throttle\"\ngpu = 5\ntemp_c = 93\nsm_clock_mhz = 1100\n\n\
          [[fault]]\nkind = \"power_brake\"\ngpu = 6\n\n\
+         [[fault]]\nkind = \"hbm_hot\"\ngpu = 1\ntemp_c = 98\n\n\
          [[fault]]\nkind = \"ecc_uncorrectable\"\ngpu = 2\nat_s = 10\ncount = 4\n",
     );
     let v = burn(&node, "ok").await;
@@ -156,6 +157,7 @@ async fn thermal_throttle_power_brake_and_new_ecc_under_load_fail() {
         ("burnin.sm_clock", "gpu5"),
         ("burnin.throttle", "gpu6"),
         ("burnin.ecc_new", "gpu2"),
+        ("burnin.memory_temp_max", "gpu1"),
     ] {
         assert!(
             f.contains(&(expected.0.to_string(), expected.1.to_string())),
@@ -163,7 +165,7 @@ async fn thermal_throttle_power_brake_and_new_ecc_under_load_fail() {
             v.render_table()
         );
     }
-    assert_eq!(f.len(), 5, "{}", v.render_table());
+    assert_eq!(f.len(), 6, "{}", v.render_table());
 }
 
 #[tokio::test]

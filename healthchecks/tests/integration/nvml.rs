@@ -28,14 +28,20 @@ fn only_failure(v: &Verdict) -> &kiln_health::Check {
 fn healthy_node_passes_every_check() {
     let v = check(&FakeNode::h100_with(""));
     assert!(v.passed(), "{}", v.render_table());
-    // 8 GPUs × 14 checks each + availability + count.
+    // 8 GPUs × 15 checks each + availability + count.
     assert_eq!(
         v.checks
             .iter()
             .filter(|c| c.status == CheckStatus::Pass)
             .count(),
-        2 + 8 * 14
+        2 + 8 * 15
     );
+    let hbm = v
+        .checks
+        .iter()
+        .find(|c| c.name == "thermal.memory_temp")
+        .expect("HBM check via field values");
+    assert_eq!(hbm.measured, 36);
     let links = v
         .checks
         .iter()
@@ -146,6 +152,19 @@ fn thermal_throttle_under_load_is_caught() {
     assert_eq!(failing.len(), 2, "{}", v.render_table());
     assert!(failing.contains(&("thermal.temp", "gpu5")));
     assert!(failing.contains(&("clocks.throttle", "gpu5")));
+}
+
+#[test]
+fn hot_hbm_under_load_is_caught_through_field_values() {
+    let node = FakeNode::h100_with("[[fault]]\nkind = \"hbm_hot\"\ngpu = 7\ntemp_c = 99\n");
+    std::fs::write(node.load_file(), "").expect("load on");
+    let v = check(&node);
+    let f = only_failure(&v);
+    assert_eq!(
+        (f.name.as_str(), f.subject.as_str()),
+        ("thermal.memory_temp", "gpu7")
+    );
+    assert_eq!(f.measured, 99);
 }
 
 #[test]
