@@ -62,7 +62,9 @@ impl server::Handler for LoopbackSshd {
             let child = tokio::process::Command::new("sh")
                 .arg("-c")
                 .arg(&command)
+                .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
                 .kill_on_drop(true)
                 .spawn();
             let Ok(mut child) = child else { return };
@@ -218,7 +220,7 @@ async fn a_hung_remote_run_times_out_with_partial_output() {
     let argv = [
         "sh",
         "-c",
-        "echo '# nThread 1 nGpus 1 minBytes 8'; sleep 30",
+        "echo '# nThread 1 nGpus 1 minBytes 8'; exec sleep 30",
     ];
     let run = runner(&addr, 1, 2, &argv, Duration::from_millis(1500))
         .run(&two_nodes())
