@@ -328,6 +328,17 @@ fn judge_gpu_samples(s: &Sampled, gpu: usize, p: &SkuProfile) -> Vec<Check> {
         Some(json!({ "below_c": p.max_gpu_temp_c })),
         "GPU temperature under load must stay below the slowdown limit",
     ));
+    // A board drawing well past its limit is misreporting or faulty (limits are enforced by firmware).
+    let max_power_w = ok.iter().map(|x| x.power_w).fold(0.0_f64, f64::max);
+    let power_ceiling_w = f64::from(p.power_limit_w) * 1.05;
+    checks.push(Check::judged(
+        max_power_w <= power_ceiling_w,
+        "burnin.power_max",
+        g,
+        max_power_w,
+        Some(json!({ "max_w": power_ceiling_w, "limit_w": p.power_limit_w })),
+        "power draw under load must stay within the board limit",
+    ));
     if let Some(max_hbm) = ok.iter().filter_map(|x| x.memory_temp_c).max() {
         checks.push(Check::judged(
             max_hbm < p.max_memory_temp_c,

@@ -46,6 +46,12 @@ async fn healthy_burn_in_passes_with_loaded_clocks_sampled() {
         .expect("clock check");
     assert_eq!(clock.measured, 1980, "median taken under load");
     assert_eq!(v.evidence["gpus"]["per_gpu"][0]["temp_max_c"], 68);
+    let power = v
+        .checks
+        .iter()
+        .find(|c| c.name == "burnin.power_max")
+        .expect("power check");
+    assert_eq!(power.measured, 640.0);
     assert!(!node.load_file().exists(), "tool removed its load marker");
 }
 
@@ -166,6 +172,17 @@ async fn thermal_throttle_power_brake_and_new_ecc_under_load_fail() {
         );
     }
     assert_eq!(f.len(), 6, "{}", v.render_table());
+}
+
+#[tokio::test]
+async fn power_draw_past_the_board_limit_fails() {
+    let scenario = crate::support::fixture("scenarios/h100-healthy.toml")
+        .replace("power_load_w = 640", "power_load_w = 900");
+    let node = FakeNode::from_scenario(&scenario);
+    let v = burn(&node, "ok").await;
+    let f = failing(&v);
+    assert_eq!(f.len(), 8, "{}", v.render_table());
+    assert!(f.iter().all(|(name, _)| name == "burnin.power_max"));
 }
 
 #[tokio::test]
