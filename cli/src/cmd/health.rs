@@ -17,7 +17,9 @@ use kiln_health::verdict::now_unix_s;
 use kiln_health::{SkuCatalog, SkuProfile, Verdict};
 
 use crate::GlobalArgs;
-use crate::global::print_json;
+use crate::global::{KeyUse, print_json};
+use kiln_health::RunKind;
+use kiln_inventory::NewHealthRun;
 
 /// GPU health: NVML checks, burn-in, NCCL, signed evidence.
 #[derive(Debug, clap::Args)]
@@ -38,6 +40,9 @@ struct ProfileArgs {
     /// NVML library to load (default: KILN_NVML_LIB, else libnvidia-ml.so.1).
     #[arg(long)]
     nvml_lib: Option<PathBuf>,
+    /// Also store the verdict as a health run of the node with this chassis serial in the inventory (--db).
+    #[arg(long, value_name = "SERIAL")]
+    record: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +137,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         HealthCommand::Check { profile } => {
             let (lib, sku) = resolve(&profile)?;
             let verdict = tokio::task::spawn_blocking(move || check_node(&lib, &sku)).await?;
+            record_verdict(&verdict, profile.record.as_deref(), global).await?;
             report_verdict(&verdict, global)
         }
         HealthCommand::BurnIn {
@@ -147,6 +153,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 cfg.timeout = t;
             }
             let verdict = run_burn_in(&cfg, &sku).await;
+            record_verdict(&verdict, profile.record.as_deref(), global).await?;
             report_verdict(&verdict, global)
         }
         HealthCommand::Nccl {
@@ -173,9 +180,27 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                         command: local,
                         connect_timeout: Duration::from_secs(30),
                     };
-                    run_nccl(&runner, &hosts, &sku, do_bisect, global).await
+                    run_nccl(
+                        &runner,
+                        &hosts,
+                        &sku,
+                        do_bisect,
+                        profile.record.as_deref(),
+                        global,
+                    )
+                    .await
                 }
-                _ => run_nccl(&local, &hosts, &sku, do_bisect, global).await,
+                _ => {
+                    run_nccl(
+                        &local,
+                        &hosts,
+                        &sku,
+                        do_bisect,
+                        profile.record.as_deref(),
+                        global,
+                    )
+                    .await
+                }
             }
         }
         HealthCommand::NcclParse { file } => {
@@ -276,10 +301,12 @@ async fn run_nccl<R: NcclRunner>(
     hosts: &[String],
     sku: &SkuProfile,
     do_bisect: bool,
+    record: Option<&str>,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
     let run = runner.run(hosts).await?;
     let verdict = judge_run(&run, sku);
+    record_verdict(&verdict, record, global).await?;
     if verdict.passed() || !do_bisect || hosts.len() < 2 {
         return report_verdict(&verdict, global);
     }
@@ -300,6 +327,43 @@ async fn run_nccl<R: NcclRunner>(
         );
     }
     bail!("NCCL run failed")
+}
+
+/// Stores a verdict (passing or not) as a health run of the node with chassis serial `serial`.
+async fn record_verdict(
+    verdict: &Verdict,
+    serial: Option<&str>,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let Some(serial) = serial else { return Ok(()) };
+    let store = global.open_store(KeyUse::IfPresent).await?;
+    let result = async {
+        let node = store.node_by_serial(serial).await?;
+        let evidence = serde_json::to_value(verdict)?;
+        let started_at = i64::try_from(verdict.started_at_unix_s)
+            .ok()
+            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+            .unwrap_or_else(chrono::Utc::now);
+        let kind = match verdict.kind {
+            RunKind::NvmlCheck => "nvml",
+            RunKind::BurnIn => "burn_in",
+            RunKind::Nccl => "nccl",
+        };
+        store
+            .record_health_run(&NewHealthRun {
+                node: node.id,
+                kind,
+                passed: verdict.passed(),
+                started_at,
+                finished_at: Some(chrono::Utc::now()),
+                evidence: &evidence,
+            })
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    result.with_context(|| format!("recording the {:?} verdict for node {serial}", verdict.kind))
 }
 
 fn russh_key(

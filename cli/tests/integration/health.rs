@@ -280,3 +280,87 @@ fn nccl_runs_the_command_judges_it_and_exits_by_verdict() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn check_records_its_verdict_as_a_health_run_of_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("kiln.db").display());
+    let key = dir.path().join("kiln.key");
+    let key_s = key.to_str().expect("utf8");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hall-a.csv");
+    let import = kiln(&[
+        "--db",
+        &db,
+        "--key-file",
+        key_s,
+        "rack",
+        "import",
+        manifest.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        import.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+
+    let out = kiln(&[
+        "--db",
+        &db,
+        "--key-file",
+        key_s,
+        "health",
+        "check",
+        "--sku",
+        "h100-sxm-80gb",
+        "--nvml-lib",
+        "/nonexistent/libnvidia-ml.so.1",
+        "--record",
+        "KLN-A01-01",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failing verdict is still recorded, then exits 1"
+    );
+
+    let show = kiln(&[
+        "--db",
+        &db,
+        "--key-file",
+        key_s,
+        "--json",
+        "node",
+        "show",
+        "KLN-A01-01",
+    ]);
+    assert_eq!(
+        show.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    let v = stdout_json(&show);
+    let runs = v["health_runs"].as_array().expect("health runs");
+    assert_eq!(runs.len(), 1, "{v}");
+    assert_eq!(runs[0]["kind"], "nvml");
+    assert_eq!(runs[0]["passed"], false);
+    assert_eq!(runs[0]["evidence"]["checks"][0]["name"], "nvml.available");
+
+    let unknown = kiln(&[
+        "--db",
+        &db,
+        "--key-file",
+        key_s,
+        "health",
+        "check",
+        "--sku",
+        "h100-sxm-80gb",
+        "--nvml-lib",
+        "/x.so",
+        "--record",
+        "NO-SUCH-NODE",
+    ]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("NO-SUCH-NODE"));
+}
