@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive as real peers (none missing means no apt run).
-APT_PACKAGES=()
+# chromium: the hall map page test renders in headless Chromium.
+APT_PACKAGES=(chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -37,6 +37,10 @@ enum Command {
     Bench(cmd::bench::Args),
     /// GPU health: NVML checks, burn-in, NCCL runs and parsing, signed acceptance records.
     Health(cmd::health::Args),
+    /// Serve the inventory web API, metrics and hall map page.
+    Serve(cmd::serve::Args),
+    /// API tokens.
+    Token(cmd::token::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
             Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
             Command::Health(args) => cmd::health::exec(args, &cli.global).await,
+            Command::Serve(args) => cmd::serve::exec(args, &cli.global).await,
+            Command::Token(args) => cmd::token::exec(args, &cli.global).await,
         }
     });
     match result {

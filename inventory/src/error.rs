@@ -36,9 +36,41 @@ pub enum StoreError {
     /// No node has that serial or id.
     #[error("no node {0}")]
     NodeNotFound(String),
-    /// No hall by that name.
-    #[error("no hall {0:?}")]
+    /// No hall by that name or id.
+    #[error("no hall {0}")]
     HallNotFound(String),
+    /// No lease with that id.
+    #[error("no lease {0}")]
+    LeaseNotFound(i64),
+    /// The lease is not active (already released).
+    #[error("lease {0} is not active")]
+    LeaseNotActive(i64),
+    /// The hall already has an active lease.
+    #[error("hall {hall} already has an active lease")]
+    HallAlreadyLeased {
+        /// The hall.
+        hall: String,
+    },
+    /// The hall's verified nodes do not satisfy the acceptance rule; nothing changed.
+    #[error(
+        "hall {hall} cannot be leased: {verified} of {total} nodes verified, the acceptance rule needs {required}; not ready: {}",
+        shortfall_text(shortfall)
+    )]
+    LeaseRefused {
+        /// The hall.
+        hall: String,
+        /// Nodes available for the lease.
+        verified: i64,
+        /// Nodes in the hall.
+        total: i64,
+        /// Nodes the rule requires.
+        required: i64,
+        /// The nodes that are not available, as `serial (state)`.
+        shortfall: Vec<String>,
+    },
+    /// A request that cannot be carried out as asked.
+    #[error("{0}")]
+    Invalid(String),
     /// The lifecycle diagram has no such arrow.
     #[error("node {serial}: transition {from} → {to} is not allowed")]
     TransitionNotAllowed {
@@ -78,6 +110,20 @@ pub enum StoreError {
     /// A manifest could not be imported; nothing was written.
     #[error(transparent)]
     Manifest(#[from] crate::manifest::ManifestErrors),
+}
+
+fn shortfall_text(shortfall: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = shortfall
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if shortfall.len() > SHOWN {
+        text.push_str(&format!(" and {} more", shortfall.len() - SHOWN));
+    }
+    text
 }
 
 impl StoreError {

@@ -7,6 +7,7 @@
 //! Invariant: every node state change is one transaction that updates the node and appends its event.
 //! Invariant: BMC passwords are sealed with AES-256-GCM at rest and never appear in `Debug` or logs.
 
+mod access;
 mod clock;
 mod error;
 mod manifest;
@@ -16,6 +17,7 @@ mod secret;
 mod state;
 mod store;
 
+pub use access::{AcceptanceRule, Principal, Role, UnknownRole};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StoreError;
 pub use manifest::{ManifestError, ManifestErrors, ManifestFormat, ManifestRow, parse_manifest};
@@ -27,4 +29,7 @@ pub use scratch::ScratchDatabase;
 pub use secret::{SECRET_KEY_ENV, Secret, SecretError, SecretKey};
 pub use state::{NodeState, UnknownState};
 pub use store::health::NewHealthRun;
-pub use store::{Backend, BmcCredentials, ImportSummary, NodeFilter, Store, StoreOptions};
+pub use store::{
+    Backend, BmcCredentials, ImportSummary, LeaseEvent, LeaseOutcome, NodeFilter, Store,
+    StoreOptions,
+};

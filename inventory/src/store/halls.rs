@@ -36,21 +36,35 @@ impl Store {
         rows.iter()
             .map(|row| {
                 let id: i64 = get(row, "id")?;
-                let states: Vec<(NodeState, i64)> = per_hall
-                    .remove(&id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
+                let states = per_hall.remove(&id).unwrap_or_default();
                 Ok(HallSummary {
                     id,
                     site: get(row, "site")?,
                     name: get(row, "name")?,
                     racks: get(row, "racks")?,
-                    nodes: states.iter().map(|(_, count)| count).sum(),
+                    nodes: states.values().sum(),
                     states,
                 })
             })
             .collect()
+    }
+
+    /// One hall with its counts.
+    pub async fn hall(&self, id: i64) -> Result<HallSummary, StoreError> {
+        self.list_halls()
+            .await?
+            .into_iter()
+            .find(|hall| hall.id == id)
+            .ok_or_else(|| StoreError::HallNotFound(format!("id {id}")))
+    }
+
+    /// The hall with this name (in any site; the first by site name when several sites use it).
+    pub async fn hall_by_name(&self, name: &str) -> Result<HallSummary, StoreError> {
+        self.list_halls()
+            .await?
+            .into_iter()
+            .find(|hall| hall.name == name)
+            .ok_or_else(|| StoreError::HallNotFound(name.to_string()))
     }
 
     /// The SKUs kiln can verify.

@@ -23,9 +23,12 @@ mod hardware;
 pub(crate) mod health;
 mod import;
 mod leases;
+mod leasing;
 mod nodes;
+mod tokens;
 
 pub use import::ImportSummary;
+pub use leasing::{LeaseEvent, LeaseOutcome};
 pub use nodes::{BmcCredentials, NodeFilter};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -13,7 +13,7 @@ use crate::state::NodeState;
 /// The columns [`node_from_row`] reads; joined so a node comes back with its place and BMC.
 pub(crate) const NODE_SELECT: &str = "SELECT n.id, n.serial, s.name AS site, h.name AS hall, r.name AS rack, \
     n.slot, n.sku_id, n.state, n.boot_mac, n.lease_id, n.version, n.state_entered_at, n.next_check_at, \
-    n.claimed_by, n.claim_expires_at, n.created_at, n.updated_at, \
+    n.claimed_by, n.claim_expires_at, n.created_at, n.updated_at, n.drained, \
     b.id AS bmc_id, b.address AS bmc_address, b.protocol AS bmc_protocol, b.vendor AS bmc_vendor, \
     b.username AS bmc_username, b.tls_fingerprint AS bmc_tls_fingerprint \
     FROM nodes n JOIN racks r ON r.id = n.rack_id JOIN halls h ON h.id = r.hall_id \
@@ -39,6 +39,7 @@ pub(crate) fn node_from_row(row: &AnyRow) -> Result<Node, StoreError> {
             tls_fingerprint: get(row, "bmc_tls_fingerprint")?,
         },
         lease_id: get(row, "lease_id")?,
+        drained: get::<i64>(row, "drained")? != 0,
         version: get(row, "version")?,
         state_entered_at: get_time(row, "state_entered_at")?,
         next_check_at: get_opt_time(row, "next_check_at")?,
@@ -62,6 +63,8 @@ pub struct NodeFilter {
     pub sku: Option<String>,
     /// Only nodes under a lease of this lessee.
     pub lessee: Option<String>,
+    /// Only the node with this serial.
+    pub serial: Option<String>,
     /// Only nodes with an id above this (the cursor: the last id of the previous page).
     pub after_id: Option<NodeId>,
     /// Page size (`None`: all).
@@ -150,6 +153,9 @@ impl Store {
                  WHERE l.name = ? AND hl.status = 'active')",
                 Bind::Text(lessee.clone()),
             );
+        }
+        if let Some(serial) = &filter.serial {
+            push("n.serial = ?", Bind::Text(serial.clone()));
         }
         if let Some(after) = filter.after_id {
             push("n.id > ?", Bind::Int(after.0));

@@ -2,6 +2,7 @@
 
 mod claims;
 mod import;
+mod leasing;
 mod manifest;
 mod roundtrip;
 mod secrets;

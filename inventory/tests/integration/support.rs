@@ -109,3 +109,27 @@ pub fn csv_rows(rack: u32, count: u32) -> String {
         })
         .collect()
 }
+
+/// Walks `serials` along the happy path to `available`.
+pub async fn make_available(db: &TestDb, serials: &[&str]) {
+    use kiln_inventory::NodeState::*;
+    let path = [
+        Enrolled,
+        Discovering,
+        Inspecting,
+        Imaging,
+        Booting,
+        BurnIn,
+        FabricTest,
+        Available,
+    ];
+    for serial in serials {
+        let node = db.store.node_by_serial(serial).await.expect("node");
+        for step in path.windows(2) {
+            db.store
+                .transition(node.id, step[0], step[1], "test", "walk")
+                .await
+                .expect("walk");
+        }
+    }
+}
