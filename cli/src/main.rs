@@ -37,6 +37,8 @@ enum Command {
     Bmc(cmd::bmc::Args),
     /// Benchmarks that print latency percentiles and ratios.
     Bench(cmd::bench::Args),
+    /// GPU health: NVML checks, burn-in, NCCL runs and parsing, signed acceptance records.
+    Health(cmd::health::Args),
     /// Serve the inventory web API, metrics and hall map page.
     Serve(cmd::serve::Args),
     /// API tokens.
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
             Command::Bmc(args) => cmd::bmc::exec(args, &cli.global).await,
             Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
+            Command::Health(args) => cmd::health::exec(args, &cli.global).await,
             Command::Serve(args) => cmd::serve::exec(args, &cli.global).await,
             Command::Token(args) => cmd::token::exec(args, &cli.global).await,
         }

@@ -1,2 +1,20 @@
-//! kiln-health: NVML checks, burn-in runner, nccl-tests runner/parser/judge, SKU profiles and signed verdicts.
-//! Not built yet: see the GPU health issue.
+//! kiln-health: proves a node's GPUs and fabric before hand-over.
+//!
+//! - [`nccl`]: parse nccl-tests output (text and JSON), judge busbw against the SKU profile, run and bisect.
+//! - [`sku`]: SKU profiles as data (`profiles/skus.toml`, overridable).
+//! - [`nvml`]: checks over NVML loaded at run time (real driver or the fake-nvml library).
+//! - [`burnin`]: stress tool with a hard timeout while sampling NVML every second.
+//! - [`verdict`] and [`evidence`]: typed results and signed acceptance records.
+
+pub mod burnin;
+pub mod duration;
+pub mod evidence;
+pub mod nccl;
+pub mod nvml;
+pub mod process;
+pub mod sku;
+pub mod verdict;
+pub mod xid;
+
+pub use sku::{SkuCatalog, SkuProfile};
+pub use verdict::{Check, CheckStatus, RunKind, Verdict};

@@ -5,6 +5,7 @@ pub mod bmc;
 pub mod db;
 pub mod demo;
 pub mod hall;
+pub mod health;
 pub mod node;
 pub mod rack;
 pub mod serve;

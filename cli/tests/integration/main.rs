@@ -1,3 +1,4 @@
-//! Integration tests of the `kiln` binary.
+//! `kiln` binary integration tests: one binary, one module per subcommand family.
 
 mod bmc;
+mod health;

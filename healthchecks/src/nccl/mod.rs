@@ -1,0 +1,14 @@
+//! nccl-tests: parse their output, judge busbw against the SKU profile, run them, and bisect failing node sets.
+
+pub mod bisect;
+pub mod judge;
+pub mod parse;
+mod parse_json;
+pub mod run;
+pub mod ssh;
+
+pub use bisect::{BisectOutcome, bisect};
+pub use judge::{NcclRun, judge_report, judge_run};
+pub use parse::{NcclReport, ParseError, PlacementResult, RankDevice, ResultRow, parse};
+pub use run::{CommandNcclRunner, NcclRunError, NcclRunner};
+pub use ssh::{PinnedHost, SshNcclRunner, parse_pinned_hosts};

@@ -1,0 +1,207 @@
+//! SKU profiles: what a healthy node of a GPU model looks like, as data (`profiles/skus.toml`, overridable).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The profiles shipped with kiln.
+const BUILTIN_PROFILES: &str = include_str!("../profiles/skus.toml");
+
+/// Why profiles could not be loaded or a SKU found.
+#[derive(Debug, thiserror::Error)]
+pub enum SkuError {
+    /// The profile file could not be read.
+    #[error("cannot read SKU profile file {path}")]
+    Read {
+        /// The file named.
+        path: PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The profile text is not valid profile TOML.
+    #[error("SKU profiles in {origin} are malformed")]
+    Malformed {
+        /// Where the text came from (a path or `built-in`).
+        origin: String,
+        /// What the TOML reader rejected.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A profile is internally inconsistent.
+    #[error("SKU profile {id} is invalid: {reason}")]
+    Invalid {
+        /// The profile's id.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No profile has the id asked for.
+    #[error("no SKU profile with id {id:?} (known: {known})")]
+    Unknown {
+        /// The id asked for.
+        id: String,
+        /// The ids that exist, comma-separated.
+        known: String,
+    },
+}
+
+/// An NCCL busbw floor for runs spanning at least `nodes` nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NcclThreshold {
+    /// Node count this floor starts to apply at.
+    pub nodes: u32,
+    /// Minimum all_reduce bus bandwidth at large messages, GB/s.
+    pub min_busbw_gbps: f64,
+}
+
+/// Expected inventory and limits for one GPU SKU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkuProfile {
+    /// Stable id shared with the inventory (`h100-sxm-80gb`).
+    pub id: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Substring NVML's device name must contain.
+    pub nvml_name_contains: String,
+    /// GPUs a node of this SKU has.
+    pub gpus_per_node: u32,
+    /// Minimum total framebuffer per GPU, MiB (NVML reports slightly less than the marketing size).
+    pub memory_min_mib: u64,
+    /// VBIOS versions accepted; empty accepts any.
+    #[serde(default)]
+    pub vbios_allowed: Vec<String>,
+    /// Expected PCIe generation (current link under load and max).
+    pub pcie_gen: u32,
+    /// Expected PCIe link width (lanes).
+    pub pcie_width: u32,
+    /// NVLink links per GPU that must be active.
+    pub nvlink_links: u32,
+    /// GPU core temperature limit under load, °C.
+    pub max_gpu_temp_c: u32,
+    /// HBM temperature limit under load, °C.
+    pub max_memory_temp_c: u32,
+    /// Expected sustained SM clock under load, MHz.
+    pub sm_clock_expected_mhz: u32,
+    /// Fraction of the expected SM clock below which a throttled GPU fails.
+    pub sm_clock_min_ratio: f64,
+    /// Board power limit, W.
+    pub power_limit_w: u32,
+    /// Retired pages (single + double bit) at or above which the GPU fails.
+    pub retired_pages_max: u64,
+    /// Uncorrectable row remaps at or above which the GPU fails.
+    pub remap_uncorrectable_max: u64,
+    /// Default burn-in duration, seconds.
+    pub burn_in_duration_s: u64,
+    /// Message size from which NCCL rows are judged, bytes.
+    pub nccl_min_size_bytes: u64,
+    /// NCCL busbw floors by node count.
+    pub nccl: Vec<NcclThreshold>,
+}
+
+impl SkuProfile {
+    /// The busbw floor for a run over `nodes` nodes: the entry with the largest node count not above `nodes`.
+    pub fn nccl_threshold(&self, nodes: u32) -> Option<&NcclThreshold> {
+        self.nccl
+            .iter()
+            .filter(|t| t.nodes <= nodes.max(1))
+            .max_by_key(|t| t.nodes)
+    }
+
+    fn validate(&self) -> Result<(), SkuError> {
+        let invalid = |reason: &str| SkuError::Invalid {
+            id: self.id.clone(),
+            reason: reason.to_string(),
+        };
+        if self.id.is_empty() {
+            return Err(invalid("empty id"));
+        }
+        if self.gpus_per_node == 0 {
+            return Err(invalid("gpus_per_node is 0"));
+        }
+        if !(0.0..=1.0).contains(&self.sm_clock_min_ratio) {
+            return Err(invalid("sm_clock_min_ratio must be within 0..=1"));
+        }
+        if self.nccl.is_empty() || !self.nccl.iter().any(|t| t.nodes <= 1) {
+            return Err(invalid(
+                "nccl thresholds must include one for a single node",
+            ));
+        }
+        if self
+            .nccl
+            .iter()
+            .any(|t| !t.min_busbw_gbps.is_finite() || t.min_busbw_gbps <= 0.0)
+        {
+            return Err(invalid("nccl min_busbw_gbps must be positive"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ProfileFile {
+    sku: Vec<SkuProfile>,
+}
+
+/// A set of SKU profiles, looked up by id.
+#[derive(Debug, Clone)]
+pub struct SkuCatalog {
+    profiles: Vec<SkuProfile>,
+}
+
+impl SkuCatalog {
+    /// The profiles shipped with kiln.
+    pub fn builtin() -> Result<Self, SkuError> {
+        Self::from_toml(BUILTIN_PROFILES, "built-in")
+    }
+
+    /// Profiles from TOML text; `origin` names the source in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, SkuError> {
+        let file: ProfileFile = toml::from_str(text).map_err(|source| SkuError::Malformed {
+            origin: origin.to_string(),
+            source,
+        })?;
+        for p in &file.sku {
+            p.validate()?;
+        }
+        Ok(Self { profiles: file.sku })
+    }
+
+    /// The built-in profiles with those in `path` layered on top (a profile with the same id replaces the built-in).
+    pub fn builtin_with_overrides(path: &Path) -> Result<Self, SkuError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SkuError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let overrides = Self::from_toml(&text, &path.display().to_string())?;
+        let mut catalog = Self::builtin()?;
+        for p in overrides.profiles {
+            catalog.profiles.retain(|b| b.id != p.id);
+            catalog.profiles.push(p);
+        }
+        Ok(catalog)
+    }
+
+    /// The profile with this id.
+    pub fn get(&self, id: &str) -> Result<&SkuProfile, SkuError> {
+        self.profiles
+            .iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| SkuError::Unknown {
+                id: id.to_string(),
+                known: self.ids().join(", "),
+            })
+    }
+
+    /// The profile whose NVML name pattern matches a device name, if any.
+    pub fn match_nvml_name(&self, name: &str) -> Option<&SkuProfile> {
+        self.profiles
+            .iter()
+            .find(|p| name.contains(&p.nvml_name_contains))
+    }
+
+    /// All profile ids.
+    pub fn ids(&self) -> Vec<&str> {
+        self.profiles.iter().map(|p| p.id.as_str()).collect()
+    }
+}

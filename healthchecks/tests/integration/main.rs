@@ -1,0 +1,10 @@
+//! kiln-health integration tests: one binary, one module per area.
+
+mod burnin;
+mod evidence;
+mod nccl_judge;
+mod nccl_parse;
+mod nccl_ssh;
+mod nvml;
+mod sku;
+mod support;
