@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive as real peers (none missing means no apt run).
-APT_PACKAGES=(ipmitool openipmi)
+# chromium: the hall map page test renders in headless Chromium.
+# ipmitool, openipmi: the BMC tests drive ipmitool against kiln's IPMI simulator and kiln's client against ipmi_sim.
+APT_PACKAGES=(chromium ipmitool openipmi)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

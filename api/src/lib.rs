@@ -1,2 +1,97 @@
-//! kiln-api: the REST API over the inventory and provisioner, token auth with roles, `/metrics` and the hall
-//! map page. Not built yet: see the inventory web API issue.
+//! kiln-api: the REST API over the inventory (`/api/v1/…`, OpenAPI at `/api/v1/openapi.json`), bearer tokens
+//! with roles and lessee isolation, Prometheus `/metrics`, and the hall map page at `/`.
+//!
+//! Invariant: no endpoint returns BMC credentials (the inventory's `Node` carries none).
+//! Invariant: a lessee token sees only the nodes, halls, leases and reports of its own active leases; anything
+//! else answers 404, exactly as if it did not exist.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::Html;
+use axum::routing::{get, post};
+use kiln_inventory::Store;
+use utoipa::OpenApi;
+
+mod auth;
+mod error;
+mod extract;
+mod metrics;
+mod openapi;
+mod routes;
+
+pub use error::{ApiError, ErrorBody};
+pub use metrics::Metrics;
+pub use openapi::ApiDoc;
+
+/// Largest request body accepted (a 10,000-node manifest is about 1.2 MiB).
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The inventory.
+    pub store: Store,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+}
+
+impl ApiState {
+    /// State over `store` with fresh metrics.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
+/// The whole HTTP surface: API, OpenAPI document, metrics and the hall map page.
+pub fn router(state: ApiState) -> Router {
+    use routes::{halls, leases, nodes, racks};
+    let api = Router::new()
+        .route("/nodes", get(nodes::list))
+        .route("/nodes/{serial}", get(nodes::show))
+        .route("/nodes/{serial}/events", get(nodes::events))
+        .route("/nodes/{serial}/health", get(nodes::health))
+        .route("/nodes/{serial}/drain", post(nodes::drain))
+        .route("/nodes/{serial}/repair", post(nodes::repair))
+        .route("/halls", get(halls::list))
+        .route("/halls/{id}", get(halls::show))
+        .route("/halls/{id}/lease", post(leases::lease))
+        .route("/map", get(halls::map))
+        .route("/leases", get(leases::list))
+        .route("/leases/{id}", get(leases::show))
+        .route("/leases/{id}/report", get(leases::report))
+        .route("/leases/{id}/release", post(leases::release))
+        .route("/leases/{id}/swap", post(leases::swap))
+        .route("/racks/import", post(racks::import))
+        .route("/lessees", get(racks::lessees).post(racks::create_lessee))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(ApiDoc::openapi()) }),
+        )
+        .fallback(|| async { ApiError::not_found("such endpoint") });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(metrics::scrape))
+        .route("/", get(|| async { Html(include_str!("map.html")) }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -69,9 +69,10 @@ impl GlobalArgs {
 
 /// Logs to stderr; `-v` raises the level, `RUST_LOG` wins when set.
 pub fn init_tracing(args: &GlobalArgs) {
+    // sqlx's slow-statement warnings are noise on a loaded machine; -vv shows them.
     let default = match args.verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,sqlx=error",
+        1 => "info,sqlx=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -37,6 +37,10 @@ enum Command {
     Bmc(cmd::bmc::Args),
     /// Benchmarks that print latency percentiles and ratios.
     Bench(cmd::bench::Args),
+    /// Serve the inventory web API, metrics and hall map page.
+    Serve(cmd::serve::Args),
+    /// API tokens.
+    Token(cmd::token::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
             Command::Bmc(args) => cmd::bmc::exec(args, &cli.global).await,
             Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
+            Command::Serve(args) => cmd::serve::exec(args, &cli.global).await,
+            Command::Token(args) => cmd::token::exec(args, &cli.global).await,
         }
     });
     match result {

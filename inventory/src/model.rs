@@ -11,6 +11,7 @@ use crate::state::NodeState;
 
 /// A node's database id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct NodeId(pub i64);
 
@@ -75,6 +76,7 @@ impl<'de> Deserialize<'de> for MacAddr {
 }
 
 /// How kiln talks to a BMC.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BmcProtocol {
@@ -120,6 +122,7 @@ impl FromStr for BmcProtocol {
 /// A node's BMC as stored; the password stays sealed and is only available through
 /// [`crate::Store::bmc_credentials`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BmcEndpoint {
     /// Database id.
     pub id: i64,
@@ -137,6 +140,7 @@ pub struct BmcEndpoint {
 
 /// A hardware model kiln knows how to verify.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Sku {
     /// Id used in manifests, e.g. `h100-sxm-80gb`.
     pub id: String,
@@ -152,8 +156,10 @@ pub struct Sku {
 
 /// A server in a rack slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Node {
     /// Database id.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub id: NodeId,
     /// Chassis serial number (unique).
     pub serial: String,
@@ -170,6 +176,7 @@ pub struct Node {
     /// Lifecycle state.
     pub state: NodeState,
     /// MAC of the NIC that PXE-boots.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "3c:ec:ef:0a:01:01"))]
     pub boot_mac: MacAddr,
     /// The node's BMC.
     pub bmc: BmcEndpoint,
@@ -195,6 +202,7 @@ pub struct Node {
 
 /// A GPU found in a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Gpu {
     /// NVML index.
     pub index: i64,
@@ -214,10 +222,12 @@ pub struct Gpu {
 
 /// A network interface found in a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Nic {
     /// Interface name.
     pub name: String,
     /// MAC address.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub mac: MacAddr,
     /// Link speed, when the link is up.
     pub speed_mbps: Option<i64>,
@@ -225,6 +235,7 @@ pub struct Nic {
 
 /// A disk found in a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Disk {
     /// Kernel name, e.g. `nvme0n1`.
     pub name: String,
@@ -238,6 +249,7 @@ pub struct Disk {
 
 /// What inspection found in a node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hardware {
     /// GPUs.
     pub gpus: Vec<Gpu>,
@@ -249,10 +261,12 @@ pub struct Hardware {
 
 /// One line of a node's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeEvent {
     /// Database id (increasing).
     pub id: i64,
     /// The node.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub node_id: NodeId,
     /// When it happened.
     pub at: DateTime<Utc>,
@@ -268,10 +282,12 @@ pub struct NodeEvent {
 
 /// A health check run and its evidence.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthRun {
     /// Database id.
     pub id: i64,
     /// The node checked.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub node_id: NodeId,
     /// Which check: `nvml`, `burn_in`, `nccl`, ...
     pub kind: String,
@@ -282,11 +298,13 @@ pub struct HealthRun {
     /// End, once finished.
     pub finished_at: Option<DateTime<Utc>>,
     /// Measured values, thresholds and tool output.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub evidence: serde_json::Value,
 }
 
 /// A customer that leases halls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Lessee {
     /// Database id.
     pub id: i64,
@@ -298,6 +316,7 @@ pub struct Lessee {
 
 /// A hall handed to a lessee.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HallLease {
     /// Database id.
     pub id: i64,
@@ -310,6 +329,7 @@ pub struct HallLease {
     /// End, if fixed.
     pub ends_at: Option<DateTime<Utc>>,
     /// Acceptance rule (e.g. all nodes, or a minimum verified fraction).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub acceptance: serde_json::Value,
     /// `active` or `released`.
     pub status: String,
@@ -319,6 +339,7 @@ pub struct HallLease {
 
 /// A hall with node counts per state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HallSummary {
     /// Database id.
     pub id: i64,
@@ -331,7 +352,7 @@ pub struct HallSummary {
     /// Nodes in the hall.
     pub nodes: i64,
     /// Nodes per state (only states with nodes), in lifecycle order.
-    pub states: Vec<(NodeState, i64)>,
+    pub states: std::collections::BTreeMap<NodeState, i64>,
 }
 
 /// A work claim handed out by [`crate::Store::claim_due_nodes`].

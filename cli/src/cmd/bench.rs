@@ -158,14 +158,17 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A manifest of `nodes` H100 nodes, 32 per rack, 32 racks per hall.
+/// Racks per hall in the generated manifest: 128 racks × 32 nodes = 4,096-node halls.
+const RACKS_PER_HALL: u32 = 128;
+
+/// A manifest of `nodes` H100 nodes, 32 per rack, 4,096 per hall.
 fn generate_manifest(nodes: u32) -> String {
     let mut text = String::from(
         "hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\n",
     );
     for i in 0..nodes {
         let (rack, slot) = (i / 32, i % 32);
-        let hall = rack / 32;
+        let hall = rack / RACKS_PER_HALL;
         let [_, b1, b2, b3] = i.to_be_bytes();
         text.push_str(&format!(
             "hall-{hall},r{rack:04},{slot},BENCH-{i:06},h100-sxm-80gb,10.{b1}.{b2}.{b3},redfish,admin,pw{i},02:00:00:{b1:02x}:{b2:02x}:{b3:02x}\n"
@@ -192,8 +195,9 @@ async fn run_backend(
         import,
     )];
 
-    // Walk nodes along the happy path, one transition at a time, timing each.
-    let nodes = store.list_nodes(&NodeFilter::default()).await?;
+    // Walk nodes along the happy path, one transition at a time, timing each; hall-0 is kept for leasing.
+    let all_nodes = store.list_nodes(&NodeFilter::default()).await?;
+    let (hall0, nodes): (Vec<_>, Vec<_>) = all_nodes.into_iter().partition(|n| n.hall == "hall-0");
     let path = [
         NodeState::Enrolled,
         NodeState::Discovering,
@@ -239,6 +243,8 @@ async fn run_backend(
         started.elapsed(),
     ));
 
+    out.extend(lease_hall0(backend, &store, &hall0, &path).await?);
+
     let mut samples = Vec::new();
     let started = Instant::now();
     loop {
@@ -258,5 +264,79 @@ async fn run_backend(
         started.elapsed(),
     ));
     store.close().await;
+    Ok(out)
+}
+
+/// Brings hall-0 to `available` with 16 concurrent walkers (throughput), then times leasing and releasing it.
+async fn lease_hall0(
+    backend: &'static str,
+    store: &Store,
+    hall0: &[kiln_inventory::Node],
+    path: &[NodeState],
+) -> anyhow::Result<Vec<OpStats>> {
+    if hall0.is_empty() {
+        return Ok(Vec::new());
+    }
+    let started = Instant::now();
+    let mut walkers = tokio::task::JoinSet::new();
+    for chunk in hall0.chunks(hall0.len().div_ceil(16)) {
+        let (store, ids, path) = (
+            store.clone(),
+            chunk.iter().map(|n| n.id).collect::<Vec<_>>(),
+            path.to_vec(),
+        );
+        walkers.spawn(async move {
+            let mut samples = Vec::new();
+            for id in ids {
+                for step in path.windows(2) {
+                    let t = Instant::now();
+                    store
+                        .transition(id, step[0], step[1], "bench", "prepare lease")
+                        .await?;
+                    samples.push(t.elapsed());
+                }
+            }
+            anyhow::Ok(samples)
+        });
+    }
+    let mut samples = Vec::new();
+    while let Some(result) = walkers.join_next().await {
+        samples.extend(result??);
+    }
+    let mut out = vec![OpStats::new(
+        backend,
+        "transition (16 concurrent)",
+        samples,
+        started.elapsed(),
+    )];
+    let hall = store.hall_by_name("hall-0").await?;
+    let lessee = store.upsert_lessee("bench-lessee", None).await?;
+    let started = Instant::now();
+    let outcome = store
+        .lease_hall(
+            hall.id,
+            lessee.id,
+            store.now(),
+            None,
+            kiln_inventory::AcceptanceRule::AllNodes,
+            "bench",
+        )
+        .await?;
+    let lease = started.elapsed();
+    let label = if outcome.nodes_leased == 4096 {
+        "lease 4,096-node hall"
+    } else {
+        "lease hall-0"
+    };
+    out.push(OpStats::new(backend, label, vec![lease], lease));
+    let started = Instant::now();
+    store.release_lease(outcome.lease.id, "bench").await?;
+    let release = started.elapsed();
+    out.push(OpStats::new(
+        backend,
+        "release that lease",
+        vec![release],
+        release,
+    ));
     Ok(out)
 }

@@ -7,3 +7,5 @@ pub mod demo;
 pub mod hall;
 pub mod node;
 pub mod rack;
+pub mod serve;
+pub mod token;

@@ -60,6 +60,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 state,
                 sku,
                 lessee: None,
+                serial: None,
                 after_id: after.map(NodeId),
                 limit,
             };

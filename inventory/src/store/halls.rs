@@ -36,17 +36,13 @@ impl Store {
         rows.iter()
             .map(|row| {
                 let id: i64 = get(row, "id")?;
-                let states: Vec<(NodeState, i64)> = per_hall
-                    .remove(&id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
+                let states = per_hall.remove(&id).unwrap_or_default();
                 Ok(HallSummary {
                     id,
                     site: get(row, "site")?,
                     name: get(row, "name")?,
                     racks: get(row, "racks")?,
-                    nodes: states.iter().map(|(_, count)| count).sum(),
+                    nodes: states.values().sum(),
                     states,
                 })
             })

@@ -74,3 +74,28 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// For each node, the kinds of health check whose latest run failed.
+    pub async fn failing_health_checks(
+        &self,
+    ) -> Result<std::collections::HashMap<NodeId, Vec<String>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT h.node_id, h.kind FROM health_runs h WHERE h.passed = 0 AND h.id = \
+             (SELECT MAX(l.id) FROM health_runs l WHERE l.node_id = h.node_id AND l.kind = h.kind) \
+             ORDER BY h.node_id, h.kind",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(StoreError::db("reading failing health checks"))?;
+        let mut failing: std::collections::HashMap<NodeId, Vec<String>> =
+            std::collections::HashMap::new();
+        for row in &rows {
+            failing
+                .entry(NodeId(get(row, "node_id")?))
+                .or_default()
+                .push(get(row, "kind")?);
+        }
+        Ok(failing)
+    }
+}

@@ -14,6 +14,7 @@ use crate::model::NodeId;
 use crate::state::NodeState;
 
 /// What an import did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ImportSummary {
     /// Nodes enrolled by this import.

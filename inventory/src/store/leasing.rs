@@ -12,6 +12,7 @@ use crate::model::{HallLease, NodeId};
 use crate::state::NodeState;
 
 /// What leasing a hall did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LeaseOutcome {
     /// The new lease.
@@ -25,6 +26,7 @@ pub struct LeaseOutcome {
 }
 
 /// One line of a lease's history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LeaseEvent {
     /// Database id.
@@ -38,6 +40,7 @@ pub struct LeaseEvent {
     /// `leased`, `released`, `swap`.
     pub kind: String,
     /// Details (JSON).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub detail: serde_json::Value,
 }
 
@@ -184,6 +187,9 @@ impl Store {
         .await
         .map_err(StoreError::db("ending a lease"))?;
         if ended.rows_affected() == 0 {
+            drop(tx);
+            // Tell a missing lease from one already released.
+            self.lease(lease_id).await?;
             return Err(StoreError::LeaseNotActive(lease_id));
         }
         sqlx::query(

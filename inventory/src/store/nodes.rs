@@ -63,6 +63,8 @@ pub struct NodeFilter {
     pub sku: Option<String>,
     /// Only nodes under a lease of this lessee.
     pub lessee: Option<String>,
+    /// Only the node with this serial.
+    pub serial: Option<String>,
     /// Only nodes with an id above this (the cursor: the last id of the previous page).
     pub after_id: Option<NodeId>,
     /// Page size (`None`: all).
@@ -151,6 +153,9 @@ impl Store {
                  WHERE l.name = ? AND hl.status = 'active')",
                 Bind::Text(lessee.clone()),
             );
+        }
+        if let Some(serial) = &filter.serial {
+            push("n.serial = ?", Bind::Text(serial.clone()));
         }
         if let Some(after) = filter.after_id {
             push("n.id > ?", Bind::Int(after.0));

@@ -113,7 +113,10 @@ async fn nodes_round_trip(db: TestDb) {
         (halls[0].name.as_str(), halls[0].racks, halls[0].nodes),
         ("H1", 1, 3)
     );
-    assert_eq!(halls[0].states, vec![(NodeState::Enrolled, 3)]);
+    assert_eq!(
+        halls[0].states,
+        [(NodeState::Enrolled, 3)].into_iter().collect()
+    );
 
     assert!(matches!(
         db.store.node_by_serial("nope").await,

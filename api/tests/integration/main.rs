@@ -1,0 +1,6 @@
+//! kiln-api integration tests: a real server on a loopback port over a seeded SQLite inventory.
+
+mod api;
+mod map_page;
+mod roles;
+mod support;
