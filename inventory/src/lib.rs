@@ -27,4 +27,5 @@ pub use scratch::ScratchDatabase;
 pub use secret::{SECRET_KEY_ENV, Secret, SecretError, SecretKey};
 pub use state::{NodeState, UnknownState};
 pub use store::health::NewHealthRun;
-pub use store::{Backend, BmcCredentials, ImportSummary, NodeFilter, Store, StoreOptions};
+pub use store::{
+    Backend, Image, ImageAdded, ImageFormat, NewImage, UnknownImageFormat, BmcCredentials, ImportSummary, NodeFilter, Store, StoreOptions};

@@ -21,10 +21,12 @@ mod events;
 mod halls;
 mod hardware;
 pub(crate) mod health;
+mod images;
 mod import;
 mod leases;
 mod nodes;
 
+pub use images::{Image, ImageAdded, ImageFormat, NewImage, UnknownImageFormat};
 pub use import::ImportSummary;
 pub use nodes::{BmcCredentials, NodeFilter};
 
