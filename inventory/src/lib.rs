@@ -28,4 +28,6 @@ pub use secret::{SECRET_KEY_ENV, Secret, SecretError, SecretKey};
 pub use state::{NodeState, UnknownState};
 pub use store::health::NewHealthRun;
 pub use store::{
-    Backend, Image, ImageAdded, ImageFormat, NewImage, UnknownImageFormat, BmcCredentials, ImportSummary, NodeFilter, Store, StoreOptions};
+    Backend, BmcCredentials, Image, ImageAdded, ImageFormat, ImportSummary, NewImage, NodeFilter,
+    Store, StoreOptions, UnknownImageFormat,
+};

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod db;
 pub mod demo;
 pub mod hall;
+pub mod image;
 pub mod node;
 pub mod rack;

@@ -189,12 +189,10 @@ impl Store {
 
     /// Every cataloged image, by name then id (versions in the order they were added).
     pub async fn images(&self) -> Result<Vec<Image>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM images ORDER BY name, id"
-        ))
-        .fetch_all(&self.read)
-        .await
-        .map_err(StoreError::db("listing images"))?;
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM images ORDER BY name, id"))
+            .fetch_all(&self.read)
+            .await
+            .map_err(StoreError::db("listing images"))?;
         rows.iter().map(image_from_row).collect()
     }
 

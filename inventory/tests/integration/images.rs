@@ -61,7 +61,10 @@ async fn image_catalog_round_trip(db: TestDb) {
         Some(second.clone())
     );
     assert_eq!(
-        db.store.image_by_sha256(&added.sha256).await.expect("by digest"),
+        db.store
+            .image_by_sha256(&added.sha256)
+            .await
+            .expect("by digest"),
         Some(added.clone())
     );
     assert_eq!(db.store.image("ubuntu-gpu", "3").await.expect("none"), None);
@@ -71,7 +74,10 @@ async fn image_catalog_round_trip(db: TestDb) {
         Some(added)
     );
     assert_eq!(
-        db.store.remove_image("ubuntu-gpu", "1").await.expect("rm again"),
+        db.store
+            .remove_image("ubuntu-gpu", "1")
+            .await
+            .expect("rm again"),
         None
     );
     assert_eq!(db.store.images().await.expect("list"), vec![second]);
