@@ -68,6 +68,16 @@ pub enum StoreFsError {
         /// The file.
         path: PathBuf,
     },
+    /// The file is not what its format says.
+    #[error("{path} is not a usable {format} image: {detail}")]
+    BadImage {
+        /// The file.
+        path: PathBuf,
+        /// The format it was to be cataloged as.
+        format: ImageFormat,
+        /// What is wrong.
+        detail: String,
+    },
     /// The inventory refused.
     #[error("image catalog")]
     Catalog(#[from] StoreError),
@@ -211,6 +221,29 @@ pub fn detect_format(path: &Path) -> Result<ImageFormat, StoreFsError> {
     })
 }
 
+/// Refuses a file that cannot be written as `format`: a qcow2 whose header kiln cannot read (or that uses a
+/// feature kiln does not support), or a `raw.zst` without the zstd magic number. Found here, not on a node.
+fn check_format(path: &Path, format: ImageFormat) -> Result<(), StoreFsError> {
+    let bad = |detail: String| StoreFsError::BadImage {
+        path: path.to_path_buf(),
+        format,
+        detail,
+    };
+    match format {
+        ImageFormat::Raw => Ok(()),
+        ImageFormat::RawZstd => match detect_format(path)? {
+            ImageFormat::RawZstd => Ok(()),
+            found => Err(bad(format!("it looks like {found}, not zstd"))),
+        },
+        ImageFormat::Qcow2 => {
+            let file = std::fs::File::open(path).map_err(io("opening", path))?;
+            crate::qcow2::Qcow2Image::open(file)
+                .map(|_| ())
+                .map_err(|err| bad(err.to_string()))
+        }
+    }
+}
+
 /// What to catalog a file as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageMeta {
@@ -257,6 +290,7 @@ impl ImageLibrary {
             Some(format) => format,
             None => detect_format(file)?,
         };
+        check_format(file, format)?;
         let blobs = self.blobs.clone();
         let source = file.to_path_buf();
         let imported = tokio::task::spawn_blocking(move || blobs.import(&source))

@@ -82,6 +82,26 @@ async fn add_list_remove_and_duplicates() {
     assert!(!stored.exists(), "rm deletes the blob");
     let err = t.library.remove("debian", "1").await.expect_err("gone");
     assert!(matches!(err, StoreFsError::NotFound { .. }), "{err}");
+    let mut as_qcow2 = meta("x", "1");
+    as_qcow2.format = Some(ImageFormat::Qcow2);
+    let err = t
+        .library
+        .add(&file, &as_qcow2)
+        .await
+        .expect_err("raw is not qcow2");
+    assert!(matches!(err, StoreFsError::BadImage { .. }), "{err}");
+    assert!(err.to_string().contains("not a qcow2 image"), "{err}");
+    let mut as_zstd = meta("x", "1");
+    as_zstd.format = Some(ImageFormat::RawZstd);
+    let err = t
+        .library
+        .add(&file, &as_zstd)
+        .await
+        .expect_err("raw is not zstd");
+    assert!(err.to_string().contains("looks like raw"), "{err}");
+    let qcow = t.file("disk.qcow2", &crate::qcow2::build_qcow2(&bytes, 16, false));
+    let image = t.library.add(&qcow, &meta("q", "1")).await.expect("qcow2");
+    assert_eq!(image.format, ImageFormat::Qcow2, "detected");
     let err = t
         .library
         .add(&t.dir.path().join("missing.raw"), &meta("x", "1"))
