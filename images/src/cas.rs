@@ -78,6 +78,15 @@ pub enum StoreFsError {
         /// What is wrong.
         detail: String,
     },
+    /// The signature is malformed or does not verify.
+    #[error("image {path}")]
+    Signature {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: crate::signature::SignatureError,
+    },
     /// The inventory refused.
     #[error("image catalog")]
     Catalog(#[from] StoreError),
@@ -259,6 +268,8 @@ pub struct ImageMeta {
     pub signature: Option<String>,
     /// Id of the key that made the signature.
     pub signing_key_id: Option<String>,
+    /// When set, `signature` must verify with this key before anything is cataloged.
+    pub verify_with: Option<ed25519_dalek::VerifyingKey>,
 }
 
 /// The catalog (in the inventory) and the blobs (on disk) together: adding and removing keeps them in step.
@@ -323,6 +334,20 @@ impl ImageLibrary {
             }
             Err(err) => return Err(err),
         };
+        if let (Some(key), Some(signature)) = (&meta.verify_with, &meta.signature) {
+            let key_id = meta.signing_key_id.as_deref().unwrap_or("(unnamed)");
+            if let Err(source) =
+                crate::signature::verify_digest(key, key_id, &blob.digest, signature)
+            {
+                if fresh {
+                    let _ = self.blobs.remove(&blob.digest);
+                }
+                return Err(StoreFsError::Signature {
+                    path: file.to_path_buf(),
+                    source,
+                });
+            }
+        }
         let new = NewImage {
             name: meta.name.clone(),
             version: meta.version.clone(),

@@ -5,6 +5,7 @@
 //! - [`serve`]: an axum [`axum::Router`] serving images with Range, ETag/If-None-Match and HEAD.
 //! - [`writer`]: HTTP → raw/zstd/qcow2 → disk, sha256-verified, resumable, sparse-aware.
 //! - [`qcow2`]: the qcow2 header/L1/L2 reader the writer expands images with.
+//! - [`signature`]: ed25519 signatures over image digests.
 //! - [`seed`]: cloud-init NoCloud `meta-data`, `user-data`, `network-config`.
 //!
 //! Invariant: a write is reported good only after the sha256 of every downloaded byte matched the catalog's.
@@ -15,6 +16,7 @@ pub mod digest;
 pub mod qcow2;
 pub mod seed;
 pub mod serve;
+pub mod signature;
 pub mod writer;
 
 pub use cas::{ContentStore, ImageLibrary, ImageMeta, StoreFsError, StoredBlob, detect_format};

@@ -48,6 +48,9 @@ enum ImageCommand {
         /// Id of the key that made the signature.
         #[arg(long)]
         key_id: Option<String>,
+        /// Verify the signature with this ed25519 public key (64 hex digits or base64) before cataloging.
+        #[arg(long, requires = "signature")]
+        public_key: Option<String>,
     },
     /// List cataloged images.
     List,
@@ -83,8 +86,13 @@ async fn run(
             format,
             signature,
             key_id,
+            public_key,
         } => {
+            let verify_with = public_key
+                .map(|key| kiln_images::signature::parse_public_key(&key))
+                .transpose()?;
             let meta = ImageMeta {
+                verify_with,
                 name,
                 version,
                 os,

@@ -12,6 +12,7 @@ fn meta(name: &str, version: &str) -> ImageMeta {
         format: None,
         signature: None,
         signing_key_id: None,
+        verify_with: None,
     }
 }
 
@@ -130,4 +131,55 @@ fn content_store_refuses_duplicate_blobs() {
     assert_eq!(leftovers, 0, "no partial copies left in tmp/");
     assert!(store.remove(&blob.digest).expect("remove"));
     assert!(!store.remove(&blob.digest).expect("remove again"));
+}
+
+#[tokio::test]
+async fn signatures_are_verified_before_cataloging() {
+    use kiln_images::signature::{SignatureError, parse_public_key, sign_digest};
+    let t = TestLibrary::new().await;
+    let bytes = crate::support::disk_bytes(100_000, 77);
+    let file = t.file("signed.raw", &bytes);
+    let digest = Sha256Digest::of(&bytes);
+    let site = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let other = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let site_public =
+        parse_public_key(&hex::encode(site.verifying_key().to_bytes())).expect("hex key");
+
+    let mut forged = meta("signed", "1");
+    forged.signature = Some(sign_digest(&other, &digest));
+    forged.signing_key_id = Some("site-2026".into());
+    forged.verify_with = Some(site_public);
+    let err = t.library.add(&file, &forged).await.expect_err("wrong key");
+    assert!(
+        matches!(&err, StoreFsError::Signature { source: SignatureError::Invalid { key_id, .. }, .. } if key_id == "site-2026"),
+        "{err}"
+    );
+    assert!(
+        !t.library.blobs.contains(&digest),
+        "a refused add leaves no blob"
+    );
+
+    let mut garbled = forged.clone();
+    garbled.signature = Some("not base64!".into());
+    let err = t.library.add(&file, &garbled).await.expect_err("malformed");
+    assert!(
+        matches!(
+            err,
+            StoreFsError::Signature {
+                source: SignatureError::MalformedSignature,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let mut signed = forged.clone();
+    signed.signature = Some(sign_digest(&site, &digest));
+    let image = t.library.add(&file, &signed).await.expect("signed add");
+    assert_eq!(image.signature, signed.signature);
+    assert_eq!(image.signing_key_id.as_deref(), Some("site-2026"));
+    assert_eq!(
+        parse_public_key("abc").err(),
+        Some(SignatureError::MalformedKey)
+    );
 }

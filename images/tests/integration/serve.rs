@@ -18,6 +18,7 @@ async fn ranges_etags_and_head() {
         format: None,
         signature: None,
         signing_key_id: None,
+        verify_with: None,
     };
     let image = t.library.add(&file, &meta).await.expect("add");
     let base = serve(image_router(t.library.clone())).await;
