@@ -31,6 +31,8 @@ enum Command {
     Node(cmd::node::Args),
     /// Halls: list.
     Hall(cmd::hall::Args),
+    /// Images: add, list, rm (catalog + content-addressed store).
+    Image(cmd::image::Args),
     /// Run the simulated hall end to end on a fresh SQLite inventory.
     Demo(cmd::demo::Args),
     /// Direct BMC operations (power, boot, inspect, event log, media) and the simulated BMC fleet.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
             Command::Rack(args) => cmd::rack::exec(args, &cli.global).await,
             Command::Node(args) => cmd::node::exec(args, &cli.global).await,
             Command::Hall(args) => cmd::hall::exec(args, &cli.global).await,
+            Command::Image(args) => cmd::image::exec(args, &cli.global).await,
             Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
             Command::Bmc(args) => cmd::bmc::exec(args, &cli.global).await,
             Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,

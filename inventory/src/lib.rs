@@ -30,6 +30,6 @@ pub use secret::{SECRET_KEY_ENV, Secret, SecretError, SecretKey};
 pub use state::{NodeState, UnknownState};
 pub use store::health::NewHealthRun;
 pub use store::{
-    Backend, BmcCredentials, ImportSummary, LeaseEvent, LeaseOutcome, NodeFilter, Store,
-    StoreOptions,
+    Backend, BmcCredentials, Image, ImageAdded, ImageFormat, ImportSummary, LeaseEvent, LeaseOutcome,
+    NewImage, NodeFilter, Store, StoreOptions, UnknownImageFormat,
 };

@@ -6,6 +6,7 @@ pub mod db;
 pub mod demo;
 pub mod hall;
 pub mod health;
+pub mod image;
 pub mod node;
 pub mod rack;
 pub mod serve;

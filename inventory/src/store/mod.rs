@@ -21,12 +21,14 @@ mod events;
 mod halls;
 mod hardware;
 pub(crate) mod health;
+mod images;
 mod import;
 mod leases;
 mod leasing;
 mod nodes;
 mod tokens;
 
+pub use images::{Image, ImageAdded, ImageFormat, NewImage, UnknownImageFormat};
 pub use import::ImportSummary;
 pub use leasing::{LeaseEvent, LeaseOutcome};
 pub use nodes::{BmcCredentials, NodeFilter};

@@ -1,6 +1,7 @@
 //! kiln-inventory integration tests: one binary, every store test run on SQLite and on PostgreSQL.
 
 mod claims;
+mod images;
 mod import;
 mod leasing;
 mod manifest;

@@ -1,0 +1,258 @@
+//! Reports from the agent to the provisioner: the JSON body types (shared with the provisioner's endpoint) and a
+//! client that posts them with the node's token, retrying with exponential backoff while the provisioner is away.
+//!
+//! Wire contract: `POST {provisioner}/agent/v1/report`, header `Authorization: Bearer <node token>`, body an
+//! [`AgentReport`]; any 2xx accepts it. 401/403 mean the token is wrong (not retried); other 4xx mean the body
+//! was refused (not retried); 5xx, 429 and connection failures are retried. `seq` increases per report from one
+//! agent run, so the provisioner can drop a duplicate delivered by a retry.
+
+use std::time::Duration;
+
+use kiln_inventory::MacAddr;
+use serde::{Deserialize, Serialize};
+
+use crate::inspect::Inspection;
+
+/// Path of the report endpoint under the provisioner's base URL.
+pub const REPORT_PATH: &str = "/agent/v1/report";
+
+/// One report from a node's agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// The PXE NIC's MAC, identifying the node alongside its token.
+    pub boot_mac: Option<MacAddr>,
+    /// Increases with every report of one agent run (deduplication of retried deliveries).
+    pub seq: u64,
+    /// The agent's version.
+    pub agent_version: String,
+    /// What happened (flattened: the body has a `step` field naming it, beside the step's own fields).
+    #[serde(flatten)]
+    pub step: AgentStep,
+}
+
+/// What the agent did or found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum AgentStep {
+    /// The agent started (in the ramdisk or the installed OS).
+    Booted {
+        /// Kernel release, from `/proc/sys/kernel/osrelease`.
+        kernel: Option<String>,
+        /// Where it runs: `ramdisk` or `installed`.
+        environment: String,
+    },
+    /// Hardware inspection finished.
+    Inspected {
+        /// What was found.
+        inspection: Inspection,
+        /// Mismatches with the SKU, as sentences (empty: matches).
+        sku_mismatches: Vec<String>,
+    },
+    /// An image write began.
+    ImageStarted {
+        /// The image's sha256.
+        sha256: String,
+        /// Where it is downloaded from.
+        url: String,
+        /// The disk written.
+        target: String,
+    },
+    /// An image write is under way.
+    ImageProgress {
+        /// The image's sha256.
+        sha256: String,
+        /// Bytes downloaded.
+        downloaded_bytes: u64,
+        /// Download size, when known.
+        total_bytes: Option<u64>,
+    },
+    /// The image is on disk and its sha256 matched.
+    ImageWritten {
+        /// The verified sha256.
+        sha256: String,
+        /// Bytes of disk content.
+        disk_bytes: u64,
+        /// Bytes downloaded.
+        downloaded_bytes: u64,
+        /// Wall time of the write.
+        elapsed_ms: u64,
+    },
+    /// The image write failed; the disk's first MiB was zeroed if it had been touched.
+    ImageFailed {
+        /// The image's sha256.
+        sha256: String,
+        /// Why, in words.
+        error: String,
+    },
+    /// Something else failed.
+    Failed {
+        /// Why, in words.
+        error: String,
+    },
+}
+
+/// Why a report could not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The provisioner rejected the node token.
+    #[error("provisioner {url} rejected this node's token (HTTP {status})")]
+    Unauthorized {
+        /// The endpoint.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// The provisioner refused the report.
+    #[error("provisioner {url} refused the report (HTTP {status}): {body}")]
+    Rejected {
+        /// The endpoint.
+        url: String,
+        /// The status.
+        status: u16,
+        /// Start of the response body.
+        body: String,
+    },
+    /// The provisioner stayed unreachable or failing.
+    #[error("provisioner {url} unavailable after {attempts} attempts; last: {last_error}")]
+    Unavailable {
+        /// The endpoint.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last_error: String,
+    },
+}
+
+/// Retry schedule for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// First wait; doubled after every failure.
+    pub initial: Duration,
+    /// Longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after failed attempt number `failures` (1-based).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(failures.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Posts reports for one node.
+#[derive(Clone)]
+pub struct ReportClient {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    backoff: Backoff,
+    boot_mac: Option<MacAddr>,
+    seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for ReportClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a credential: never printed.
+        f.debug_struct("ReportClient")
+            .field("url", &self.url)
+            .field("boot_mac", &self.boot_mac)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReportClient {
+    /// A client for the provisioner at `base_url` (e.g. `http://10.0.0.1:8080`) with the node's token.
+    pub fn new(base_url: &str, token: impl Into<String>, boot_mac: Option<MacAddr>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url: format!("{}{REPORT_PATH}", base_url.trim_end_matches('/')),
+            token: token.into(),
+            backoff: Backoff::default(),
+            boot_mac,
+            seq: Default::default(),
+        }
+    }
+
+    /// Replaces the retry schedule.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The endpoint reports go to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends one step, retrying per the backoff; returns the report as delivered.
+    pub async fn send(&self, step: AgentStep) -> Result<AgentReport, ReportError> {
+        let report = AgentReport {
+            boot_mac: self.boot_mac,
+            seq: self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            step,
+        };
+        let mut failures = 0;
+        loop {
+            let last_error = match self
+                .http
+                .post(&self.url)
+                .bearer_auth(&self.token)
+                .json(&report)
+                .send()
+                .await
+            {
+                Ok(response) if response.status().is_success() => {
+                    tracing::debug!(url = %self.url, seq = report.seq, "report delivered");
+                    return Ok(report);
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    if status.as_u16() == 401 || status.as_u16() == 403 {
+                        return Err(ReportError::Unauthorized {
+                            url: self.url.clone(),
+                            status: status.as_u16(),
+                        });
+                    }
+                    if status.is_client_error() && status.as_u16() != 429 {
+                        let body = response.text().await.unwrap_or_default();
+                        return Err(ReportError::Rejected {
+                            url: self.url.clone(),
+                            status: status.as_u16(),
+                            body: body.chars().take(200).collect(),
+                        });
+                    }
+                    format!("HTTP {status}")
+                }
+                Err(err) => format!("request failed: {err}"),
+            };
+            failures += 1;
+            if failures >= self.backoff.max_attempts {
+                return Err(ReportError::Unavailable {
+                    url: self.url.clone(),
+                    attempts: failures,
+                    last_error,
+                });
+            }
+            let delay = self.backoff.delay(failures);
+            tracing::info!(url = %self.url, failures, delay_ms = delay.as_millis() as u64, reason = %last_error, "provisioner unavailable; retrying report");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! kiln-agent integration tests: one binary.
+
+mod fixtures;
+mod inspect;
+mod report;
