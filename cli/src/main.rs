@@ -35,6 +35,8 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Benchmarks that print latency percentiles and ratios.
     Bench(cmd::bench::Args),
+    /// Network boot: DHCP/ProxyDHCP, TFTP, HTTP iPXE scripts; leases and discovered machines.
+    Boot(cmd::boot::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
             Command::Hall(args) => cmd::hall::exec(args, &cli.global).await,
             Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
             Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
+            Command::Boot(args) => cmd::boot::exec(args, &cli.global).await,
         }
     });
     match result {

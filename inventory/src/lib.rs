@@ -26,5 +26,8 @@ pub use model::{
 pub use scratch::ScratchDatabase;
 pub use secret::{SECRET_KEY_ENV, Secret, SecretError, SecretKey};
 pub use state::{NodeState, UnknownState};
+pub use store::boot::{
+    BootSighting, DhcpLease, DiscoveredMachine, LeaseState, LeaseWrite, NewLease, TokenOwner,
+};
 pub use store::health::NewHealthRun;
 pub use store::{Backend, BmcCredentials, ImportSummary, NodeFilter, Store, StoreOptions};
