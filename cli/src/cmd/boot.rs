@@ -92,7 +92,10 @@ fn parse_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
     let (first, last) = text
         .split_once('-')
         .ok_or_else(|| format!("{text:?} is not FIRST-LAST"))?;
-    let first: Ipv4Addr = first.trim().parse().map_err(|e| format!("{first:?}: {e}"))?;
+    let first: Ipv4Addr = first
+        .trim()
+        .parse()
+        .map_err(|e| format!("{first:?}: {e}"))?;
     let last: Ipv4Addr = last.trim().parse().map_err(|e| format!("{last:?}: {e}"))?;
     if first > last {
         return Err(format!("{first} comes after {last}"));
@@ -126,10 +129,20 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 .map(|lease| {
                     vec![
                         lease.ip.to_string(),
-                        lease.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                        lease
+                            .mac
+                            .map(|m| m.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         format!("{:?}", lease.state).to_lowercase(),
-                        if lease.pinned { "yes".into() } else { "no".into() },
-                        lease.node_id.map(|id| id.to_string()).unwrap_or_else(|| "-".into()),
+                        if lease.pinned {
+                            "yes".into()
+                        } else {
+                            "no".into()
+                        },
+                        lease
+                            .node_id
+                            .map(|id| id.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         lease.expires_at.to_rfc3339(),
                     ]
                 })
@@ -153,17 +166,24 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 .map(|m| {
                     vec![
                         m.mac.to_string(),
-                        m.last_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
+                        m.last_ip
+                            .map(|ip| ip.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         m.client_arch.clone().unwrap_or_else(|| "-".into()),
                         m.seen_count.to_string(),
                         m.last_seen_at.to_rfc3339(),
-                        m.reported_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                        m.reported_at
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
             println!(
                 "{}",
-                table::render(&["MAC", "LAST IP", "ARCH", "SEEN", "LAST SEEN", "REPORTED"], &rows)
+                table::render(
+                    &["MAC", "LAST IP", "ARCH", "SEEN", "LAST SEEN", "REPORTED"],
+                    &rows
+                )
             );
             Ok(())
         }
@@ -189,7 +209,9 @@ async fn explain(mac: MacAddr, global: &GlobalArgs) -> anyhow::Result<()> {
             mode.as_str()
         ),
         BootAction::LocalDisk => {
-            println!("  the script leaves network boot: sanboot the first disk (BIOS) or exit 1 (UEFI)")
+            println!(
+                "  the script leaves network boot: sanboot the first disk (BIOS) or exit 1 (UEFI)"
+            )
         }
     }
     Ok(())
@@ -224,7 +246,9 @@ async fn serve(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         let (first, last) = match (args.pool, args.proxy) {
             (Some(range), _) => range,
             (None, true) => (args.server_ip, args.server_ip),
-            (None, false) => anyhow::bail!("--pool FIRST-LAST is needed unless --proxy or --no-dhcp"),
+            (None, false) => {
+                anyhow::bail!("--pool FIRST-LAST is needed unless --proxy or --no-dhcp")
+            }
         };
         let pool = Pool {
             network,
@@ -254,7 +278,9 @@ async fn serve(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             .map(|d| d.local_addr.to_string())
             .unwrap_or_else(|| "off".into())
     );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     eprintln!("kiln boot: stopping");
     if let Some(dhcp) = dhcp {
         dhcp.shutdown().await;
@@ -264,4 +290,3 @@ async fn serve(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     store.close().await;
     Ok(())
 }
-

@@ -160,10 +160,11 @@ fn lease_from_row(row: &AnyRow) -> Result<DhcpLease, StoreError> {
         ip: parse_ip(row, "ip")?,
         mac: mac
             .map(|text| {
-                text.parse().map_err(|err: crate::BadMac| StoreError::Corrupt {
-                    what: "lease MAC".into(),
-                    detail: err.to_string(),
-                })
+                text.parse()
+                    .map_err(|err: crate::BadMac| StoreError::Corrupt {
+                        what: "lease MAC".into(),
+                        detail: err.to_string(),
+                    })
             })
             .transpose()?,
         node_id: get::<Option<i64>>(row, "node_id")?.map(NodeId),

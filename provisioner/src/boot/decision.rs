@@ -89,11 +89,7 @@ pub async fn decide(store: &Store, mac: MacAddr) -> Result<BootDecision, StoreEr
     let (action, reason) = match &node {
         Some(node) => {
             let action = action_for_state(node.state);
-            let reason = format!(
-                "node {} is {}: {action}",
-                node.serial,
-                node.state.as_str()
-            );
+            let reason = format!("node {} is {}: {action}", node.serial, node.state.as_str());
             (action, reason)
         }
         None => (

@@ -166,7 +166,11 @@ async fn script(
     match node_id {
         Some(id) => {
             boot.store
-                .record_event(id, BOOT_ACTOR, &format!("served iPXE script: {}", decision.reason))
+                .record_event(
+                    id,
+                    BOOT_ACTOR,
+                    &format!("served iPXE script: {}", decision.reason),
+                )
                 .await?;
         }
         None => {
@@ -187,7 +191,9 @@ async fn asset(
     let root = tokio::fs::canonicalize(&boot.config.assets_dir).await?;
     let path = match resolve_in_root(&root, &name) {
         Ok(path) => path,
-        Err(PathRefused::NotFound(_) | PathRefused::NotAFile(_)) => return Err(HttpError::NotFound),
+        Err(PathRefused::NotFound(_) | PathRefused::NotAFile(_)) => {
+            return Err(HttpError::NotFound);
+        }
         Err(refused) => {
             tracing::warn!(file = %name, reason = %refused, "boot asset path traversal refused");
             return Err(HttpError::NotFound);

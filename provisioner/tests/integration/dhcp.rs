@@ -80,16 +80,22 @@ async fn answer(handler: &DhcpHandler, msg: &v4::Message) -> Option<Reply> {
 
 /// DISCOVER then REQUEST; returns the ACK.
 async fn dora(handler: &DhcpHandler, mac: MacAddr, options: Vec<DhcpOption>) -> Reply {
-    let offer = answer(handler, &message(MessageType::Discover, mac, options.clone()))
-        .await
-        .expect("offer");
+    let offer = answer(
+        handler,
+        &message(MessageType::Discover, mac, options.clone()),
+    )
+    .await
+    .expect("offer");
     assert_eq!(kind(&offer), Some(MessageType::Offer));
     let mut request_options = options;
     request_options.push(DhcpOption::RequestedIpAddress(offer.message.yiaddr()));
     request_options.push(DhcpOption::ServerIdentifier(SERVER));
-    let ack = answer(handler, &message(MessageType::Request, mac, request_options))
-        .await
-        .expect("ack");
+    let ack = answer(
+        handler,
+        &message(MessageType::Request, mac, request_options),
+    )
+    .await
+    .expect("ack");
     assert_eq!(kind(&ack), Some(MessageType::Ack));
     assert_eq!(ack.message.yiaddr(), offer.message.yiaddr());
     ack
@@ -98,7 +104,9 @@ async fn dora(handler: &DhcpHandler, mac: MacAddr, options: Vec<DhcpOption>) -> 
 #[tokio::test]
 async fn dora_for_an_unknown_machine_records_it() {
     let db = TestStore::with_nodes(0).await;
-    let handler = DhcpHandler::new(config(), db.store.clone()).await.expect("handler");
+    let handler = DhcpHandler::new(config(), db.store.clone())
+        .await
+        .expect("handler");
     let ack = dora(&handler, stranger(1), vec![]).await;
     assert_eq!(ack.message.yiaddr(), Ipv4Addr::new(10, 9, 0, 100));
     assert_eq!(ack.to, SocketAddr::from((Ipv4Addr::BROADCAST, 68)));
@@ -117,7 +125,12 @@ async fn dora_for_an_unknown_machine_records_it() {
     );
     // Not a boot client: no boot file.
     assert_eq!(fname(&ack), "");
-    let lease = db.store.dhcp_lease_for_mac(stranger(1)).await.expect("get").expect("lease");
+    let lease = db
+        .store
+        .dhcp_lease_for_mac(stranger(1))
+        .await
+        .expect("get")
+        .expect("lease");
     assert_eq!(lease.ip, Ipv4Addr::new(10, 9, 0, 100));
     assert_eq!(lease.state, LeaseState::Bound);
     assert!(!lease.pinned);
@@ -130,7 +143,9 @@ async fn dora_for_an_unknown_machine_records_it() {
 #[tokio::test]
 async fn boot_options_by_client_kind() {
     let db = TestStore::with_nodes(0).await;
-    let handler = DhcpHandler::new(config(), db.store.clone()).await.expect("handler");
+    let handler = DhcpHandler::new(config(), db.store.clone())
+        .await
+        .expect("handler");
 
     let bios = dora(&handler, stranger(1), vec![pxe("00000")]).await;
     assert_eq!(fname(&bios), "undionly.kpxe");
@@ -154,7 +169,10 @@ async fn boot_options_by_client_kind() {
     let uefi9 = dora(
         &handler,
         stranger(3),
-        vec![DhcpOption::ClassIdentifier(b"PXEClient".to_vec()), DhcpOption::ClientSystemArchitecture(v4::Architecture::X86_64)],
+        vec![
+            DhcpOption::ClassIdentifier(b"PXEClient".to_vec()),
+            DhcpOption::ClientSystemArchitecture(v4::Architecture::X86_64),
+        ],
     )
     .await;
     assert_eq!(fname(&uefi9), "ipxe.efi");
@@ -165,7 +183,11 @@ async fn boot_options_by_client_kind() {
         fname(&chained),
         format!("http://10.9.0.1:8080/boot/{}.ipxe", stranger(2))
     );
-    assert_eq!(chained.message.yiaddr(), uefi.message.yiaddr(), "a MAC keeps its address");
+    assert_eq!(
+        chained.message.yiaddr(),
+        uefi.message.yiaddr(),
+        "a MAC keeps its address"
+    );
     let encapsulated = chained
         .message
         .opts()
@@ -183,9 +205,16 @@ async fn boot_options_by_client_kind() {
 #[tokio::test]
 async fn enrolled_nodes_get_pinned_leases_and_events() {
     let db = TestStore::with_nodes(2).await;
-    let handler = DhcpHandler::new(config(), db.store.clone()).await.expect("handler");
+    let handler = DhcpHandler::new(config(), db.store.clone())
+        .await
+        .expect("handler");
     let ack = dora(&handler, node_mac(1), vec![pxe("00000"), ipxe()]).await;
-    let lease = db.store.dhcp_lease_for_mac(node_mac(1)).await.expect("get").expect("lease");
+    let lease = db
+        .store
+        .dhcp_lease_for_mac(node_mac(1))
+        .await
+        .expect("get")
+        .expect("lease");
     assert!(lease.pinned);
     assert_eq!(lease.ip, ack.message.yiaddr());
     let node = db.store.node_by_serial("SN1").await.expect("node");
@@ -195,20 +224,32 @@ async fn enrolled_nodes_get_pinned_leases_and_events() {
         events.last().map(|e| e.reason.clone()),
         Some(format!("DHCP lease {} for iPXE (bios)", lease.ip))
     );
-    assert!(db.store.discovered_machines().await.expect("list").is_empty());
+    assert!(
+        db.store
+            .discovered_machines()
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn naks_other_servers_release_decline_inform() {
     let db = TestStore::with_nodes(0).await;
-    let handler = DhcpHandler::new(config(), db.store.clone()).await.expect("handler");
+    let handler = DhcpHandler::new(config(), db.store.clone())
+        .await
+        .expect("handler");
     let ack = dora(&handler, stranger(1), vec![]).await;
     let taken = ack.message.yiaddr();
 
     // Another MAC asking for a held address (INIT-REBOOT) is refused, by broadcast.
     let nak = answer(
         &handler,
-        &message(MessageType::Request, stranger(2), vec![DhcpOption::RequestedIpAddress(taken)]),
+        &message(
+            MessageType::Request,
+            stranger(2),
+            vec![DhcpOption::RequestedIpAddress(taken)],
+        ),
     )
     .await
     .expect("nak");
@@ -216,9 +257,12 @@ async fn naks_other_servers_release_decline_inform() {
     assert_eq!(nak.to, SocketAddr::from((Ipv4Addr::BROADCAST, 68)));
 
     // A client choosing another server's offer gets no answer.
-    let offer = answer(&handler, &message(MessageType::Discover, stranger(2), vec![]))
-        .await
-        .expect("offer");
+    let offer = answer(
+        &handler,
+        &message(MessageType::Discover, stranger(2), vec![]),
+    )
+    .await
+    .expect("offer");
     let elsewhere = answer(
         &handler,
         &message(
@@ -235,9 +279,12 @@ async fn naks_other_servers_release_decline_inform() {
     // ... and its withdrawn offer is free for the next clients (never-used addresses go first).
     let mut next = Vec::new();
     for n in 3..6 {
-        let reply = answer(&handler, &message(MessageType::Discover, stranger(n), vec![]))
-            .await
-            .expect("offer");
+        let reply = answer(
+            &handler,
+            &message(MessageType::Discover, stranger(n), vec![]),
+        )
+        .await
+        .expect("offer");
         next.push(reply.message.yiaddr());
     }
     assert!(next.contains(&offer.message.yiaddr()), "{next:?}");
@@ -246,23 +293,40 @@ async fn naks_other_servers_release_decline_inform() {
     let mut release = message(MessageType::Release, stranger(1), vec![]);
     release.set_ciaddr(taken);
     assert_eq!(answer(&handler, &release).await, None);
-    let lease = db.store.dhcp_lease_for_mac(stranger(1)).await.expect("get").expect("row");
+    let lease = db
+        .store
+        .dhcp_lease_for_mac(stranger(1))
+        .await
+        .expect("get")
+        .expect("row");
     assert_eq!(lease.state, LeaseState::Released);
 
     // DECLINE takes the address out of service: nobody is offered it.
     let decline = message(
         MessageType::Decline,
         stranger(1),
-        vec![DhcpOption::RequestedIpAddress(taken), DhcpOption::ServerIdentifier(SERVER)],
+        vec![
+            DhcpOption::RequestedIpAddress(taken),
+            DhcpOption::ServerIdentifier(SERVER),
+        ],
     );
     assert_eq!(answer(&handler, &decline).await, None);
     for n in 6..8 {
-        if let Some(offer) = answer(&handler, &message(MessageType::Discover, stranger(n), vec![])).await {
+        if let Some(offer) = answer(
+            &handler,
+            &message(MessageType::Discover, stranger(n), vec![]),
+        )
+        .await
+        {
             assert_ne!(offer.message.yiaddr(), taken);
         }
     }
     let leases = db.store.dhcp_leases().await.expect("list");
-    assert!(leases.iter().any(|l| l.ip == taken && l.state == LeaseState::Declined));
+    assert!(
+        leases
+            .iter()
+            .any(|l| l.ip == taken && l.state == LeaseState::Declined)
+    );
 
     // INFORM: configuration for a client that has its address, unicast, no lease time.
     let mut inform = message(MessageType::Inform, stranger(7), vec![pxe("00007")]);
@@ -271,14 +335,21 @@ async fn naks_other_servers_release_decline_inform() {
     assert_eq!(kind(&ack), Some(MessageType::Ack));
     assert_eq!(ack.to, SocketAddr::from((Ipv4Addr::new(10, 9, 0, 77), 68)));
     assert_eq!(ack.message.yiaddr(), Ipv4Addr::UNSPECIFIED);
-    assert!(ack.message.opts().get(OptionCode::AddressLeaseTime).is_none());
+    assert!(
+        ack.message
+            .opts()
+            .get(OptionCode::AddressLeaseTime)
+            .is_none()
+    );
     assert_eq!(fname(&ack), "ipxe.efi");
 }
 
 #[tokio::test]
 async fn relayed_requests_use_the_relays_pool() {
     let db = TestStore::with_nodes(0).await;
-    let handler = DhcpHandler::new(config(), db.store.clone()).await.expect("handler");
+    let handler = DhcpHandler::new(config(), db.store.clone())
+        .await
+        .expect("handler");
     let relay = Ipv4Addr::new(10, 9, 5, 1);
     let mut discover = message(MessageType::Discover, stranger(1), vec![]);
     discover.set_giaddr(relay);
@@ -295,7 +366,9 @@ async fn relayed_requests_use_the_relays_pool() {
 #[tokio::test]
 async fn pool_exhaustion_and_restart_keep_addresses() {
     let db = TestStore::with_nodes(0).await;
-    let handler = DhcpHandler::new(config(), db.store.clone()).await.expect("handler");
+    let handler = DhcpHandler::new(config(), db.store.clone())
+        .await
+        .expect("handler");
     let mut addresses = Vec::new();
     for n in 0..4 {
         addresses.push(dora(&handler, stranger(n), vec![]).await.message.yiaddr());
@@ -303,7 +376,14 @@ async fn pool_exhaustion_and_restart_keep_addresses() {
     addresses.sort();
     addresses.dedup();
     assert_eq!(addresses.len(), 4, "four MACs, four distinct addresses");
-    assert_eq!(answer(&handler, &message(MessageType::Discover, stranger(9), vec![])).await, None);
+    assert_eq!(
+        answer(
+            &handler,
+            &message(MessageType::Discover, stranger(9), vec![])
+        )
+        .await,
+        None
+    );
     drop(handler);
 
     db.store.close().await;
@@ -313,7 +393,14 @@ async fn pool_exhaustion_and_restart_keep_addresses() {
     let before = db.store.dhcp_leases().await;
     assert!(before.is_err(), "the old store is closed");
     assert!(addresses.contains(&again.message.yiaddr()));
-    assert_eq!(answer(&handler, &message(MessageType::Discover, stranger(9), vec![])).await, None);
+    assert_eq!(
+        answer(
+            &handler,
+            &message(MessageType::Discover, stranger(9), vec![])
+        )
+        .await,
+        None
+    );
 }
 
 #[tokio::test]
@@ -321,22 +408,44 @@ async fn proxy_mode_answers_pxe_clients_only() {
     let db = TestStore::with_nodes(0).await;
     let mut config = config();
     config.mode = DhcpMode::Proxy;
-    let handler = DhcpHandler::new(config, db.store.clone()).await.expect("handler");
-    assert_eq!(answer(&handler, &message(MessageType::Discover, stranger(1), vec![])).await, None);
-    let offer = answer(&handler, &message(MessageType::Discover, stranger(1), vec![pxe("00000")]))
+    let handler = DhcpHandler::new(config, db.store.clone())
         .await
-        .expect("proxy offer");
+        .expect("handler");
+    assert_eq!(
+        answer(
+            &handler,
+            &message(MessageType::Discover, stranger(1), vec![])
+        )
+        .await,
+        None
+    );
+    let offer = answer(
+        &handler,
+        &message(MessageType::Discover, stranger(1), vec![pxe("00000")]),
+    )
+    .await
+    .expect("proxy offer");
     assert_eq!(kind(&offer), Some(MessageType::Offer));
     assert_eq!(offer.message.yiaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(fname(&offer), "undionly.kpxe");
-    assert!(offer.message.opts().get(OptionCode::AddressLeaseTime).is_none());
+    assert!(
+        offer
+            .message
+            .opts()
+            .get(OptionCode::AddressLeaseTime)
+            .is_none()
+    );
     // REQUESTs on port 67 belong to the site's DHCP server.
     let request = message(MessageType::Request, stranger(1), vec![pxe("00000")]);
     assert_eq!(answer(&handler, &request).await, None);
     // On port 4011 they get the boot file.
     let mut on_4011 = message(MessageType::Request, stranger(1), vec![pxe("00007")]);
     on_4011.set_ciaddr(Ipv4Addr::new(10, 9, 0, 42));
-    let ack = handler.handle(&on_4011, true).await.expect("handled").expect("ack");
+    let ack = handler
+        .handle(&on_4011, true)
+        .await
+        .expect("handled")
+        .expect("ack");
     assert_eq!(kind(&ack), Some(MessageType::Ack));
     assert_eq!(fname(&ack), "ipxe.efi");
     assert_eq!(ack.to, SocketAddr::from((Ipv4Addr::new(10, 9, 0, 42), 68)));
@@ -347,14 +456,18 @@ async fn proxy_mode_answers_pxe_clients_only() {
 async fn socket_loop_on_loopback() {
     let db = TestStore::with_nodes(0).await;
     let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
-    let mut config = DhcpConfig::new(Ipv4Addr::LOCALHOST, "http://127.0.0.1:8080", Pool {
-        network: Ipv4Addr::new(127, 0, 0, 0),
-        prefix_len: 8,
-        first: Ipv4Addr::new(127, 0, 1, 10),
-        last: Ipv4Addr::new(127, 0, 1, 200),
-        router: None,
-        dns: vec![],
-    });
+    let mut config = DhcpConfig::new(
+        Ipv4Addr::LOCALHOST,
+        "http://127.0.0.1:8080",
+        Pool {
+            network: Ipv4Addr::new(127, 0, 0, 0),
+            prefix_len: 8,
+            first: Ipv4Addr::new(127, 0, 1, 10),
+            last: Ipv4Addr::new(127, 0, 1, 200),
+            router: None,
+            dns: vec![],
+        },
+    );
     config.bind = "127.0.0.1:0".parse().expect("addr");
     config.broadcast = Ipv4Addr::LOCALHOST;
     config.client_port = client.local_addr().expect("addr").port();
@@ -363,17 +476,32 @@ async fn socket_loop_on_loopback() {
         .expect("bind")
         .start()
         .expect("start");
-    for garbage in [&b""[..], &[0u8; 10][..], &[1u8; 300][..], &[0xffu8; 1400][..]] {
-        client.send_to(garbage, server.local_addr).await.expect("send");
+    for garbage in [
+        &b""[..],
+        &[0u8; 10][..],
+        &[1u8; 300][..],
+        &[0xffu8; 1400][..],
+    ] {
+        client
+            .send_to(garbage, server.local_addr)
+            .await
+            .expect("send");
     }
     // Four clients at once: four distinct addresses, each answered.
     let mut xids = Vec::new();
     for n in 0..4 {
-        let msg = message(MessageType::Discover, stranger(n), vec![pxe("00000"), ipxe()]);
+        let msg = message(
+            MessageType::Discover,
+            stranger(n),
+            vec![pxe("00000"), ipxe()],
+        );
         xids.push(msg.xid());
         let mut bytes = Vec::new();
         msg.encode(&mut Encoder::new(&mut bytes)).expect("encode");
-        client.send_to(&bytes, server.local_addr).await.expect("send");
+        client
+            .send_to(&bytes, server.local_addr)
+            .await
+            .expect("send");
     }
     let mut offered = Vec::new();
     let mut buf = vec![0u8; 1500];

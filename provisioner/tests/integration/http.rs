@@ -54,9 +54,12 @@ async fn report(router: &Router, mac: MacAddr, token: Option<&str>, text: &str) 
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    call(router, request.body(Body::from(text.to_string())).expect("request"))
-        .await
-        .0
+    call(
+        router,
+        request.body(Body::from(text.to_string())).expect("request"),
+    )
+    .await
+    .0
 }
 
 /// The value of `kiln.token=` in a script.
@@ -79,8 +82,14 @@ async fn scripts_follow_node_state_and_are_recorded() {
         script.contains("kernel http://10.9.0.1:8080/boot/assets/vmlinuz initrd=initramfs.img"),
         "{script}"
     );
-    assert!(script.contains("kiln.url=http://10.9.0.1:8080 "), "{script}");
-    assert!(script.contains(&format!("kiln.mac={}", node_mac(0))), "{script}");
+    assert!(
+        script.contains("kiln.url=http://10.9.0.1:8080 "),
+        "{script}"
+    );
+    assert!(
+        script.contains(&format!("kiln.mac={}", node_mac(0))),
+        "{script}"
+    );
     assert!(script.contains("kiln.mode=inspect"), "{script}");
     assert!(script.contains("initrd http://10.9.0.1:8080/boot/assets/initramfs.img\nboot\n"));
     assert_eq!(token_of(&script).len(), 48);
@@ -92,14 +101,22 @@ async fn scripts_follow_node_state_and_are_recorded() {
     fx.db.move_node(2, NodeState::Booting).await;
     let (_, script) = get(&fx.router, &format!("/boot/{}.ipxe", node_mac(2))).await;
     assert!(script.contains("exit 1\n"), "{script}");
-    assert!(script.contains("sanboot --no-describe --drive 0x80"), "{script}");
+    assert!(
+        script.contains("sanboot --no-describe --drive 0x80"),
+        "{script}"
+    );
     assert!(!script.contains("kiln.token"), "{script}");
 
     for (n, expected) in [
         (0, "node SN0 is enrolled: kiln ramdisk (inspect)"),
         (2, "node SN2 is booting: boot from local disk"),
     ] {
-        let node = fx.db.store.node_by_serial(&format!("SN{n}")).await.expect("node");
+        let node = fx
+            .db
+            .store
+            .node_by_serial(&format!("SN{n}"))
+            .await
+            .expect("node");
         let events = fx.db.store.node_events(node.id).await.expect("events");
         let last = events.last().expect("an event");
         assert_eq!(last.actor, "boot");
@@ -122,7 +139,10 @@ async fn unknown_macs_get_the_discovery_ramdisk() {
     assert_eq!(machines[0].reported_at, None);
 
     let token = token_of(&script);
-    assert_eq!(report(&fx.router, stranger, Some(&token), "booted").await, StatusCode::OK);
+    assert_eq!(
+        report(&fx.router, stranger, Some(&token), "booted").await,
+        StatusCode::OK
+    );
     let machines = fx.db.store.discovered_machines().await.expect("list");
     assert_eq!(machines[0].reported_at, Some(fx.db.store.now()));
 }
@@ -134,8 +154,14 @@ async fn reports_need_the_latest_token() {
     let (_, first) = get(&fx.router, &format!("/boot/{mac}.ipxe")).await;
     let (_, second) = get(&fx.router, &format!("/boot/{mac}.ipxe")).await;
     let (old, new) = (token_of(&first), token_of(&second));
-    assert_eq!(report(&fx.router, mac, None, "booted").await, StatusCode::UNAUTHORIZED);
-    assert_eq!(report(&fx.router, mac, Some(&old), "booted").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        report(&fx.router, mac, None, "booted").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        report(&fx.router, mac, Some(&old), "booted").await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         report(&fx.router, node_mac(1), Some(&new), "booted").await,
         StatusCode::UNAUTHORIZED
@@ -159,20 +185,36 @@ async fn assets_are_served_and_confined() {
         .expect("request");
     let (status, body) = call(&fx.router, request).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, std::fs::read(fx.assets.path().join("initramfs.img")).expect("read"));
-    assert_eq!(get(&fx.router, "/boot/assets/missing").await.0, StatusCode::NOT_FOUND);
     assert_eq!(
-        get(&fx.router, "/boot/assets/..%2F..%2Fetc%2Fpasswd").await.0,
+        body,
+        std::fs::read(fx.assets.path().join("initramfs.img")).expect("read")
+    );
+    assert_eq!(
+        get(&fx.router, "/boot/assets/missing").await.0,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(get(&fx.router, "/boot/not-a-mac.ipxe").await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(get(&fx.router, "/boot/whatever.txt").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&fx.router, "/boot/assets/..%2F..%2Fetc%2Fpasswd")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&fx.router, "/boot/not-a-mac.ipxe").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&fx.router, "/boot/whatever.txt").await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn curl_fetches_a_script_from_a_served_router() {
     let fx = fixture().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(axum::serve(listener, fx.router.clone()).into_future());
     let output = tokio::process::Command::new("curl")

@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use kiln_inventory::{
-    MacAddr, ManifestFormat, ManualClock, NodeState, SecretKey, Store, StoreOptions,
-    parse_manifest,
+    MacAddr, ManifestFormat, ManualClock, NodeState, SecretKey, Store, StoreOptions, parse_manifest,
 };
 
 /// An inventory in a temporary directory.
@@ -26,7 +25,9 @@ impl TestStore {
     pub async fn with_nodes(nodes: u8) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = Arc::new(ManualClock::new(
-            Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).single().expect("time"),
+            Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0)
+                .single()
+                .expect("time"),
         ));
         let key = SecretKey::generate();
         let store = Self::open_at(&dir, clock.clone(), key.clone()).await;
@@ -41,7 +42,10 @@ impl TestStore {
                 ));
             }
             let rows = parse_manifest(&csv, ManifestFormat::Csv, &|_| None).expect("manifest");
-            store.import_manifest(&rows, "test-site", "test").await.expect("import");
+            store
+                .import_manifest(&rows, "test-site", "test")
+                .await
+                .expect("import");
         }
         Self {
             store,
@@ -52,20 +56,24 @@ impl TestStore {
     }
 
     /// Opens (again) the inventory in `dir`.
-    pub async fn open_at(dir: &tempfile::TempDir, clock: Arc<ManualClock>, key: SecretKey) -> Store {
+    pub async fn open_at(
+        dir: &tempfile::TempDir,
+        clock: Arc<ManualClock>,
+        key: SecretKey,
+    ) -> Store {
         let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
-        Store::open(
-            StoreOptions::new(url)
-                .key(Some(key))
-                .clock(clock),
-        )
-        .await
-        .expect("open store")
+        Store::open(StoreOptions::new(url).key(Some(key)).clock(clock))
+            .await
+            .expect("open store")
     }
 
     /// Moves node SN`n` along allowed arrows from enrolled to `target` (a state on the happy path).
     pub async fn move_node(&self, n: u8, target: NodeState) {
-        let node = self.store.node_by_serial(&format!("SN{n}")).await.expect("node");
+        let node = self
+            .store
+            .node_by_serial(&format!("SN{n}"))
+            .await
+            .expect("node");
         let mut state = node.state;
         for next in NodeState::ALL {
             if state == target {

@@ -106,7 +106,12 @@ async fn download(server: SocketAddr, name: &str, options: &[(&str, &str)]) -> V
             Some(packet) => packet,
             None => recv(&socket).await.0,
         };
-        assert_eq!(&packet[..2], &[0, 3], "expected DATA, got {:?}", parse(&packet));
+        assert_eq!(
+            &packet[..2],
+            &[0, 3],
+            "expected DATA, got {:?}",
+            parse(&packet)
+        );
         let block = u16::from_be_bytes([packet[2], packet[3]]);
         assert_eq!(block, expected, "blocks arrive in order on loopback");
         data.extend_from_slice(&packet[4..]);
@@ -173,7 +178,12 @@ async fn windowsize_blksize_and_tsize() {
     )
     .await;
     assert_eq!(got, file(fx.root.path(), "big.bin"));
-    let got = download(addr, "exact.bin", &[("blksize", "512"), ("windowsize", "8")]).await;
+    let got = download(
+        addr,
+        "exact.bin",
+        &[("blksize", "512"), ("windowsize", "8")],
+    )
+    .await;
     assert_eq!(got, file(fx.root.path(), "exact.bin"));
     fx.server.shutdown().await;
 }
@@ -208,8 +218,14 @@ async fn edk2_size_probe_then_download() {
         .expect("send");
     let (oack, tid) = recv(&socket).await;
     let options = oack_options(&oack);
-    assert!(options.contains(&("tsize".into(), "1000".into())), "{options:?}");
-    assert!(options.contains(&("windowsize".into(), "4".into())), "{options:?}");
+    assert!(
+        options.contains(&("tsize".into(), "1000".into())),
+        "{options:?}"
+    );
+    assert!(
+        options.contains(&("windowsize".into(), "4".into())),
+        "{options:?}"
+    );
     socket
         .send_to(
             &kiln_provisioner::boot::tftp::encode_error(ErrorCode::OptionRefused, "size probe"),

@@ -64,7 +64,9 @@ impl DhcpHandler {
 
     fn table(&self) -> std::sync::MutexGuard<'_, Allocations> {
         // A panic elsewhere while holding the lock leaves the table consistent (each update is one insert).
-        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The pool serving a request: the one whose subnet holds the relay's address (giaddr), else the one on
@@ -75,7 +77,10 @@ impl DhcpHandler {
         } else {
             message.giaddr()
         };
-        self.config.pools.iter().find(|pool| pool.subnet_contains(near))
+        self.config
+            .pools
+            .iter()
+            .find(|pool| pool.subnet_contains(near))
     }
 
     /// Answers one request received on the DHCP port (67), or on the ProxyDHCP port (4011) when `proxy_port`.
@@ -94,12 +99,19 @@ impl DhcpHandler {
             return Ok(self.handle_proxy(message, kind, &client, proxy_port));
         }
         match kind {
-            MessageType::Discover => self.discover(message, mac, &client).await.map_err(store_err),
+            MessageType::Discover => self
+                .discover(message, mac, &client)
+                .await
+                .map_err(store_err),
             MessageType::Request => self.request(message, mac, &client).await.map_err(store_err),
             MessageType::Release => {
                 let ip = message.ciaddr();
                 self.table().release(mac, ip);
-                let released = self.store.release_dhcp_lease(mac, ip).await.map_err(store_err)?;
+                let released = self
+                    .store
+                    .release_dhcp_lease(mac, ip)
+                    .await
+                    .map_err(store_err)?;
                 tracing::info!(%mac, %ip, released, "DHCP release");
                 Ok(None)
             }
@@ -109,7 +121,10 @@ impl DhcpHandler {
                 {
                     let until = self.store.now() + self.config.decline_hold;
                     self.table().decline(*ip, until);
-                    self.store.decline_dhcp_address(*ip, until).await.map_err(store_err)?;
+                    self.store
+                        .decline_dhcp_address(*ip, until)
+                        .await
+                        .map_err(store_err)?;
                     tracing::warn!(%mac, %ip, "DHCP decline: address in use by something else");
                 }
                 Ok(None)
@@ -145,9 +160,9 @@ impl DhcpHandler {
             _ => None,
         };
         let now = self.store.now();
-        let offered =
-            self.table()
-                .offer(mac, requested, pool, now, now + self.config.offer_hold);
+        let offered = self
+            .table()
+            .offer(mac, requested, pool, now, now + self.config.offer_hold);
         let Some(ip) = offered else {
             tracing::warn!(%mac, pool_first = %pool.first, pool_last = %pool.last, "DHCP pool exhausted; no offer");
             return Ok(None);
@@ -220,10 +235,17 @@ impl DhcpHandler {
             Some(node) if client.pxe || client.ipxe => {
                 let stage = if client.ipxe { "iPXE" } else { "PXE firmware" };
                 self.store
-                    .record_event(node.id, super::super::http::BOOT_ACTOR, &format!(
-                        "DHCP lease {ip} for {stage} ({})",
-                        client.arch.map(ClientArch::name).unwrap_or_else(|| "unknown arch".into())
-                    ))
+                    .record_event(
+                        node.id,
+                        super::super::http::BOOT_ACTOR,
+                        &format!(
+                            "DHCP lease {ip} for {stage} ({})",
+                            client
+                                .arch
+                                .map(ClientArch::name)
+                                .unwrap_or_else(|| "unknown arch".into())
+                        ),
+                    )
                     .await?;
             }
             Some(_) => {}
@@ -265,7 +287,10 @@ impl DhcpHandler {
         if proxy_port {
             // Port 4011 requests come from a configured client; answer where it asked from.
             let to = if message.ciaddr().is_unspecified() {
-                SocketAddr::V4(SocketAddrV4::new(self.config.broadcast, self.config.client_port))
+                SocketAddr::V4(SocketAddrV4::new(
+                    self.config.broadcast,
+                    self.config.client_port,
+                ))
             } else {
                 SocketAddr::V4(SocketAddrV4::new(message.ciaddr(), self.config.client_port))
             };
@@ -298,7 +323,9 @@ impl DhcpHandler {
 
     fn nak(&self, message: &v4::Message, why: &str) -> Reply {
         let mut reply = self.reply_to(message, MessageType::Nak);
-        reply.opts_mut().insert(DhcpOption::Message(why.to_string()));
+        reply
+            .opts_mut()
+            .insert(DhcpOption::Message(why.to_string()));
         self.addressed(message, reply, MessageType::Nak)
     }
 
@@ -384,7 +411,11 @@ impl DhcpHandler {
     }
 }
 
-fn sighting<'a>(client: &'a BootClient, arch: Option<&'a str>, ip: Option<Ipv4Addr>) -> BootSighting<'a> {
+fn sighting<'a>(
+    client: &'a BootClient,
+    arch: Option<&'a str>,
+    ip: Option<Ipv4Addr>,
+) -> BootSighting<'a> {
     BootSighting {
         ip,
         client_arch: arch,

@@ -22,7 +22,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use handler::{DhcpHandler, HandleError, Reply, SERVER_PORT};
-pub use packet::{BootClient, ClientArch, DhcpPacketError, boot_client, client_mac, decode_request};
+pub use packet::{
+    BootClient, ClientArch, DhcpPacketError, boot_client, client_mac, decode_request,
+};
 pub use pool::{Allocations, Pool};
 
 /// Whether kiln owns the addresses.

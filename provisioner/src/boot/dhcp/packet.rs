@@ -161,7 +161,9 @@ pub struct BootClient {
 pub fn boot_client(message: &v4::Message) -> BootClient {
     let opts = message.opts();
     let vendor_class = match opts.get(OptionCode::ClassIdentifier) {
-        Some(DhcpOption::ClassIdentifier(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Some(DhcpOption::ClassIdentifier(bytes)) => {
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        }
         _ => None,
     };
     let pxe = vendor_class

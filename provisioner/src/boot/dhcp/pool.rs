@@ -77,9 +77,10 @@ impl Slot {
 
     fn mac(self) -> Option<MacAddr> {
         match self {
-            Slot::Offered(mac, _) | Slot::Bound(mac, _) | Slot::Pinned(mac) | Slot::Released(mac) => {
-                Some(mac)
-            }
+            Slot::Offered(mac, _)
+            | Slot::Bound(mac, _)
+            | Slot::Pinned(mac)
+            | Slot::Released(mac) => Some(mac),
             Slot::Declined(_) => None,
         }
     }
@@ -147,7 +148,11 @@ impl Allocations {
         if !pool.range_contains(ip) {
             return false;
         }
-        if self.reserved_ips.get(&ip).is_some_and(|owner| *owner != mac) {
+        if self
+            .reserved_ips
+            .get(&ip)
+            .is_some_and(|owner| *owner != mac)
+        {
             return false;
         }
         match self.by_ip.get(&ip).and_then(|slot| slot.holder(now)) {
@@ -263,7 +268,9 @@ mod tests {
     }
 
     fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).single().expect("time")
+        Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0)
+            .single()
+            .expect("time")
     }
 
     #[test]
@@ -291,7 +298,13 @@ mod tests {
         assert_eq!(table.offer(mac(4), None, &pool, now(), hold), None);
         // Asking again gives the same address, even when asking for another one.
         assert_eq!(
-            table.offer(mac(1), Some(Ipv4Addr::new(10, 9, 0, 102)), &pool, now(), hold),
+            table.offer(
+                mac(1),
+                Some(Ipv4Addr::new(10, 9, 0, 102)),
+                &pool,
+                now(),
+                hold
+            ),
             a
         );
         // Offers lapse.
@@ -305,11 +318,16 @@ mod tests {
         let reserved_ip = Ipv4Addr::new(10, 9, 0, 50);
         let mut table = Allocations::new(&[(mac(9), reserved_ip)], &[]);
         let hold = now() + Duration::seconds(60);
-        assert_eq!(table.offer(mac(9), None, &pool, now(), hold), Some(reserved_ip));
+        assert_eq!(
+            table.offer(mac(9), None, &pool, now(), hold),
+            Some(reserved_ip)
+        );
         assert!(table.may_hold(mac(9), reserved_ip, &pool, now()));
         assert!(!table.may_hold(mac(9), Ipv4Addr::new(10, 9, 0, 100), &pool, now()));
 
-        let ip = table.offer(mac(1), None, &pool, now(), hold).expect("offer");
+        let ip = table
+            .offer(mac(1), None, &pool, now(), hold)
+            .expect("offer");
         table.bind(mac(1), ip, now() + Duration::hours(1), false);
         assert!(!table.may_hold(mac(2), ip, &pool, now() + Duration::minutes(30)));
         assert!(table.release(mac(1), ip));

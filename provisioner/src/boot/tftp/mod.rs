@@ -193,7 +193,8 @@ impl TftpServer {
                 } => {
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, file = %filename, "too many TFTP transfers; request refused");
-                        self.reply_error(peer, ErrorCode::Undefined, "server busy").await;
+                        self.reply_error(peer, ErrorCode::Undefined, "server busy")
+                            .await;
                         continue;
                     };
                     let request = transfer::Request {

@@ -357,10 +357,7 @@ mod tests {
             parse(b"\0\x01file\0octet\0tsize\0"),
             Err(PacketError::OptionWithoutValue("tsize".into()))
         );
-        assert_eq!(
-            parse(b"\0\x01\0octet\0"),
-            Err(PacketError::EmptyFilename)
-        );
+        assert_eq!(parse(b"\0\x01\0octet\0"), Err(PacketError::EmptyFilename));
         assert_eq!(
             parse(b"\0\x01\xff\xfe\0octet\0"),
             Err(PacketError::NotText { field: "filename" })

@@ -9,12 +9,12 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::TftpConfig;
 use super::packet::{
     ErrorCode, MAX_PACKET, Mode, Packet, RequestOption, encode_data, encode_error, encode_oack,
     parse,
 };
 use super::path::{PathRefused, resolve_in_root};
-use super::TftpConfig;
 
 /// A read request accepted by the listener.
 pub(super) struct Request {
@@ -81,10 +81,17 @@ fn negotiate(options: &[RequestOption], size: u64, config: &TftpConfig) -> Negot
 
 /// How a transfer ended, for the log.
 enum Ending {
-    Done { bytes: u64 },
+    Done {
+        bytes: u64,
+    },
     /// The client sent an ERROR (EDK2's size probe ends this way with code 8).
-    ClientAborted { code: ErrorCode, message: String },
-    TimedOut { block: u64 },
+    ClientAborted {
+        code: ErrorCode,
+        message: String,
+    },
+    TimedOut {
+        block: u64,
+    },
     Cancelled,
     Io(std::io::Error),
 }
