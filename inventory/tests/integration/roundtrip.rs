@@ -52,9 +52,21 @@ async fn nodes_round_trip(db: TestDb) {
         "new nodes are due at once"
     );
     assert_eq!(db.store.node(node.id).await.expect("by id"), node);
-    assert_eq!(db.store.node_by_boot_mac(node.boot_mac).await.expect("by mac"), Some(node.clone()));
+    assert_eq!(
+        db.store
+            .node_by_boot_mac(node.boot_mac)
+            .await
+            .expect("by mac"),
+        Some(node.clone())
+    );
     let unknown: MacAddr = "02:ff:ff:ff:ff:ff".parse().expect("mac");
-    assert_eq!(db.store.node_by_boot_mac(unknown).await.expect("unknown mac"), None);
+    assert_eq!(
+        db.store
+            .node_by_boot_mac(unknown)
+            .await
+            .expect("unknown mac"),
+        None
+    );
 
     let creds = db
         .store
