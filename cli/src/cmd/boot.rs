@@ -24,7 +24,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum BootCommand {
     /// Run the boot services (DHCP or ProxyDHCP, TFTP, HTTP) until Ctrl-C.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List DHCP leases.
     Leases,
     /// List machines that asked to boot but are not enrolled.
@@ -115,7 +115,7 @@ fn parse_reservation(text: &str) -> Result<(MacAddr, Ipv4Addr), String> {
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
-        BootCommand::Serve(serve_args) => serve(serve_args, global).await,
+        BootCommand::Serve(serve_args) => serve(*serve_args, global).await,
         BootCommand::Leases => {
             let store = global.open_store(KeyUse::IfPresent).await?;
             let leases = store.dhcp_leases().await;
