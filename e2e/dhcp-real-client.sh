@@ -11,6 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 kiln=${1:-${CARGO_TARGET_DIR:-target}/debug/kiln}
 [ -x "$kiln" ] || { echo "no kiln binary at $kiln (cargo build -p kiln)"; exit 1; }
+"$kiln" boot --help >/dev/null 2>&1 || { echo "$kiln has no 'boot' subcommand (a stale binary?)"; exit 1; }
 command -v busybox >/dev/null || { echo "busybox is needed (apt-get install busybox-static)"; exit 1; }
 
 ns=kiln-e2e-dhcp
