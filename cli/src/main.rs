@@ -45,6 +45,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// API tokens.
     Token(cmd::token::Args),
+    /// Network boot: DHCP/ProxyDHCP, TFTP, HTTP iPXE scripts; leases and discovered machines.
+    Boot(cmd::boot::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
             Command::Health(args) => cmd::health::exec(args, &cli.global).await,
             Command::Serve(args) => cmd::serve::exec(args, &cli.global).await,
             Command::Token(args) => cmd::token::exec(args, &cli.global).await,
+            Command::Boot(args) => cmd::boot::exec(args, &cli.global).await,
         }
     });
     match result {

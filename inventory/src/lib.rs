@@ -28,6 +28,9 @@ pub use model::{
 pub use scratch::ScratchDatabase;
 pub use secret::{SECRET_KEY_ENV, Secret, SecretError, SecretKey};
 pub use state::{NodeState, UnknownState};
+pub use store::boot::{
+    BootSighting, DhcpLease, DiscoveredMachine, LeaseState, LeaseWrite, NewLease, TokenOwner,
+};
 pub use store::health::NewHealthRun;
 pub use store::{
     Backend, BmcCredentials, Image, ImageAdded, ImageFormat, ImportSummary, LeaseEvent, LeaseOutcome,

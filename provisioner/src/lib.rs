@@ -1,2 +1,4 @@
-//! kiln-provisioner: boot services (DHCP/ProxyDHCP, TFTP, HTTP iPXE), the node lifecycle engine, rack bring-up
-//! and remediation. Not built yet: see the network-boot and lifecycle issues.
+//! kiln-provisioner: kiln's control plane. Today: the boot services ([`boot`]: TFTP, HTTP iPXE scripts, DHCP and
+//! ProxyDHCP). The node lifecycle engine, rack bring-up and remediation come with their issues.
+
+pub mod boot;

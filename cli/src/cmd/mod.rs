@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bmc;
+pub mod boot;
 pub mod db;
 pub mod demo;
 pub mod hall;

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Real PXE boots of QEMU VMs (TCG, no KVM) from kiln's own DHCP, TFTP and HTTP boot services:
+#   (a) BIOS: SeaBIOS + the NIC's iPXE ROM → DHCP (user class iPXE) → HTTP script → kiln ramdisk → report
+#   (b) UEFI: OVMF native PXE → TFTP ipxe.efi → iPXE → HTTP script → kiln ramdisk → report
+# and asserts on kiln's inventory (events, leases), not only on the serial consoles.
+#
+#   e2e/pxe-boot.sh [KILN_BINARY]    (as root)
+#
+# Needs: qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static iproute2 curl, and network access for apt-get download
+# (the ramdisk build fetches linux-image-*-amd64 and busybox-static). Only addresses inside the namespace and veth
+# it creates (10.78.0.0/24) are used. Every VM runs under `timeout`; ends with "N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+kiln=${1:-${CARGO_TARGET_DIR:-target}/debug/kiln}
+vm_timeout=${KILN_E2E_VM_TIMEOUT:-300}
+[ -x "$kiln" ] || { echo "no kiln binary at $kiln (cargo build -p kiln)"; exit 1; }
+"$kiln" boot --help >/dev/null 2>&1 || { echo "$kiln has no 'boot' subcommand (a stale binary?)"; exit 1; }
+
+ns=kiln-e2e-pxe
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    ip netns del "$ns" 2>/dev/null
+    ip link del kpx-host 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+passed=0 failed=0
+check() {
+    if "${@:2}"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; fi
+}
+
+assets=${KILN_RAMDISK_DIR:-$work/ramdisk}
+if [ ! -s "$assets/initramfs.img" ]; then
+    bash images/ramdisk/build.sh "$assets" || { echo "ramdisk build failed"; exit 1; }
+fi
+
+# Debian's ipxe.efi is a symlink out of /usr/lib/ipxe, which kiln's TFTP (rightly) refuses: serve copies.
+mkdir -p "$work/tftp"
+cp -L /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi "$work/tftp/"
+
+ip netns del "$ns" 2>/dev/null; ip link del kpx-host 2>/dev/null
+ip netns add "$ns"
+ip netns exec "$ns" ip link add br0 type bridge
+ip netns exec "$ns" ip link set br0 up
+ip link add kpx-host type veth peer name kpx-br
+ip link set kpx-br netns "$ns"
+ip netns exec "$ns" ip link set kpx-br master br0 up
+ip addr add 10.78.0.1/24 dev kpx-host
+ip link set kpx-host up
+for tap in tap0 tap1; do
+    ip netns exec "$ns" ip tuntap add "$tap" mode tap
+    ip netns exec "$ns" ip link set "$tap" master br0 up
+done
+
+printf 'hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\n' > "$work/m.csv"
+printf 'H1,R1,1,SN1,h100-sxm-80gb,10.1.0.1,redfish,admin,pw,52:54:00:e2:00:01\n' >> "$work/m.csv"
+printf 'H1,R1,2,SN2,h100-sxm-80gb,10.1.0.2,redfish,admin,pw,52:54:00:e2:00:02\n' >> "$work/m.csv"
+db="sqlite://$work/kiln.db"
+"$kiln" --db "$db" --key-file "$work/k.key" rack import "$work/m.csv" >/dev/null 2>&1
+
+"$kiln" --db "$db" -v boot serve --server-ip 10.78.0.1 --interface kpx-host --pool 10.78.0.100-10.78.0.150 \
+    --tftp-root "$work/tftp" --tftp-listen 10.78.0.1:69 --http-listen 10.78.0.1:8080 \
+    --assets "$assets" --kernel-args "console=ttyS0" > "$work/serve.log" 2>&1 &
+serve=$!
+pids+=("$serve")
+for _ in $(seq 100); do grep -q "DHCP server listening" "$work/serve.log" && break; sleep 0.1; done
+
+start=$(date +%s)
+cp /usr/share/OVMF/OVMF_VARS.fd "$work/vars.fd"
+ip netns exec "$ns" timeout "$vm_timeout" qemu-system-x86_64 -accel tcg -m 512 -nodefaults -nographic \
+    -machine pc,graphics=off -serial "file:$work/bios.log" -boot n \
+    -netdev tap,id=n0,ifname=tap0,script=no,downscript=no -device virtio-net-pci,netdev=n0,mac=52:54:00:e2:00:01 &
+bios=$!
+pids+=("$bios")
+ip netns exec "$ns" timeout "$vm_timeout" qemu-system-x86_64 -accel tcg -m 512 -nodefaults -nographic \
+    -machine q35 -serial "file:$work/uefi.log" \
+    -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \
+    -drive if=pflash,format=raw,file="$work/vars.fd" \
+    -netdev tap,id=n1,ifname=tap1,script=no,downscript=no \
+    -device virtio-net-pci,netdev=n1,mac=52:54:00:e2:00:02,romfile= &
+uefi=$!
+pids+=("$uefi")
+wait "$bios"; bios_rc=$?
+echo "BIOS VM ended (rc $bios_rc) after $(( $(date +%s) - start )) s"
+wait "$uefi"; uefi_rc=$?
+echo "UEFI VM ended (rc $uefi_rc) after $(( $(date +%s) - start )) s"
+kill "$serve"; wait "$serve" 2>/dev/null
+
+check "BIOS VM printed the ramdisk marker" grep -q "KILN-RAMDISK-BOOTED mac=52:54:00:e2:00:01 mode=inspect report=reported" "$work/bios.log"
+check "UEFI VM printed the ramdisk marker" grep -q "KILN-RAMDISK-BOOTED mac=52:54:00:e2:00:02 mode=inspect report=reported" "$work/uefi.log"
+check "UEFI firmware fetched ipxe.efi over TFTP" grep -q "TFTP transfer complete.*ipxe.efi" "$work/serve.log"
+for n in 1 2; do
+    events=$("$kiln" --db "$db" node show "SN$n")
+    check "SN$n: DHCP lease for iPXE recorded" grep -q "DHCP lease 10.78.0.1[0-5][0-9] for iPXE" <<<"$events"
+    check "SN$n: inspect script served" grep -q "served iPXE script: node SN$n is enrolled: kiln ramdisk (inspect)" <<<"$events"
+    check "SN$n: ramdisk report recorded" grep -q "ramdisk reported: booted mode=inspect" <<<"$events"
+done
+check "both nodes hold pinned leases" test "$("$kiln" --db "$db" --json boot leases | grep -c '"pinned": true')" -eq 2
+if [ "$failed" -gt 0 ]; then
+    for f in bios.log uefi.log serve.log; do echo "--- $f (tail)"; tail -n 30 "$work/$f"; done
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,257 @@
+//! HTTP boot endpoints, as an axum [`Router`] the API server (or `kiln boot serve`) mounts:
+//!
+//! - `GET /boot/{mac}.ipxe`: the iPXE script for that MAC, chosen from its node's state ([`decide`]); every
+//!   script served is recorded as a node event (or, for an unknown MAC, as a discovered-machine sighting).
+//! - `GET /boot/assets/{name}`: the ramdisk kernel and initramfs (only files in the assets directory).
+//! - `POST /boot/report/{mac}` with `Authorization: Bearer TOKEN`: the ramdisk's agent reports that it booted.
+//!
+//! Invariant: a ramdisk script carries a fresh per-boot token; a report is accepted only with the token last
+//! issued to that MAC.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kiln_inventory::{BootSighting, MacAddr, Store, StoreError, TokenOwner};
+
+use super::decision::{BootAction, BootDecision, decide};
+use super::tftp::{PathRefused, resolve_in_root};
+
+/// Actor name on the node events the boot endpoints write.
+pub const BOOT_ACTOR: &str = "boot";
+
+/// How the HTTP boot endpoints build scripts and find the ramdisk.
+#[derive(Debug, Clone)]
+pub struct BootHttpConfig {
+    /// Base URL booting machines use to reach these endpoints, e.g. `http://10.0.0.1:8080` (no trailing slash).
+    pub public_url: String,
+    /// Directory holding the ramdisk kernel and initramfs.
+    pub assets_dir: PathBuf,
+    /// Kernel file name in `assets_dir`.
+    pub kernel: String,
+    /// Initramfs file name in `assets_dir`.
+    pub initrd: String,
+    /// Extra kernel arguments (e.g. `console=ttyS0`).
+    pub kernel_args: String,
+}
+
+impl BootHttpConfig {
+    /// Serves `vmlinuz` and `initramfs.img` from `assets_dir`, with a serial console.
+    pub fn new(public_url: impl Into<String>, assets_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            public_url: public_url.into().trim_end_matches('/').to_string(),
+            assets_dir: assets_dir.into(),
+            kernel: "vmlinuz".into(),
+            initrd: "initramfs.img".into(),
+            kernel_args: "console=ttyS0 quiet".into(),
+        }
+    }
+}
+
+/// Shared state of the boot endpoints.
+#[derive(Debug, Clone)]
+pub struct BootHttp {
+    store: Store,
+    config: Arc<BootHttpConfig>,
+}
+
+impl BootHttp {
+    /// Endpoints over `store` with `config`.
+    pub fn new(store: Store, config: BootHttpConfig) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The routes, ready to be merged into a larger router or served alone.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/boot/assets/{name}", get(asset))
+            .route("/boot/report/{mac}", post(report))
+            .route("/boot/{script}", get(script))
+            .with_state(self)
+    }
+
+    /// The iPXE script for a decision; `token` is required for ramdisk scripts.
+    pub fn render_script(&self, decision: &BootDecision, token: Option<&str>) -> String {
+        let config = &self.config;
+        let mut script = format!("#!ipxe\n# kiln: {}\n", decision.reason);
+        match decision.action {
+            BootAction::Ramdisk(mode) => {
+                let base = &config.public_url;
+                script.push_str(&format!(
+                    "kernel {base}/boot/assets/{kernel} initrd={initrd} kiln.url={base} kiln.mac={mac} \
+                     kiln.token={token} kiln.mode={mode} {args}\n\
+                     initrd {base}/boot/assets/{initrd}\n\
+                     boot\n",
+                    kernel = config.kernel,
+                    initrd = config.initrd,
+                    mac = decision.mac,
+                    token = token.unwrap_or(""),
+                    mode = mode.as_str(),
+                    args = config.kernel_args,
+                ));
+            }
+            BootAction::LocalDisk => {
+                // BIOS: hand over to the first disk. UEFI (and a failed sanboot): return to the firmware,
+                // which tries its next boot entry.
+                script.push_str(
+                    "iseq ${platform} pcbios || goto fallthrough\n\
+                     sanboot --no-describe --drive 0x80 || goto fallthrough\n\
+                     :fallthrough\n\
+                     exit 1\n",
+                );
+            }
+        }
+        script
+    }
+}
+
+/// An endpoint failure, answered with a status and a short text.
+#[derive(Debug, thiserror::Error)]
+enum HttpError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or wrong boot token")]
+    Unauthorized,
+    #[error("not found")]
+    NotFound,
+    #[error("inventory error")]
+    Store(#[from] StoreError),
+    #[error("cannot read a boot asset")]
+    Io(#[from] std::io::Error),
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::NotFound => StatusCode::NOT_FOUND,
+            HttpError::Store(err) => {
+                tracing::error!(error = %err, "boot endpoint: inventory error");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            HttpError::Io(err) => {
+                tracing::error!(error = %err, "boot endpoint: I/O error");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+fn parse_mac(text: &str) -> Result<MacAddr, HttpError> {
+    text.parse()
+        .map_err(|err: kiln_inventory::BadMac| HttpError::BadRequest(err.to_string()))
+}
+
+async fn script(
+    State(boot): State<BootHttp>,
+    Path(file): Path<String>,
+) -> Result<Response, HttpError> {
+    let mac = parse_mac(file.strip_suffix(".ipxe").ok_or(HttpError::NotFound)?)?;
+    let decision = decide(&boot.store, mac).await?;
+    let node_id = decision.node.as_ref().map(|node| node.id);
+    let token = match decision.action {
+        BootAction::Ramdisk(_) => Some(boot.store.issue_boot_token(mac, node_id).await?),
+        BootAction::LocalDisk => None,
+    };
+    match node_id {
+        Some(id) => {
+            boot.store
+                .record_event(
+                    id,
+                    BOOT_ACTOR,
+                    &format!("served iPXE script: {}", decision.reason),
+                )
+                .await?;
+        }
+        None => {
+            boot.store
+                .record_boot_sighting(mac, &BootSighting::default())
+                .await?;
+        }
+    }
+    tracing::info!(%mac, node = ?node_id, action = %decision.action, "served iPXE script");
+    let body = boot.render_script(&decision, token.as_deref());
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+async fn asset(
+    State(boot): State<BootHttp>,
+    Path(name): Path<String>,
+) -> Result<Response, HttpError> {
+    let root = tokio::fs::canonicalize(&boot.config.assets_dir).await?;
+    let path = match resolve_in_root(&root, &name) {
+        Ok(path) => path,
+        Err(PathRefused::NotFound(_) | PathRefused::NotAFile(_)) => {
+            return Err(HttpError::NotFound);
+        }
+        Err(refused) => {
+            tracing::warn!(file = %name, reason = %refused, "boot asset path traversal refused");
+            return Err(HttpError::NotFound);
+        }
+    };
+    let file = tokio::fs::File::open(&path).await?;
+    let len = file.metadata().await?.len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Longest report text kept in an event.
+const MAX_REPORT: usize = 512;
+
+async fn report(
+    State(boot): State<BootHttp>,
+    Path(mac): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let mac = parse_mac(&mac)?;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(HttpError::Unauthorized)?;
+    let Some(owner) = boot.store.check_boot_token(mac, token.trim()).await? else {
+        tracing::warn!(%mac, "boot report with a wrong token refused");
+        return Err(HttpError::Unauthorized);
+    };
+    let text: String = String::from_utf8_lossy(&body)
+        .chars()
+        .filter(|c| !c.is_control() || *c == ' ')
+        .take(MAX_REPORT)
+        .collect();
+    let text = if text.trim().is_empty() {
+        "booted".to_string()
+    } else {
+        text.trim().to_string()
+    };
+    match owner {
+        TokenOwner::Node(id) => {
+            boot.store
+                .record_event(id, "agent", &format!("ramdisk reported: {text}"))
+                .await?;
+            tracing::info!(%mac, node = %id, report = %text, "ramdisk reported");
+        }
+        TokenOwner::Unenrolled => {
+            boot.store.mark_discovered_reported(mac).await?;
+            tracing::info!(%mac, report = %text, "discovery ramdisk reported");
+        }
+    }
+    Ok((StatusCode::OK, "ok\n").into_response())
+}
