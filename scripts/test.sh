@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive as real peers (none missing means no apt run).
 # chromium: the hall map page test renders in headless Chromium.
 # ipmitool, openipmi: real IPMI peers for the BMC tests (ipmitool client, ipmi_sim BMC).
-APT_PACKAGES=(chromium ipmitool openipmi)
+# curl: real TFTP client for the boot tests; procps: /bin/kill for burn-in process groups; qemu-utils: qemu-img cross-check of the qcow2 reader.
+APT_PACKAGES=(chromium ipmitool openipmi curl procps qemu-utils)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

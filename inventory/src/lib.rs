@@ -33,6 +33,6 @@ pub use store::boot::{
 };
 pub use store::health::NewHealthRun;
 pub use store::{
-    Backend, BmcCredentials, Image, ImageAdded, ImageFormat, ImportSummary, LeaseEvent, LeaseOutcome,
-    NewImage, NodeFilter, Store, StoreOptions, UnknownImageFormat,
+    Backend, BmcCredentials, Image, ImageAdded, ImageFormat, ImportSummary, LeaseEvent,
+    LeaseOutcome, NewImage, NodeFilter, Store, StoreOptions, UnknownImageFormat,
 };
