@@ -180,7 +180,7 @@ impl ReportClient {
     /// A client for the provisioner at `base_url` (e.g. `http://10.0.0.1:8080`) with the node's token.
     pub fn new(base_url: &str, token: impl Into<String>, boot_mac: Option<MacAddr>) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: kiln_images::http_client(),
             url: format!("{}{REPORT_PATH}", base_url.trim_end_matches('/')),
             token: token.into(),
             backoff: Backoff::default(),

@@ -13,6 +13,7 @@
 
 pub mod cas;
 pub mod digest;
+pub mod http;
 pub mod qcow2;
 pub mod seed;
 pub mod serve;
@@ -21,6 +22,7 @@ pub mod writer;
 
 pub use cas::{ContentStore, ImageLibrary, ImageMeta, StoreFsError, StoredBlob, detect_format};
 pub use digest::{BadDigest, Sha256Digest};
+pub use http::http_client;
 pub use kiln_inventory::{Image, ImageFormat};
 pub use serve::image_router;
 pub use writer::{

@@ -159,7 +159,7 @@ async fn imaging_reports_start_and_outcome() {
     let base = start(&p, image.clone()).await;
     let reports = ReportClient::new(&base, "tok", None).with_backoff(quick());
     let dir = tempfile::tempdir().expect("dir");
-    let http = reqwest::Client::new();
+    let http = kiln_images::http_client();
     let good = WriteRequest::new(
         format!("{base}/image"),
         Sha256Digest::of(&image),

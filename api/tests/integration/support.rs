@@ -104,7 +104,7 @@ impl Server {
             tokens,
             lease_id: outcome.lease.id,
             h2_id,
-            client: reqwest::Client::new(),
+            client: kiln_images::http_client(),
             _dir: dir,
             _shutdown: tx,
         }

@@ -106,6 +106,8 @@ impl Transport {
             addr: addr.clone(),
             detail,
         };
+        // reqwest's rustls needs a process provider even for plain http; install kiln's one (ring).
+        super::tls::crypto_provider();
         let mut builder = reqwest::Client::builder()
             // A redirect could send credentials elsewhere: refuse them and report.
             .redirect(reqwest::redirect::Policy::none())

@@ -23,7 +23,7 @@ async fn ranges_etags_and_head() {
     let image = t.library.add(&file, &meta).await.expect("add");
     let base = serve(image_router(t.library.clone())).await;
     let by_digest = format!("{base}/images/sha256/{}", image.sha256);
-    let client = reqwest::Client::new();
+    let client = kiln_images::http_client();
 
     let full = client.get(&by_digest).send().await.expect("get");
     assert_eq!(full.status(), StatusCode::OK);

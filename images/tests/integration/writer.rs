@@ -44,7 +44,7 @@ impl Scratch {
 #[tokio::test]
 async fn raw_zstd_and_qcow2_write_the_same_disk() {
     let disk = disk_bytes(5 << 20, 21);
-    let client = reqwest::Client::new();
+    let client = kiln_images::http_client();
     let zst = zstd::encode_all(&disk[..], 3).expect("zstd");
     let qcow = crate::qcow2::build_qcow2(&disk, 16, true);
     for (format, served) in [
@@ -98,7 +98,7 @@ async fn wrong_digest_zeroes_the_first_mib_and_names_both_digests() {
     let wanted = Sha256Digest::of(b"some other image");
     let mut req = request(&url, &disk, ImageFormat::Raw);
     req.sha256 = wanted;
-    let err = write_image(&reqwest::Client::new(), &req, target)
+    let err = write_image(&kiln_images::http_client(), &req, target)
         .await
         .expect_err("mismatch");
     let text = err.to_string();
@@ -123,7 +123,7 @@ async fn truncated_image_is_refused() {
     let scratch = Scratch::new();
     let mut req = request(&url, &disk, ImageFormat::Raw);
     req.expected_size = Some(disk.len() as u64);
-    let err = write_image(&reqwest::Client::new(), &req, scratch.disk(None).0)
+    let err = write_image(&kiln_images::http_client(), &req, scratch.disk(None).0)
         .await
         .expect_err("short");
     assert!(
@@ -133,7 +133,7 @@ async fn truncated_image_is_refused() {
     );
     // Without a catalog size, the digest catches it.
     req.expected_size = None;
-    let err = write_image(&reqwest::Client::new(), &req, scratch.disk(None).0)
+    let err = write_image(&kiln_images::http_client(), &req, scratch.disk(None).0)
         .await
         .expect_err("short");
     assert!(matches!(err, WriteError::DigestMismatch { .. }), "{err}");
@@ -151,7 +151,7 @@ async fn interrupted_download_resumes_with_range_through_a_500() {
     let scratch = Scratch::new();
     let (target, path) = scratch.disk(None);
     let report = write_image(
-        &reqwest::Client::new(),
+        &kiln_images::http_client(),
         &request(&url, &zst, ImageFormat::RawZstd),
         target,
     )
@@ -179,7 +179,7 @@ async fn persistent_server_errors_give_up_with_the_status() {
     let url = server.start().await;
     let scratch = Scratch::new();
     let err = write_image(
-        &reqwest::Client::new(),
+        &kiln_images::http_client(),
         &request(&url, &disk, ImageFormat::Raw),
         scratch.disk(None).0,
     )
@@ -194,7 +194,7 @@ async fn persistent_server_errors_give_up_with_the_status() {
     let server = FaultyServer::new(disk.clone(), vec![Fault::Status(404)]);
     let url = server.start().await;
     let err = write_image(
-        &reqwest::Client::new(),
+        &kiln_images::http_client(),
         &request(&url, &disk, ImageFormat::Raw),
         scratch.disk(None).0,
     )
@@ -217,7 +217,7 @@ async fn ignored_range_is_an_error_and_the_disk_is_marked_bad() {
     let scratch = Scratch::new();
     let (target, path) = scratch.disk(None);
     let err = write_image(
-        &reqwest::Client::new(),
+        &kiln_images::http_client(),
         &request(&url, &disk, ImageFormat::Raw),
         target,
     )
@@ -242,7 +242,7 @@ async fn corrupt_qcow2_l1_is_named() {
     let scratch = Scratch::new();
     let mut req = request(&url, &qcow, ImageFormat::Qcow2);
     req.spool_dir = Some(scratch.dir.path().to_path_buf());
-    let err = write_image(&reqwest::Client::new(), &req, scratch.disk(None).0)
+    let err = write_image(&kiln_images::http_client(), &req, scratch.disk(None).0)
         .await
         .expect_err("corrupt");
     assert!(matches!(err, WriteError::Qcow2 { .. }), "{err}");
@@ -266,7 +266,7 @@ async fn corrupt_qcow2_l1_is_named() {
 #[tokio::test]
 async fn disk_too_small_and_corrupt_zstd() {
     let disk = disk_bytes(3 << 20, 13);
-    let client = reqwest::Client::new();
+    let client = kiln_images::http_client();
     let server = FaultyServer::new(disk.clone(), vec![]);
     let url = server.start().await;
     let scratch = Scratch::new();
