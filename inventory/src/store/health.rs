@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, get, get_opt_time, get_time};
+use super::{Store, get, get_json, get_opt_time, get_time};
 use crate::clock::to_millis;
 use crate::error::StoreError;
 use crate::model::{HealthRun, NodeId};
@@ -55,7 +55,6 @@ impl Store {
         .map_err(StoreError::db("reading health runs"))?;
         rows.iter()
             .map(|row| {
-                let evidence: String = get(row, "evidence")?;
                 Ok(HealthRun {
                     id: get(row, "id")?,
                     node_id: NodeId(get(row, "node_id")?),
@@ -63,12 +62,7 @@ impl Store {
                     passed: get::<i64>(row, "passed")? != 0,
                     started_at: get_time(row, "started_at")?,
                     finished_at: get_opt_time(row, "finished_at")?,
-                    evidence: serde_json::from_str(&evidence).map_err(|err| {
-                        StoreError::Corrupt {
-                            what: "health run evidence".into(),
-                            detail: err.to_string(),
-                        }
-                    })?,
+                    evidence: get_json(row, "evidence", "health run evidence")?,
                 })
             })
             .collect()

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, get, get_opt_time, get_time};
+use super::{Store, get, get_json, get_opt_time, get_time};
 use crate::clock::to_millis;
 use crate::error::StoreError;
 use crate::model::{HallLease, Lessee};
@@ -121,17 +121,13 @@ impl Store {
 const LEASE_SELECT: &str = "SELECT id, hall_id, lessee_id, starts_at, ends_at, acceptance, status, released_at FROM hall_leases";
 
 fn lease_from_row(row: &sqlx::any::AnyRow) -> Result<HallLease, StoreError> {
-    let acceptance: String = get(row, "acceptance")?;
     Ok(HallLease {
         id: get(row, "id")?,
         hall_id: get(row, "hall_id")?,
         lessee_id: get(row, "lessee_id")?,
         starts_at: get_time(row, "starts_at")?,
         ends_at: get_opt_time(row, "ends_at")?,
-        acceptance: serde_json::from_str(&acceptance).map_err(|err| StoreError::Corrupt {
-            what: "lease acceptance rule".into(),
-            detail: err.to_string(),
-        })?,
+        acceptance: get_json(row, "acceptance", "lease acceptance rule")?,
         status: get(row, "status")?,
         released_at: get_opt_time(row, "released_at")?,
     })

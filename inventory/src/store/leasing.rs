@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Store, get, get_time};
+use super::{Store, get, get_json, get_time};
 use crate::access::AcceptanceRule;
 use crate::clock::to_millis;
 use crate::error::StoreError;
@@ -372,17 +372,13 @@ impl Store {
             .map_err(StoreError::db("reading lease events"))?;
         rows.iter()
             .map(|row| {
-                let detail: String = get(row, "detail")?;
                 Ok(LeaseEvent {
                     id: get(row, "id")?,
                     lease_id: get(row, "lease_id")?,
                     at: get_time(row, "at")?,
                     actor: get(row, "actor")?,
                     kind: get(row, "kind")?,
-                    detail: serde_json::from_str(&detail).map_err(|err| StoreError::Corrupt {
-                        what: "lease event".into(),
-                        detail: err.to_string(),
-                    })?,
+                    detail: get_json(row, "detail", "lease event")?,
                 })
             })
             .collect()

@@ -310,6 +310,19 @@ pub(crate) fn get_opt_time(
     Ok(get::<Option<i64>>(row, column)?.map(from_millis))
 }
 
+/// Reads a JSON text column, naming `what` when the stored text is not JSON.
+pub(crate) fn get_json(
+    row: &AnyRow,
+    column: &str,
+    what: &str,
+) -> Result<serde_json::Value, StoreError> {
+    let text: String = get(row, column)?;
+    serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
+        what: what.to_string(),
+        detail: err.to_string(),
+    })
+}
+
 /// Reads a text column and parses it, naming the column when the stored text is not valid.
 pub(crate) fn get_parsed<T>(row: &AnyRow, column: &str) -> Result<T, StoreError>
 where
