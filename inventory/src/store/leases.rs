@@ -1,7 +1,5 @@
 //! Lessees and hall lease records. (Moving a hall's nodes under a lease is the API's leasing flow.)
 
-use chrono::{DateTime, Utc};
-
 use super::{Store, get, get_json, get_opt_time, get_time};
 use crate::clock::to_millis;
 use crate::error::StoreError;
@@ -31,39 +29,6 @@ impl Store {
             name: get(&row, "name")?,
             contact: get(&row, "contact")?,
         })
-    }
-
-    /// Records a lease of `hall_id` to `lessee_id`; returns it.
-    pub async fn create_hall_lease(
-        &self,
-        hall_id: i64,
-        lessee_id: i64,
-        starts_at: DateTime<Utc>,
-        ends_at: Option<DateTime<Utc>>,
-        acceptance: &serde_json::Value,
-    ) -> Result<HallLease, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO hall_leases (hall_id, lessee_id, starts_at, ends_at, acceptance, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'active', $6) RETURNING id",
-        )
-        .bind(hall_id)
-        .bind(lessee_id)
-        .bind(to_millis(starts_at))
-        .bind(ends_at.map(to_millis))
-        .bind(acceptance.to_string())
-        .bind(to_millis(self.now()))
-        .fetch_one(&self.write)
-        .await
-        .map_err(StoreError::db("creating a hall lease"))?;
-        let id: i64 = get(&row, "id")?;
-        let leases = self.hall_leases(hall_id).await?;
-        leases
-            .into_iter()
-            .find(|lease| lease.id == id)
-            .ok_or_else(|| StoreError::Corrupt {
-                what: "hall lease".into(),
-                detail: format!("lease {id} vanished after insert"),
-            })
     }
 
     /// Leases of a hall, oldest first.

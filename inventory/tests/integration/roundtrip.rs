@@ -216,15 +216,18 @@ async fn hardware_health_and_leases_round_trip(db: TestDb) {
         lessee.id
     );
     let hall = &db.store.list_halls().await.expect("halls")[0];
-    let rule = serde_json::json!({"min_verified_fraction": 0.995});
+    crate::support::make_available(&db, &["SN1-0"]).await;
+    let rule = kiln_inventory::AcceptanceRule::MinVerifiedFraction { fraction: 0.995 };
     let lease = db
         .store
-        .create_hall_lease(hall.id, lessee.id, started, None, &rule)
+        .lease_hall(hall.id, lessee.id, started, None, rule, "test")
         .await
-        .expect("lease");
+        .expect("lease")
+        .lease;
+    let rule_json = serde_json::json!({"rule": "min_verified_fraction", "fraction": 0.995});
     assert_eq!(
         (lease.status.as_str(), &lease.acceptance, lease.ends_at),
-        ("active", &rule, None)
+        ("active", &rule_json, None)
     );
     assert_eq!(
         db.store.hall_leases(hall.id).await.expect("leases"),
