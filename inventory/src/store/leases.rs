@@ -1,4 +1,4 @@
-//! Lessees and hall lease records. (Moving a hall's nodes under a lease is the API's leasing flow.)
+//! Lessees and reading hall leases. (Creating and releasing leases, with their nodes, is in `leasing.rs`.)
 
 use super::{Store, get, get_json, get_opt_time, get_time};
 use crate::clock::to_millis;
