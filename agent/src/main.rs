@@ -110,6 +110,8 @@ async fn run(args: Vec<String>) -> anyhow_lite::Result<()> {
                 .send(AgentStep::Booted {
                     kernel,
                     environment: "ramdisk".into(),
+                    ssh_host_key: None,
+                    ssh_address: None,
                 })
                 .await?;
             let step = match inspect(&InspectSources::this_host()) {

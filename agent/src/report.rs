@@ -40,6 +40,12 @@ pub enum AgentStep {
         kernel: Option<String>,
         /// Where it runs: `ramdisk` or `installed`.
         environment: String,
+        /// The installed OS's SSH host key (OpenSSH public key line); the provisioner pins it for its checks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ssh_host_key: Option<String>,
+        /// `host:port` where the installed OS's SSH server listens.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ssh_address: Option<String>,
     },
     /// Hardware inspection finished.
     Inspected {
@@ -83,6 +89,11 @@ pub enum AgentStep {
         sha256: String,
         /// Why, in words.
         error: String,
+    },
+    /// The disks were securely erased (wipe mode, after a lease ended).
+    Wiped {
+        /// The disks erased.
+        disks: Vec<String>,
     },
     /// Something else failed.
     Failed {

@@ -87,6 +87,8 @@ async fn retries_until_the_provisioner_answers() {
     let step = AgentStep::Booted {
         kernel: Some("6.12.0".into()),
         environment: "ramdisk".into(),
+        ssh_host_key: None,
+        ssh_address: None,
     };
     let sent = client.send(step.clone()).await.expect("delivered");
     assert_eq!(

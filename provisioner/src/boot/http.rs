@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kiln_inventory::{BootSighting, MacAddr, Store, StoreError, TokenOwner};
 
-use super::decision::{BootAction, BootDecision, decide};
+use super::decision::{BootAction, BootDecision, RamdiskMode, decide};
 use super::tftp::{PathRefused, resolve_in_root};
 
 /// Actor name on the node events the boot endpoints write.
@@ -38,6 +38,9 @@ pub struct BootHttpConfig {
     pub initrd: String,
     /// Extra kernel arguments (e.g. `console=ttyS0`).
     pub kernel_args: String,
+    /// The catalog image (name, version) the image and wipe ramdisks write, served by the image router under
+    /// `{public_url}/images/sha256/{digest}`; `None`: image-mode scripts carry no image.
+    pub image: Option<(String, String)>,
 }
 
 impl BootHttpConfig {
@@ -49,6 +52,7 @@ impl BootHttpConfig {
             kernel: "vmlinuz".into(),
             initrd: "initramfs.img".into(),
             kernel_args: "console=ttyS0 quiet".into(),
+            image: None,
         }
     }
 }
@@ -78,8 +82,34 @@ impl BootHttp {
             .with_state(self)
     }
 
-    /// The iPXE script for a decision; `token` is required for ramdisk scripts.
-    pub fn render_script(&self, decision: &BootDecision, token: Option<&str>) -> String {
+    /// The image an image or wipe ramdisk writes, as `kiln.image=URL kiln.sha256=HEX kiln.format=FMT` kernel
+    /// arguments; empty for other modes or when no image is configured.
+    pub async fn image_args(&self, action: BootAction) -> Result<String, StoreError> {
+        let writes = matches!(
+            action,
+            BootAction::Ramdisk(RamdiskMode::Image | RamdiskMode::Wipe)
+        );
+        let Some((name, version)) = self.config.image.as_ref().filter(|_| writes) else {
+            return Ok(String::new());
+        };
+        let Some(image) = self.store.image(name, version).await? else {
+            tracing::warn!(image = %name, version = %version, "configured boot image is not in the catalog");
+            return Ok(String::new());
+        };
+        Ok(format!(
+            " kiln.image={}/images/sha256/{} kiln.sha256={} kiln.format={}",
+            self.config.public_url, image.sha256, image.sha256, image.format
+        ))
+    }
+
+    /// The iPXE script for a decision; `token` is required for ramdisk scripts; `extra_args` are appended to
+    /// the kernel command line (see [`BootHttp::image_args`]).
+    pub fn render_script(
+        &self,
+        decision: &BootDecision,
+        token: Option<&str>,
+        extra_args: &str,
+    ) -> String {
         let config = &self.config;
         let mut script = format!("#!ipxe\n# kiln: {}\n", decision.reason);
         match decision.action {
@@ -87,7 +117,7 @@ impl BootHttp {
                 let base = &config.public_url;
                 script.push_str(&format!(
                     "kernel {base}/boot/assets/{kernel} initrd={initrd} kiln.url={base} kiln.mac={mac} \
-                     kiln.token={token} kiln.mode={mode} {args}\n\
+                     kiln.token={token} kiln.mode={mode}{extra_args} {args}\n\
                      initrd {base}/boot/assets/{initrd}\n\
                      boot\n",
                     kernel = config.kernel,
@@ -180,7 +210,8 @@ async fn script(
         }
     }
     tracing::info!(%mac, node = ?node_id, action = %decision.action, "served iPXE script");
-    let body = boot.render_script(&decision, token.as_deref());
+    let extra = boot.image_args(decision.action).await?;
+    let body = boot.render_script(&decision, token.as_deref(), &extra);
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }
 

@@ -1,0 +1,109 @@
+//! How the engine reaches a node's installed OS: the post-image check, burn-in and multi-node NCCL.
+//!
+//! Production uses [`super::ssh::SshNodeAccess`] (russh, the host key pinned from the agent's report). The hall
+//! simulator (kiln-sim) serves the same commands from an SSH server per virtual node, or answers in-process in
+//! scale mode. The command set on the wire is fixed here so both sides agree:
+//!
+//! | purpose | command | output |
+//! |---|---|---|
+//! | kernel | `uname -r` | one line |
+//! | driver | `cat /sys/module/nvidia/version` | the driver version; non-zero exit when not loaded |
+//! | GPUs | `nvidia-smi -L` | one `GPU n: …` line per GPU |
+//! | burn-in | `kiln-agent burn-in --json --duration-s N` | a [`Verdict`] as JSON on stdout |
+//! | NCCL | the nccl-tests launcher template (see [`NCCL_TEMPLATE`]) on the group's first host | nccl-tests text |
+
+use std::time::Duration;
+
+use kiln_health::Verdict;
+use kiln_health::nccl::NcclRun;
+
+/// Launcher run on the first host of a group for the multi-node NCCL test; `{hosts_slots}`, `{np}` and `{gpus}`
+/// expand as in [`kiln_health::nccl::CommandNcclRunner`].
+pub const NCCL_TEMPLATE: &[&str] = &[
+    "mpirun",
+    "-np",
+    "{np}",
+    "-H",
+    "{hosts_slots}",
+    "all_reduce_perf",
+    "-b",
+    "8",
+    "-e",
+    "8G",
+    "-f",
+    "2",
+    "-g",
+    "1",
+    "-c",
+    "1",
+];
+
+/// A node as the engine reaches it over SSH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeHost {
+    /// Chassis serial (also the host name used in NCCL host lists).
+    pub serial: String,
+    /// `host:port` of its SSH server, as the agent reported it.
+    pub address: String,
+    /// The pinned host key (OpenSSH public key line) from the agent's report.
+    pub host_key: String,
+}
+
+/// What the post-image check found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PostImageFacts {
+    /// `uname -r`.
+    pub kernel: String,
+    /// NVIDIA driver version, `None` when the module is not loaded.
+    pub driver: Option<String>,
+    /// GPUs listed by `nvidia-smi -L`.
+    pub gpu_count: u32,
+    /// Every command with its output, kept as evidence.
+    pub transcript: String,
+}
+
+/// Why a node could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The node presented a different host key than the one pinned from its agent's report.
+    #[error("{serial}: SSH host key mismatch: presented {presented}, pinned {pinned}")]
+    HostKeyMismatch {
+        /// The node.
+        serial: String,
+        /// Fingerprint presented.
+        presented: String,
+        /// Fingerprint pinned.
+        pinned: String,
+    },
+    /// The node could not be reached or did not authenticate us.
+    #[error("{serial}: SSH unreachable: {reason}")]
+    Unreachable {
+        /// The node.
+        serial: String,
+        /// Why.
+        reason: String,
+    },
+    /// A command ran but its output could not be understood.
+    #[error("{serial}: `{command}` gave output kiln cannot read: {reason}")]
+    BadOutput {
+        /// The node.
+        serial: String,
+        /// The command.
+        command: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The engine's way into nodes' installed OS.
+#[async_trait::async_trait]
+pub trait NodeAccess: Send + Sync + 'static {
+    /// Kernel version, driver loaded, GPU count.
+    async fn post_image_check(&self, host: &NodeHost) -> Result<PostImageFacts, AccessError>;
+
+    /// Runs the GPU burn-in for `duration` and returns its verdict (a failing burn-in is `Ok`).
+    async fn burn_in(&self, host: &NodeHost, duration: Duration) -> Result<Verdict, AccessError>;
+
+    /// Runs multi-node NCCL over `hosts` (launched on the first); a failing run is `Ok` and judged by the caller.
+    async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError>;
+}
