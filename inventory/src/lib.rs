@@ -34,5 +34,5 @@ pub use store::boot::{
 pub use store::health::NewHealthRun;
 pub use store::{
     Backend, BmcCredentials, Image, ImageAdded, ImageFormat, ImportSummary, LeaseEvent,
-    LeaseOutcome, NewImage, NodeFilter, Store, StoreOptions, UnknownImageFormat,
+    LeaseOutcome, NewImage, NodeFilter, NodeWork, Store, StoredReport, StoreOptions, UnknownImageFormat,
 };

@@ -89,6 +89,7 @@ impl NodeState {
             | (Wiping, Imaging)
             | (Wiping, Quarantined)
             // Remediation retries a step of the pipeline, or gives up.
+            | (Remediating, Enrolled)
             | (Remediating, Discovering)
             | (Remediating, Inspecting)
             | (Remediating, Imaging)

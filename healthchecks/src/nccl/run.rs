@@ -47,6 +47,12 @@ pub enum NcclRunError {
         /// The limit.
         timeout: std::time::Duration,
     },
+    /// The run could not be made on the remote side (a node-access layer's own error).
+    #[error("remote run failed: {detail}")]
+    Remote {
+        /// What went wrong.
+        detail: String,
+    },
     /// The SSH session failed.
     #[error("SSH session with {host} failed")]
     Ssh {

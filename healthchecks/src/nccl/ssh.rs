@@ -130,7 +130,7 @@ fn fingerprint(key: &PublicKey) -> String {
 }
 
 /// Quotes one argument for a POSIX shell (the remote side runs the command line through the user's shell).
-fn shell_quote(arg: &str) -> String {
+pub fn shell_quote(arg: &str) -> String {
     let plain = !arg.is_empty()
         && arg
             .chars()
@@ -142,14 +142,12 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
-impl SshNcclRunner {
-    async fn connect(&self, host: &str) -> Result<Handle<PinnedKeyCheck>, NcclRunError> {
-        let pinned = self
-            .hosts
-            .get(host)
-            .ok_or_else(|| NcclRunError::UnknownHost {
-                host: host.to_string(),
-            })?;
+impl SshClient {
+    async fn connect(
+        &self,
+        host: &str,
+        pinned: &PinnedHost,
+    ) -> Result<Handle<PinnedKeyCheck>, NcclRunError> {
         let presented = Arc::new(Mutex::new(None));
         let handler = PinnedKeyCheck {
             pinned: pinned.host_key.clone(),
@@ -212,35 +210,58 @@ impl SshNcclRunner {
     }
 }
 
-impl NcclRunner for SshNcclRunner {
-    async fn run(&self, hosts: &[String]) -> Result<NcclRun, NcclRunError> {
-        let launcher = hosts.first().ok_or(NcclRunError::NoHosts)?;
-        let command_line: Vec<String> = self
-            .command
-            .argv_for(hosts)
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect();
-        let command_line = command_line.join(" ");
-        tracing::info!(launcher = %launcher, hosts = ?hosts, command = %command_line, "running nccl-tests over SSH");
-        let session = self.connect(launcher).await?;
+/// Who kiln is on SSH: user, key, and how long connecting may take.
+#[derive(Debug, Clone)]
+pub struct SshClient {
+    /// SSH user.
+    pub user: String,
+    /// Client key for public-key authentication.
+    pub key: Arc<PrivateKey>,
+    /// Limit for connecting and authenticating.
+    pub connect_timeout: Duration,
+}
+
+/// What one command run over SSH gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteOutput {
+    /// Exit status; `None` when it did not finish.
+    pub exit_code: Option<i32>,
+    /// The hard timeout fired (the output is what came before).
+    pub timed_out: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl SshClient {
+    /// Runs `command` (a shell command line) on `host` at `pinned.addr`, accepting only the pinned host key,
+    /// under a hard `timeout` that keeps the partial output.
+    pub async fn exec(
+        &self,
+        host: &str,
+        pinned: &PinnedHost,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<RemoteOutput, NcclRunError> {
+        let session = self.connect(host, pinned).await?;
         let ssh_err = |source| NcclRunError::Ssh {
-            host: launcher.clone(),
+            host: host.to_string(),
             source,
         };
         let mut channel = session.channel_open_session().await.map_err(ssh_err)?;
         channel
-            .exec(true, command_line.as_bytes())
+            .exec(true, command.as_bytes())
             .await
             .map_err(ssh_err)?;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let mut exit_code = None;
         let mut timed_out = false;
-        let deadline = tokio::time::Instant::now() + self.command.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, channel.wait()).await {
                 Err(_) => {
-                    tracing::warn!(launcher = %launcher, "nccl-tests over SSH timed out; closing the channel");
+                    tracing::warn!(host = %host, command, "SSH command timed out; closing the channel");
                     timed_out = true;
                     let _ = channel.close().await;
                     break;
@@ -257,15 +278,45 @@ impl NcclRunner for SshNcclRunner {
         let _ = session
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
-        Ok(NcclRun {
-            hosts: hosts.to_vec(),
+        Ok(RemoteOutput {
             exit_code: if timed_out { None } else { exit_code },
             timed_out,
-            output: format!(
-                "{}{}",
-                String::from_utf8_lossy(&stdout),
-                String::from_utf8_lossy(&stderr)
-            ),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+}
+
+impl NcclRunner for SshNcclRunner {
+    async fn run(&self, hosts: &[String]) -> Result<NcclRun, NcclRunError> {
+        let launcher = hosts.first().ok_or(NcclRunError::NoHosts)?;
+        let pinned = self
+            .hosts
+            .get(launcher)
+            .ok_or_else(|| NcclRunError::UnknownHost {
+                host: launcher.clone(),
+            })?;
+        let command_line: Vec<String> = self
+            .command
+            .argv_for(hosts)
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect();
+        let command_line = command_line.join(" ");
+        tracing::info!(launcher = %launcher, hosts = ?hosts, command = %command_line, "running nccl-tests over SSH");
+        let client = SshClient {
+            user: self.user.clone(),
+            key: self.key.clone(),
+            connect_timeout: self.connect_timeout,
+        };
+        let out = client
+            .exec(launcher, pinned, &command_line, self.command.timeout)
+            .await?;
+        Ok(NcclRun {
+            hosts: hosts.to_vec(),
+            exit_code: out.exit_code,
+            timed_out: out.timed_out,
+            output: format!("{}{}", out.stdout, out.stderr),
         })
     }
 }

@@ -25,6 +25,7 @@ pub(crate) mod health;
 mod images;
 mod import;
 mod leases;
+mod lifecycle;
 mod leasing;
 mod nodes;
 mod tokens;
@@ -32,6 +33,7 @@ mod tokens;
 pub use images::{Image, ImageAdded, ImageFormat, NewImage, UnknownImageFormat};
 pub use import::ImportSummary;
 pub use leasing::{LeaseEvent, LeaseOutcome};
+pub use lifecycle::{NodeWork, StoredReport};
 pub use nodes::{BmcCredentials, NodeFilter};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

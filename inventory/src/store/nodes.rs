@@ -193,6 +193,21 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<NodeEvent, StoreError> {
+        self.transition_with_work(id, from, to, actor, reason, None)
+            .await
+    }
+
+    /// [`Store::transition`] that also replaces the node's engine work record (JSON text) in the same
+    /// transaction; `None` leaves it as it is.
+    pub async fn transition_with_work(
+        &self,
+        id: NodeId,
+        from: NodeState,
+        to: NodeState,
+        actor: &str,
+        reason: &str,
+        work: Option<&str>,
+    ) -> Result<NodeEvent, StoreError> {
         if !from.can_transition_to(to) {
             let serial = self.node(id).await?.serial;
             return Err(StoreError::TransitionNotAllowed { serial, from, to });
@@ -208,13 +223,14 @@ impl Store {
             .map_err(StoreError::db("starting a transition"))?;
         let updated = sqlx::query(
             "UPDATE nodes SET state = $1, version = version + 1, state_entered_at = $2, updated_at = $2, \
-             next_check_at = $3 WHERE id = $4 AND state = $5",
+             next_check_at = $3, work = COALESCE($6, work) WHERE id = $4 AND state = $5",
         )
         .bind(to.as_str())
         .bind(at)
         .bind(next_check)
         .bind(id.0)
         .bind(from.as_str())
+        .bind(work)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::db("updating a node's state"))?;

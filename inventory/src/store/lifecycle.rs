@@ -1,0 +1,186 @@
+//! What the lifecycle engine keeps per node besides its state: its work record (JSON the engine owns), the wake
+//! counter that lets an event reschedule a node at once, and the agent's reports.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, get, get_time};
+use crate::clock::to_millis;
+use crate::error::StoreError;
+use crate::model::NodeId;
+
+/// A node's engine record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeWork {
+    /// The engine's JSON record, `None` before the engine first wrote one.
+    pub work: Option<String>,
+    /// Bumped by every wake ([`Store::wake_node`], [`Store::record_agent_report`]).
+    pub wake_seq: i64,
+}
+
+/// One report from a node's agent, as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    /// Increasing id (order of arrival).
+    pub id: i64,
+    /// The node.
+    pub node_id: NodeId,
+    /// When it arrived.
+    pub at: DateTime<Utc>,
+    /// The report's step name (`booted`, `inspected`, `image_written`, …).
+    pub step: String,
+    /// The whole report, JSON text.
+    pub body: String,
+}
+
+impl Store {
+    /// The node's engine record and wake counter.
+    pub async fn node_work(&self, id: NodeId) -> Result<NodeWork, StoreError> {
+        let row = sqlx::query("SELECT work, wake_seq FROM nodes WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(StoreError::db("reading a node's work record"))?
+            .ok_or_else(|| StoreError::NodeNotFound(format!("with id {id}")))?;
+        Ok(NodeWork {
+            work: get(&row, "work")?,
+            wake_seq: get(&row, "wake_seq")?,
+        })
+    }
+
+    /// Replaces the node's engine record, only while the node is still in `state` (a record is never written
+    /// over a state another actor has moved the node out of). Returns whether it was written.
+    pub async fn set_node_work(
+        &self,
+        id: NodeId,
+        state: crate::NodeState,
+        work: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE nodes SET work = $1 WHERE id = $2 AND state = $3")
+            .bind(work)
+            .bind(id.0)
+            .bind(state.as_str())
+            .execute(&self.write)
+            .await
+            .map_err(StoreError::db("writing a node's work record"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Makes the node due now and bumps its wake counter, so an owner that is running its handler reschedules
+    /// it at once when it releases the claim.
+    pub async fn wake_node(&self, id: NodeId) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE nodes SET wake_seq = wake_seq + 1, \
+             next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END WHERE id = $2",
+        )
+        .bind(to_millis(self.now()))
+        .bind(id.0)
+        .execute(&self.write)
+        .await
+        .map_err(StoreError::db("waking a node"))?;
+        Ok(())
+    }
+
+    /// Stores an agent report and wakes its node, in one transaction. Returns the report's id.
+    pub async fn record_agent_report(
+        &self,
+        node: NodeId,
+        step: &str,
+        body: &str,
+    ) -> Result<i64, StoreError> {
+        let now = to_millis(self.now());
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(StoreError::db("starting to store an agent report"))?;
+        let row = sqlx::query(
+            "INSERT INTO agent_reports (node_id, at, step, body) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(node.0)
+        .bind(now)
+        .bind(step)
+        .bind(body)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::db("storing an agent report"))?;
+        let id: i64 = get(&row, "id")?;
+        sqlx::query(
+            "UPDATE nodes SET wake_seq = wake_seq + 1, \
+             next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END WHERE id = $2",
+        )
+        .bind(now)
+        .bind(node.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db("waking a node after a report"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing an agent report"))?;
+        Ok(id)
+    }
+
+    /// The node's reports with an id above `after` (0: all), oldest first.
+    pub async fn agent_reports_after(
+        &self,
+        node: NodeId,
+        after: i64,
+    ) -> Result<Vec<StoredReport>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, node_id, at, step, body FROM agent_reports WHERE node_id = $1 AND id > $2 ORDER BY id",
+        )
+        .bind(node.0)
+        .bind(after)
+        .fetch_all(&self.write)
+        .await
+        .map_err(StoreError::db("reading agent reports"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredReport {
+                    id: get(row, "id")?,
+                    node_id: NodeId(get(row, "node_id")?),
+                    at: get_time(row, "at")?,
+                    step: get(row, "step")?,
+                    body: get(row, "body")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The highest report id stored for the node (0: none yet).
+    pub async fn last_agent_report_id(&self, node: NodeId) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(id), 0) AS last FROM agent_reports WHERE node_id = $1",
+        )
+        .bind(node.0)
+        .fetch_one(&self.write)
+        .await
+        .map_err(StoreError::db("reading the last agent report"))?;
+        get(&row, "last")
+    }
+
+    /// Gives up `owner`'s claim like [`Store::release_claim`], but schedules the node for now instead of
+    /// `next_check_at` when it was woken after `seen_wake_seq` (an event arrived while its handler ran).
+    pub async fn release_claim_seen(
+        &self,
+        owner: &str,
+        node: NodeId,
+        next_check_at: Option<DateTime<Utc>>,
+        seen_wake_seq: i64,
+    ) -> Result<bool, StoreError> {
+        let now = to_millis(self.now());
+        let done = sqlx::query(
+            "UPDATE nodes SET claimed_by = NULL, claim_expires_at = NULL, \
+             next_check_at = CASE WHEN $1 IS NOT NULL AND wake_seq > $4 THEN $5 ELSE $1 END \
+             WHERE id = $2 AND claimed_by = $3",
+        )
+        .bind(next_check_at.map(to_millis))
+        .bind(node.0)
+        .bind(owner)
+        .bind(seen_wake_seq)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(StoreError::db("releasing a claim"))?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,130 @@
+//! Engine settings: SLAs per state, how often to look again, concurrency limits, the image to write. Every
+//! duration can be compressed by one factor for the simulator and tests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kiln_inventory::NodeState;
+
+use super::policy::Policy;
+
+/// Bounded concurrency per operation kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// BMC calls in flight at once (all nodes).
+    pub bmc_calls: usize,
+    /// Image writes under way at once (nodes between "write asked" and "written").
+    pub image_writes: usize,
+    /// Burn-ins running at once.
+    pub burn_ins: usize,
+    /// Power-ons per rack per second (inrush).
+    pub power_ons_per_rack_per_s: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            bmc_calls: 256,
+            image_writes: 64,
+            burn_ins: 512,
+            power_ons_per_rack_per_s: 4,
+        }
+    }
+}
+
+/// Everything the engine needs to know besides the inventory.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This instance's name: the claim owner and the actor of its events.
+    pub instance: String,
+    /// Handlers running at once.
+    pub workers: usize,
+    /// Nodes claimed per round.
+    pub claim_batch: i64,
+    /// How long a claim lasts unless renewed (renewed every third of it while a handler runs).
+    pub claim_ttl: Duration,
+    /// Look for due nodes at least this often when nothing wakes the engine.
+    pub poll: Duration,
+    /// Longest time a node may stay in a state before it goes to remediation.
+    pub sla: BTreeMap<NodeState, Duration>,
+    /// How long to wait for the node's report after a boot was asked for.
+    pub boot_timeout: Duration,
+    /// Default time to look again at a waiting node.
+    pub recheck: Duration,
+    /// Time to look again after a transient BMC error.
+    pub bmc_retry: Duration,
+    /// Burn-in duration asked of each node.
+    pub burn_in: Duration,
+    /// Time limit for one handler run (a hung BMC or SSH call fails the run, not the worker).
+    pub handler_timeout: Duration,
+    /// Concurrency limits.
+    pub limits: Limits,
+    /// Catalog image (name, version) written to nodes.
+    pub image: Option<(String, String)>,
+    /// Remediation ladders.
+    pub policy: Policy,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        let sla = [
+            (NodeState::Enrolled, minutes(30)),
+            (NodeState::Discovering, minutes(30)),
+            (NodeState::Inspecting, minutes(30)),
+            (NodeState::Imaging, minutes(60)),
+            (NodeState::Booting, minutes(30)),
+            (NodeState::BurnIn, minutes(12 * 60)),
+            (NodeState::FabricTest, minutes(6 * 60)),
+            (NodeState::Remediating, minutes(60)),
+            (NodeState::Wiping, minutes(4 * 60)),
+        ]
+        .into_iter()
+        .collect();
+        EngineConfig {
+            instance: format!("kiln-{}", std::process::id()),
+            workers: 64,
+            claim_batch: 64,
+            claim_ttl: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+            sla,
+            boot_timeout: minutes(15),
+            recheck: Duration::from_secs(30),
+            bmc_retry: Duration::from_secs(10),
+            burn_in: minutes(4 * 60),
+            handler_timeout: minutes(10),
+            limits: Limits::default(),
+            image: None,
+            policy: Policy::default(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Divides every node-facing duration by `factor` (the simulator runs hours of bring-up in seconds). The
+    /// claim TTL and poll interval keep a floor so claims do not lapse under a loaded machine.
+    pub fn compressed(mut self, factor: f64) -> Self {
+        let factor = if factor.is_finite() && factor >= 1.0 {
+            factor
+        } else {
+            1.0
+        };
+        let scale = |d: Duration| d.div_f64(factor);
+        for sla in self.sla.values_mut() {
+            *sla = scale(*sla);
+        }
+        self.boot_timeout = scale(self.boot_timeout);
+        self.recheck = scale(self.recheck);
+        self.bmc_retry = scale(self.bmc_retry);
+        self.burn_in = scale(self.burn_in);
+        self.handler_timeout = scale(self.handler_timeout).max(Duration::from_secs(10));
+        self.claim_ttl = scale(self.claim_ttl).max(Duration::from_secs(5));
+        self.poll = scale(self.poll).max(Duration::from_millis(20));
+        self
+    }
+
+    /// The SLA of `state` (`None`: not limited).
+    pub fn sla_of(&self, state: NodeState) -> Option<Duration> {
+        self.sla.get(&state).copied()
+    }
+}

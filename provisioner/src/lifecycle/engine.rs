@@ -1,0 +1,286 @@
+//! The worker pool: claims due nodes with expiring claims, runs their handlers with bounded concurrency, renews
+//! claims while handlers run, and records each outcome durably. Events wake it at once; otherwise it polls.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln_inventory::{Claim, Node, NodeId, NodeState, StoreError};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::ctx::Ctx;
+use super::handlers::dispatch;
+use super::outcome::{FailureClass, Outcome};
+use super::work::{FailedStep, Work};
+
+/// The lifecycle engine of one provisioner instance.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    ctx: Ctx,
+    wake: Arc<Notify>,
+}
+
+fn chrono_of(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Engine {
+    /// An engine over `ctx`.
+    pub fn new(ctx: Ctx) -> Self {
+        Self {
+            ctx,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Wakes the engine now (an agent report arrived); the report endpoint holds this.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// The handlers' context.
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// Runs until `cancel`: claim, handle, record, repeat. Store errors are logged and retried after a pause;
+    /// a handler that panics or hangs loses only its own run (its claim lapses and the node is handled again).
+    pub async fn run(&self, cancel: CancellationToken) {
+        let config = &self.ctx.config;
+        let workers = Arc::new(Semaphore::new(config.workers.max(1)));
+        let in_flight: Arc<Mutex<HashSet<NodeId>>> = Arc::default();
+        let renewer = tokio::spawn(renew_loop(
+            self.ctx.clone(),
+            in_flight.clone(),
+            cancel.clone(),
+        ));
+        tracing::info!(instance = %config.instance, workers = config.workers, "lifecycle engine started");
+        while !cancel.is_cancelled() {
+            let free = workers.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    permit = workers.clone().acquire_owned() => drop(permit),
+                }
+                continue;
+            }
+            let batch = (free as i64).min(config.claim_batch.max(1));
+            let claims = match self
+                .ctx
+                .store
+                .claim_due_nodes(&config.instance, batch, chrono_of(config.claim_ttl))
+                .await
+            {
+                Ok(claims) => claims,
+                Err(err) => {
+                    tracing::warn!(error = %err, "claiming due nodes failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(config.poll.max(Duration::from_millis(200))) => {}
+                    }
+                    continue;
+                }
+            };
+            if claims.is_empty() {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(config.poll) => {}
+                }
+                continue;
+            }
+            for claim in claims {
+                let Ok(permit) = workers.clone().acquire_owned().await else {
+                    break;
+                };
+                let id = claim.node.id;
+                lock(&in_flight).insert(id);
+                let ctx = self.ctx.clone();
+                let in_flight = in_flight.clone();
+                let wake = self.wake.clone();
+                tokio::spawn(async move {
+                    let handled = tokio::spawn(handle_claim(ctx, claim)).await;
+                    if let Err(err) = handled {
+                        tracing::error!(node = %id, error = %err, "handler task failed; the claim will lapse");
+                    }
+                    lock(&in_flight).remove(&id);
+                    drop(permit);
+                    wake.notify_one();
+                });
+            }
+        }
+        renewer.abort();
+        tracing::info!(instance = %config.instance, "lifecycle engine stopped");
+    }
+
+    /// One round for tests and tools: claims up to `limit` due nodes, handles them all, and returns how many.
+    pub async fn run_once(&self, limit: i64) -> Result<usize, StoreError> {
+        let config = &self.ctx.config;
+        let claims = self
+            .ctx
+            .store
+            .claim_due_nodes(&config.instance, limit, chrono_of(config.claim_ttl))
+            .await?;
+        let count = claims.len();
+        let mut tasks = tokio::task::JoinSet::new();
+        for claim in claims {
+            tasks.spawn(handle_claim(self.ctx.clone(), claim));
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(count)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn renew_loop(ctx: Ctx, in_flight: Arc<Mutex<HashSet<NodeId>>>, cancel: CancellationToken) {
+    let every = ctx.config.claim_ttl / 3;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let ids: Vec<NodeId> = lock(&in_flight).iter().copied().collect();
+        if ids.is_empty() {
+            continue;
+        }
+        match ctx
+            .store
+            .renew_claims(&ctx.config.instance, &ids, chrono_of(ctx.config.claim_ttl))
+            .await
+        {
+            Ok(kept) if kept.len() < ids.len() => {
+                tracing::warn!(lost = ids.len() - kept.len(), "some claims lapsed before renewal");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "renewing claims failed"),
+        }
+    }
+}
+
+/// Handles one claimed node and records the outcome; errors are logged (the node is looked at again later).
+pub async fn handle_claim(ctx: Ctx, claim: Claim) {
+    let node = claim.node;
+    if let Err(err) = handle_node(&ctx, &node).await {
+        tracing::warn!(node = %node.serial, error = %err, "handling a node failed; looking again later");
+        let later = ctx.store.now() + chrono_of(ctx.config.recheck);
+        let _ = ctx
+            .store
+            .release_claim(&ctx.config.instance, node.id, Some(later))
+            .await;
+    }
+}
+
+async fn handle_node(ctx: &Ctx, node: &Node) -> Result<(), StoreError> {
+    if !node.state.is_active() {
+        // Available, leased and quarantined nodes wait for a person or a lease: unschedule.
+        ctx.store
+            .release_claim(&ctx.config.instance, node.id, None)
+            .await?;
+        return Ok(());
+    }
+    let stored = ctx.store.node_work(node.id).await?;
+    let mut work = Work::parse(node, stored.work.as_deref());
+    let before = work.clone();
+    let over_sla = ctx.config.sla_of(node.state).filter(|sla| {
+        (ctx.store.now() - node.state_entered_at)
+            .to_std()
+            .is_ok_and(|stayed| stayed > *sla)
+    });
+    let outcome = match over_sla {
+        Some(sla) if node.state != NodeState::Remediating => {
+            let mut reason = format!("{} for longer than its SLA of {:?}", node.state, sla);
+            if let Some(last) = &work.last_error {
+                reason.push_str(&format!("; last error: {last}"));
+            }
+            let class = match &work.last_error {
+                Some(last) if last.contains("BMC") || last.contains("bmc") => {
+                    FailureClass::BmcUnreachable
+                }
+                _ => FailureClass::SlaExceeded,
+            };
+            Outcome::fail(class, reason)
+        }
+        _ => {
+            let limit = ctx.config.handler_timeout
+                + if node.state == NodeState::BurnIn {
+                    ctx.config.burn_in
+                } else {
+                    Duration::ZERO
+                };
+            match tokio::time::timeout(limit, dispatch(ctx, node, &mut work)).await {
+                Ok(outcome) => outcome?,
+                Err(_) => Outcome::wait(
+                    format!("handler did not finish within {limit:?}"),
+                    ctx.config.recheck,
+                ),
+            }
+        }
+    };
+    record(ctx, node, work, &before, stored.wake_seq, outcome).await
+}
+
+async fn record(
+    ctx: &Ctx,
+    node: &Node,
+    mut work: Work,
+    before: &Work,
+    seen_wake: i64,
+    outcome: Outcome,
+) -> Result<(), StoreError> {
+    let owner = &ctx.config.instance;
+    let now = ctx.store.now();
+    let (to, reason) = match outcome {
+        Outcome::Wait { reason, recheck_in } => {
+            tracing::debug!(node = %node.serial, state = %node.state, reason, "waiting");
+            if work != *before {
+                ctx.store
+                    .set_node_work(node.id, node.state, &work.to_json())
+                    .await?;
+            }
+            ctx.store
+                .release_claim_seen(owner, node.id, Some(now + chrono_of(recheck_in)), seen_wake)
+                .await?;
+            return Ok(());
+        }
+        Outcome::Transition { to, reason } => {
+            work.leave_state();
+            if to == NodeState::Available {
+                work.attempts.clear();
+                work.failure = None;
+            }
+            (to, reason)
+        }
+        Outcome::Fail(failure) => {
+            work.leave_state();
+            let reason = format!("{}: {}", failure.class.label(), failure.reason);
+            work.failure = Some(FailedStep {
+                state: node.state,
+                failure,
+            });
+            (NodeState::Remediating, reason)
+        }
+    };
+    if node.state == NodeState::Imaging {
+        ctx.gates.finish_image(node.id);
+    }
+    match ctx
+        .store
+        .transition_with_work(node.id, node.state, to, owner, &reason, Some(&work.to_json()))
+        .await
+    {
+        Ok(_) => {
+            let next = to.is_active().then_some(now);
+            ctx.store.release_claim(owner, node.id, next).await?;
+        }
+        Err(StoreError::StateChanged { .. }) => {
+            tracing::info!(node = %node.serial, "state changed under the handler; its outcome is dropped");
+            ctx.store.release_claim(owner, node.id, Some(now)).await?;
+        }
+        Err(err) => return Err(err),
+    }
+    Ok(())
+}

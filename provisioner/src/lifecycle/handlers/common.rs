@@ -1,0 +1,193 @@
+//! Steps several handlers share: BMC calls under the BMC gate, boots guarded by a write-ahead intent, reading
+//! the agent's reports that answer an intent, and turning BMC errors into waits or failures.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use kiln_agent::{AgentReport, AgentStep};
+use kiln_bmc::{Bmc, BmcError, BootDevice, BootOverride, PowerAction};
+use kiln_inventory::{Node, StoreError};
+
+use crate::lifecycle::ctx::Ctx;
+use crate::lifecycle::outcome::{FailureClass, Outcome};
+use crate::lifecycle::work::{BootMark, Intent, IntentKind, Work};
+
+/// Consecutive transient BMC errors tolerated in one state before the node fails with `bmc_unreachable`.
+pub const BMC_ERRORS_TOLERATED: u32 = 4;
+
+/// A boxed BMC operation.
+pub type BmcOp<'a, T> = Box<
+    dyn for<'b> FnOnce(&'b dyn Bmc) -> Pin<Box<dyn Future<Output = Result<T, BmcError>> + Send + 'b>>
+        + Send
+        + 'a,
+>;
+
+/// Runs `op` against the node's BMC under the BMC gate; the client is closed afterwards.
+pub async fn with_bmc<T: Send>(ctx: &Ctx, node: &Node, op: BmcOp<'_, T>) -> Result<T, BmcError> {
+    let _permit = ctx.gates.bmc.acquire().await;
+    let bmc = ctx.bmcs.connect(node).await?;
+    let result = op(bmc.as_ref()).await;
+    bmc.close().await;
+    result
+}
+
+/// What a BMC error means for the node: a transient one waits (up to [`BMC_ERRORS_TOLERATED`] in a row), the
+/// rest fail the node with the class remediation knows.
+pub fn bmc_trouble(ctx: &Ctx, work: &mut Work, what: &str, err: &BmcError) -> Outcome {
+    let text = format!("{what}: {}", kiln_bmc::fleet::error_chain(err));
+    work.errors += 1;
+    work.last_error = Some(text.clone());
+    let class = match err {
+        BmcError::Auth { .. } => FailureClass::BmcAuth,
+        _ => FailureClass::BmcUnreachable,
+    };
+    if err.is_transient() && work.errors <= BMC_ERRORS_TOLERATED {
+        return Outcome::wait(
+            format!("BMC trouble (attempt {}): {text}", work.errors),
+            ctx.config.bmc_retry,
+        );
+    }
+    Outcome::fail(class, text)
+}
+
+/// Asks for a one-time boot from `device` and powers the server on (or cycles it), recording the intent before
+/// the BMC calls and marking it done after, so a crash in between repeats the calls. Honors the per-rack
+/// power-on rate.
+pub async fn request_boot(
+    ctx: &Ctx,
+    node: &Node,
+    work: &mut Work,
+    kind: IntentKind,
+) -> Result<Result<(), BmcError>, StoreError> {
+    let previous = work.current_intent(node).map_or(0, |i| i.boots);
+    let reports_after = ctx.store.last_agent_report_id(node.id).await?;
+    work.intent = Some(Intent {
+        kind,
+        state: node.state,
+        state_entered_at: node.state_entered_at,
+        at: ctx.store.now(),
+        reports_after,
+        done: false,
+        boots: previous + 1,
+    });
+    ctx.store
+        .set_node_work(node.id, node.state, &work.to_json())
+        .await?;
+    ctx.gates.power_on_slot(&node.rack).await;
+    let device = match kind {
+        IntentKind::PxeBoot => BootDevice::Pxe,
+        IntentKind::DiskBoot => BootDevice::Disk,
+    };
+    let result = with_bmc(
+        ctx,
+        node,
+        Box::new(move |bmc| {
+            Box::pin(async move {
+                bmc.set_boot(BootOverride {
+                    device,
+                    once: true,
+                    mode: None,
+                })
+                .await?;
+                bmc.set_power(PowerAction::Cycle).await
+            })
+        }),
+    )
+    .await;
+    if result.is_ok() {
+        if let Some(intent) = work.intent.as_mut() {
+            intent.done = true;
+            if kind == IntentKind::PxeBoot {
+                work.last_pxe = Some(BootMark {
+                    at: intent.at,
+                    reports_after: intent.reports_after,
+                });
+            }
+        }
+        work.errors = 0;
+        work.last_error = None;
+        ctx.store
+            .set_node_work(node.id, node.state, &work.to_json())
+            .await?;
+        ctx.store
+            .record_event(
+                node.id,
+                ctx.actor(),
+                &format!("asked the BMC for a one-time {device} boot (boot {} in this state)", previous + 1),
+            )
+            .await?;
+    }
+    Ok(result)
+}
+
+/// The agent's reports that arrived after `intent` was made, oldest first; unreadable ones are skipped with a
+/// warning.
+pub async fn reports_since(
+    ctx: &Ctx,
+    node: &Node,
+    intent: &Intent,
+) -> Result<Vec<AgentStep>, StoreError> {
+    steps_after(ctx, node, intent.reports_after).await
+}
+
+/// The agent's reports with an id above `after`, oldest first; unreadable ones are skipped with a warning.
+pub async fn steps_after(ctx: &Ctx, node: &Node, after: i64) -> Result<Vec<AgentStep>, StoreError> {
+    let stored = ctx.store.agent_reports_after(node.id, after).await?;
+    Ok(stored
+        .into_iter()
+        .filter_map(|r| match serde_json::from_str::<AgentReport>(&r.body) {
+            Ok(report) => Some(report.step),
+            Err(err) => {
+                tracing::warn!(node = %node.serial, report = r.id, error = %err, "unreadable stored agent report");
+                None
+            }
+        })
+        .collect())
+}
+
+/// What to do when a boot was asked for and the node has not answered: wait, ask again once, or fail.
+pub async fn await_boot(
+    ctx: &Ctx,
+    node: &Node,
+    work: &mut Work,
+    kind: IntentKind,
+    waiting_for: &str,
+) -> Result<Outcome, StoreError> {
+    let Some(intent) = work.current_intent(node).cloned() else {
+        return boot(ctx, node, work, kind, waiting_for).await;
+    };
+    if !intent.done {
+        // Crashed between recording the intent and the BMC calls: make the calls again.
+        return boot(ctx, node, work, kind, waiting_for).await;
+    }
+    let waited = (ctx.store.now() - intent.at).to_std().unwrap_or_default();
+    if waited < ctx.config.boot_timeout {
+        return Ok(Outcome::wait(
+            format!("waiting for {waiting_for}"),
+            ctx.config.recheck.min(ctx.config.boot_timeout - waited),
+        ));
+    }
+    if intent.boots < 2 {
+        return boot(ctx, node, work, kind, waiting_for).await;
+    }
+    Ok(Outcome::fail(
+        FailureClass::BootTimeout,
+        format!(
+            "no {waiting_for} within {:?} of the boot request, {} boots asked",
+            ctx.config.boot_timeout, intent.boots
+        ),
+    ))
+}
+
+async fn boot(
+    ctx: &Ctx,
+    node: &Node,
+    work: &mut Work,
+    kind: IntentKind,
+    waiting_for: &str,
+) -> Result<Outcome, StoreError> {
+    Ok(match request_boot(ctx, node, work, kind).await? {
+        Ok(()) => Outcome::wait(format!("booting; waiting for {waiting_for}"), ctx.config.recheck),
+        Err(err) => bmc_trouble(ctx, work, "asking for a boot", &err),
+    })
+}

@@ -1,0 +1,90 @@
+//! imaging → booting: network boot into the image ramdisk, whose agent streams the catalog image to disk and
+//! reports the verified digest. Every write asked is an event with its reason (no silent second write).
+
+use kiln_agent::AgentStep;
+use kiln_inventory::{Node, NodeState, StoreError};
+
+use super::common::{await_boot, reports_since};
+use crate::lifecycle::ctx::Ctx;
+use crate::lifecycle::outcome::{FailureClass, Outcome};
+use crate::lifecycle::work::{IntentKind, Work};
+
+const WAITING_FOR: &str = "the image write report";
+
+/// Asks for the write (within the image-write limit) and judges the agent's report.
+pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, StoreError> {
+    let Some((name, version)) = ctx.config.image.as_ref() else {
+        return Ok(Outcome::fail(
+            FailureClass::ImageWrite,
+            "no image is configured for the provisioner to write",
+        ));
+    };
+    let Some(image) = ctx.store.image(name, version).await? else {
+        return Ok(Outcome::fail(
+            FailureClass::ImageWrite,
+            format!("image {name} {version} is not in the catalog"),
+        ));
+    };
+    if !ctx.gates.start_image(node.id) {
+        return Ok(Outcome::wait(
+            "all image-write slots are busy",
+            ctx.config.recheck,
+        ));
+    }
+    if let Some(intent) = work.current_intent(node).filter(|i| i.done).cloned() {
+        let reports = reports_since(ctx, node, &intent).await?;
+        let mut under_way = false;
+        for step in reports.iter().rev() {
+            match step {
+                AgentStep::ImageWritten { sha256, .. } if *sha256 == image.sha256 => {
+                    ctx.gates.finish_image(node.id);
+                    return Ok(Outcome::to(
+                        NodeState::Booting,
+                        format!(
+                            "image {} {} written and verified (sha256 {})",
+                            image.name, image.version, image.sha256
+                        ),
+                    ));
+                }
+                AgentStep::ImageWritten { sha256, .. } => {
+                    ctx.gates.finish_image(node.id);
+                    return Ok(Outcome::fail(
+                        FailureClass::ImageWrite,
+                        format!(
+                            "the agent wrote sha256 {sha256}, the catalog's {} {} is {}",
+                            image.name, image.version, image.sha256
+                        ),
+                    ));
+                }
+                AgentStep::ImageFailed { error, .. } | AgentStep::Failed { error } => {
+                    ctx.gates.finish_image(node.id);
+                    return Ok(Outcome::fail(FailureClass::ImageWrite, error.clone()));
+                }
+                AgentStep::ImageStarted { .. } | AgentStep::ImageProgress { .. } => under_way = true,
+                _ => {}
+            }
+        }
+        if under_way {
+            return Ok(Outcome::wait("image write under way", ctx.config.recheck));
+        }
+    }
+    if work.current_intent(node).is_none() {
+        work.images_written += 1;
+        let why = match &work.failure {
+            Some(failed) => format!("after {}: {}", failed.failure.class, failed.failure.reason),
+            None if work.images_written == 1 => "first write".to_string(),
+            None => "after a lease (wipe) or a repair".to_string(),
+        };
+        ctx.store
+            .record_event(
+                node.id,
+                ctx.actor(),
+                &format!(
+                    "image write {} requested ({why}): {} {} sha256 {}",
+                    work.images_written, image.name, image.version, image.sha256
+                ),
+            )
+            .await?;
+    }
+    await_boot(ctx, node, work, IntentKind::PxeBoot, WAITING_FOR).await
+}

@@ -1,0 +1,134 @@
+//! `POST /agent/v1/report`: where node agents report (wire contract in kiln-agent's `report` module). A report
+//! is accepted only with the token last issued to the node's boot MAC; it is stored, noted in the node's
+//! history (except progress ticks), and wakes the node's handler at once.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use kiln_agent::{AgentReport, AgentStep, REPORT_PATH};
+use kiln_inventory::{Store, TokenOwner};
+use tokio::sync::Notify;
+
+/// Largest report body accepted (an inspection of a big node is a few tens of KiB).
+const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Clone)]
+struct Reports {
+    store: Store,
+    wake: Arc<Notify>,
+}
+
+/// The report endpoint over `store`; `wake` is the engine's waker.
+pub fn report_router(store: Store, wake: Arc<Notify>) -> Router {
+    Router::new()
+        .route(REPORT_PATH, post(report))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(Reports { store, wake })
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({"error": status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_"), "message": message.into()});
+    (status, axum::Json(body)).into_response()
+}
+
+/// The `step` name of a report (`booted`, `inspected`, …).
+pub fn step_name(step: &AgentStep) -> &'static str {
+    match step {
+        AgentStep::Booted { .. } => "booted",
+        AgentStep::Inspected { .. } => "inspected",
+        AgentStep::ImageStarted { .. } => "image_started",
+        AgentStep::ImageProgress { .. } => "image_progress",
+        AgentStep::ImageWritten { .. } => "image_written",
+        AgentStep::ImageFailed { .. } => "image_failed",
+        AgentStep::Wiped { .. } => "wiped",
+        AgentStep::Failed { .. } => "failed",
+    }
+}
+
+fn summary(step: &AgentStep) -> String {
+    match step {
+        AgentStep::Booted { environment, kernel, .. } => format!(
+            "agent booted in the {environment} (kernel {})",
+            kernel.as_deref().unwrap_or("unknown")
+        ),
+        AgentStep::Inspected { inspection, .. } => format!(
+            "agent inspected the hardware: {} GPUs, {} disks, {} NICs",
+            inspection.gpus.len(),
+            inspection.disks.len(),
+            inspection.nics.len()
+        ),
+        AgentStep::ImageStarted { sha256, target, .. } => {
+            format!("agent started writing image {sha256} to {target}")
+        }
+        AgentStep::ImageProgress { downloaded_bytes, .. } => {
+            format!("image write: {downloaded_bytes} bytes")
+        }
+        AgentStep::ImageWritten { sha256, disk_bytes, elapsed_ms, .. } => format!(
+            "agent wrote image {sha256} ({disk_bytes} bytes in {elapsed_ms} ms), digest verified"
+        ),
+        AgentStep::ImageFailed { error, .. } => format!("agent image write failed: {error}"),
+        AgentStep::Wiped { disks } => format!("agent erased {}", disks.join(", ")),
+        AgentStep::Failed { error } => format!("agent failed: {error}"),
+    }
+}
+
+async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
+        return refuse(StatusCode::UNAUTHORIZED, "missing bearer token");
+    };
+    let report: AgentReport = match serde_json::from_slice(&body) {
+        Ok(report) => report,
+        Err(err) => return refuse(StatusCode::BAD_REQUEST, format!("not an agent report: {err}")),
+    };
+    let Some(mac) = report.boot_mac else {
+        return refuse(StatusCode::BAD_REQUEST, "the report has no boot_mac");
+    };
+    let owner = match reports.store.check_boot_token(mac, token).await {
+        Ok(owner) => owner,
+        Err(err) => {
+            tracing::error!(error = %err, "agent report: inventory error");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "inventory unavailable");
+        }
+    };
+    let node = match owner {
+        Some(TokenOwner::Node(node)) => node,
+        Some(TokenOwner::Unenrolled) => {
+            return (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"accepted": false, "reason": "not an enrolled node"}))).into_response();
+        }
+        None => {
+            tracing::warn!(%mac, "agent report with a wrong token refused");
+            return refuse(StatusCode::UNAUTHORIZED, "wrong token for this boot MAC");
+        }
+    };
+    let step = step_name(&report.step);
+    let text = String::from_utf8_lossy(&body);
+    let stored = reports.store.record_agent_report(node, step, &text).await;
+    let id = match stored {
+        Ok(id) => id,
+        Err(err) => {
+            tracing::error!(error = %err, "agent report: could not store");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "inventory unavailable");
+        }
+    };
+    if !matches!(report.step, AgentStep::ImageProgress { .. })
+        && let Err(err) = reports
+            .store
+            .record_event(node, "agent", &summary(&report.step))
+            .await
+    {
+        tracing::warn!(error = %err, "agent report: could not note the event");
+    }
+    tracing::info!(%mac, node = %node, step, seq = report.seq, "agent report");
+    reports.wake.notify_one();
+    (StatusCode::OK, axum::Json(serde_json::json!({"accepted": true, "id": id}))).into_response()
+}

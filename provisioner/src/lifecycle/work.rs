@@ -1,0 +1,124 @@
+//! The engine's durable memory for one node, stored as JSON beside the node row. Handlers record an intent
+//! *before* the side effect it guards (write-ahead), so a crash between the two repeats only what is safe to
+//! repeat, and every image write is counted with its reason.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kiln_inventory::{Node, NodeState};
+use serde::{Deserialize, Serialize};
+
+use super::outcome::{Failure, FailureClass};
+
+/// What the engine asked of the node in its current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentKind {
+    /// One-time network boot into the kiln ramdisk.
+    PxeBoot,
+    /// One-time boot from the local disk.
+    DiskBoot,
+}
+
+/// A recorded request to the node, valid only in the state entry it was made in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// What was asked.
+    pub kind: IntentKind,
+    /// The state the node was in.
+    pub state: NodeState,
+    /// When the node entered that state (an intent from an earlier visit to the same state is stale).
+    pub state_entered_at: DateTime<Utc>,
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+    /// Reports with a higher id answer this intent.
+    pub reports_after: i64,
+    /// The side effect (BMC calls) completed; `false` after a crash in between means: do it again.
+    pub done: bool,
+    /// Boots asked in this state entry (a retry after a boot timeout counts up).
+    pub boots: u32,
+}
+
+/// The record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Work {
+    /// The current intent.
+    #[serde(default)]
+    pub intent: Option<Intent>,
+    /// The SSH host key the installed OS's agent reported (pinned for every later connection).
+    #[serde(default)]
+    pub host_key: Option<String>,
+    /// Where the installed OS's SSH server listens.
+    #[serde(default)]
+    pub ssh_address: Option<String>,
+    /// The failure being remediated (set on entering remediating).
+    #[serde(default)]
+    pub failure: Option<FailedStep>,
+    /// Remediation attempts per class since the node last became available.
+    #[serde(default)]
+    pub attempts: BTreeMap<FailureClass, u32>,
+    /// The last network boot asked (in any state): the inspection after a discovering boot answers it.
+    #[serde(default)]
+    pub last_pxe: Option<BootMark>,
+    /// Image writes asked for this node, ever; each has an event with its reason.
+    #[serde(default)]
+    pub images_written: u32,
+    /// The last transient error seen in the current state, and how many in a row.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Consecutive transient errors in the current state.
+    #[serde(default)]
+    pub errors: u32,
+}
+
+/// When a boot was asked, and the reports that answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootMark {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Reports with a higher id came after it.
+    pub reports_after: i64,
+}
+
+/// A failure with the state it happened in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedStep {
+    /// Where it failed.
+    pub state: NodeState,
+    /// What failed.
+    pub failure: Failure,
+}
+
+impl Work {
+    /// Parses a stored record; an unreadable one is logged and replaced by an empty record (the engine then
+    /// redoes the current state's steps, which are idempotent).
+    pub fn parse(node: &Node, text: Option<&str>) -> Work {
+        match text {
+            None => Work::default(),
+            Some(text) => serde_json::from_str(text).unwrap_or_else(|err| {
+                tracing::warn!(node = %node.serial, error = %err, "unreadable work record; starting afresh");
+                Work::default()
+            }),
+        }
+    }
+
+    /// The record as stored.
+    pub fn to_json(&self) -> String {
+        // A struct of plain data always serializes.
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
+    }
+
+    /// The intent made in the node's current state entry, if any.
+    pub fn current_intent(&self, node: &Node) -> Option<&Intent> {
+        self.intent
+            .as_ref()
+            .filter(|i| i.state == node.state && i.state_entered_at == node.state_entered_at)
+    }
+
+    /// Forgets per-state memory (intent, error streak) when the node moves on.
+    pub fn leave_state(&mut self) {
+        self.intent = None;
+        self.last_error = None;
+        self.errors = 0;
+    }
+}
