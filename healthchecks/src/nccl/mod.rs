@@ -11,4 +11,6 @@ pub use bisect::{BisectOutcome, bisect};
 pub use judge::{NcclRun, judge_report, judge_run};
 pub use parse::{NcclReport, ParseError, PlacementResult, RankDevice, ResultRow, parse};
 pub use run::{CommandNcclRunner, NcclRunError, NcclRunner};
-pub use ssh::{PinnedHost, RemoteOutput, SshClient, SshNcclRunner, parse_pinned_hosts, shell_quote};
+pub use ssh::{
+    PinnedHost, RemoteOutput, SshClient, SshNcclRunner, parse_pinned_hosts, shell_quote,
+};

@@ -153,7 +153,10 @@ async fn renew_loop(ctx: Ctx, in_flight: Arc<Mutex<HashSet<NodeId>>>, cancel: Ca
             .await
         {
             Ok(kept) if kept.len() < ids.len() => {
-                tracing::warn!(lost = ids.len() - kept.len(), "some claims lapsed before renewal");
+                tracing::warn!(
+                    lost = ids.len() - kept.len(),
+                    "some claims lapsed before renewal"
+                );
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "renewing claims failed"),
@@ -247,7 +250,7 @@ async fn record(
             return Ok(());
         }
         Outcome::Transition { to, reason } => {
-            work.leave_state();
+            work.leave_state_for(node.state, to);
             if to == NodeState::Available {
                 work.attempts.clear();
                 work.failure = None;
@@ -269,7 +272,14 @@ async fn record(
     }
     match ctx
         .store
-        .transition_with_work(node.id, node.state, to, owner, &reason, Some(&work.to_json()))
+        .transition_with_work(
+            node.id,
+            node.state,
+            to,
+            owner,
+            &reason,
+            Some(&work.to_json()),
+        )
         .await
     {
         Ok(_) => {

@@ -36,13 +36,16 @@ pub async fn repair_done(
     let node = store.node_by_serial(serial).await?;
     let stored = store.node_work(node.id).await?;
     let mut work = Work::parse(&node, stored.work.as_deref());
-    work.leave_state();
+    work.leave_state_for(NodeState::Quarantined, NodeState::Inspecting);
     work.failure = None;
     work.attempts.clear();
     let reason = if note.trim().is_empty() {
         "repaired by a technician; inspecting again".to_string()
     } else {
-        format!("repaired by a technician ({}); inspecting again", note.trim())
+        format!(
+            "repaired by a technician ({}); inspecting again",
+            note.trim()
+        )
     };
     store
         .transition_with_work(

@@ -121,4 +121,13 @@ impl Work {
         self.last_error = None;
         self.errors = 0;
     }
+
+    /// [`Work::leave_state`] for a move `from → to`: only the discovering boot may answer the inspection, so
+    /// any other way into inspecting (a retry, a repair) forgets the last network boot and boots again.
+    pub fn leave_state_for(&mut self, from: NodeState, to: NodeState) {
+        self.leave_state();
+        if to == NodeState::Inspecting && from != NodeState::Discovering {
+            self.last_pxe = None;
+        }
+    }
 }

@@ -2,5 +2,7 @@
 
 mod dhcp;
 mod http;
+mod lifecycle;
+mod lifecycle_support;
 mod support;
 mod tftp;

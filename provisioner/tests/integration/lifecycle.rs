@@ -1,0 +1,157 @@
+//! The lifecycle engine over fakes on a manual clock: the happy path, remediation ladders ending in quarantine
+//! with the planted reason, repair, and NCCL bisection that sends only the bad node to remediation.
+
+use std::collections::HashMap;
+
+use kiln_inventory::{NodeEvent, NodeState};
+
+use crate::lifecycle_support::{Faults, Hall};
+
+/// Every transition in the log is an allowed arrow and starts where the previous one ended.
+fn assert_consistent(serial: &str, events: &[NodeEvent]) {
+    let mut state = NodeState::Enrolled;
+    for event in events {
+        if let (Some(from), Some(to)) = (event.from_state, event.to_state) {
+            assert_eq!(from, state, "{serial}: gap in the event log at {event:?}");
+            assert!(
+                from.can_transition_to(to),
+                "{serial}: forbidden {from} → {to}"
+            );
+            state = to;
+        }
+    }
+}
+
+async fn quarantine_reason(hall: &Hall, serial: &str) -> String {
+    let node = hall.store.node_by_serial(serial).await.expect("node");
+    let events = hall.store.node_events(node.id).await.expect("events");
+    events
+        .iter()
+        .rev()
+        .find(|e| e.to_state == Some(NodeState::Quarantined))
+        .map(|e| e.reason.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_hall_reaches_available_with_one_image_write_each() {
+    let hall = Hall::new(2, 2, Faults::default()).await;
+    let nodes = hall.settle(120).await;
+    let states: HashMap<String, NodeState> =
+        nodes.iter().map(|n| (n.serial.clone(), n.state)).collect();
+    assert!(
+        nodes.iter().all(|n| n.state == NodeState::Available),
+        "{states:?}"
+    );
+    for node in &nodes {
+        let events = hall.store.node_events(node.id).await.expect("events");
+        assert_consistent(&node.serial, &events);
+        let writes = events
+            .iter()
+            .filter(|e| e.reason.starts_with("image write"))
+            .count();
+        assert_eq!(writes, 1, "{}: {events:#?}", node.serial);
+        let runs = hall.store.health_runs(node.id).await.expect("runs");
+        let kinds: Vec<&str> = runs.iter().map(|r| r.kind.as_str()).collect();
+        for kind in ["post_image", "burn_in", "nccl"] {
+            assert!(kinds.contains(&kind), "{}: {kinds:?}", node.serial);
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| e.reason.starts_with("pinned SSH host key SHA256:")),
+            "{}: host key pinned",
+            node.serial
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_bmc_is_quarantined_after_the_ladder_and_others_proceed() {
+    let faults = Faults {
+        dead_bmc: ["SN1".to_string()].into(),
+        ..Faults::default()
+    };
+    let hall = Hall::new(1, 2, faults).await;
+    let nodes = hall.settle(200).await;
+    assert_eq!(
+        hall.state_of("SN0").await,
+        NodeState::Available,
+        "{nodes:?}"
+    );
+    assert_eq!(hall.state_of("SN1").await, NodeState::Quarantined);
+    let reason = quarantine_reason(&hall, "SN1").await;
+    assert!(reason.starts_with("BMC unreachable"), "{reason}");
+    assert!(reason.contains("after 2 remediation attempts"), "{reason}");
+    let node = hall.store.node_by_serial("SN1").await.expect("node");
+    let events = hall.store.node_events(node.id).await.expect("events");
+    assert_consistent("SN1", &events);
+    let remediations = events
+        .iter()
+        .filter(|e| e.to_state == Some(NodeState::Remediating))
+        .count();
+    assert_eq!(
+        remediations, 3,
+        "three failures: two retries then quarantine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_gpu_is_quarantined_with_the_mismatch_and_repair_brings_it_back() {
+    let faults = Faults {
+        missing_gpu: ["SN0".to_string()].into(),
+        ..Faults::default()
+    };
+    let hall = Hall::new(1, 1, faults).await;
+    hall.settle(120).await;
+    assert_eq!(hall.state_of("SN0").await, NodeState::Quarantined);
+    let reason = quarantine_reason(&hall, "SN0").await;
+    assert!(
+        reason.starts_with("hardware does not match the SKU"),
+        "{reason}"
+    );
+    assert!(reason.contains("found 7"), "{reason}");
+    // The technician swaps the GPU and marks the repair done: back to inspecting.
+    let done = kiln_provisioner::lifecycle::repair_done(&hall.store, "SN0", "tech", "GPU swapped")
+        .await
+        .map(|_| ());
+    assert!(done.is_ok(), "{done:?}");
+    assert!(
+        kiln_provisioner::lifecycle::repair_done(&hall.store, "SN0", "tech", "")
+            .await
+            .is_err(),
+        "a second repair of a node that is not quarantined is refused"
+    );
+    hall.set_faults(Faults::default());
+    hall.settle(120).await;
+    assert_eq!(hall.state_of("SN0").await, NodeState::Available);
+    let node = hall.store.node_by_serial("SN0").await.expect("node");
+    let events = hall.store.node_events(node.id).await.expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.contains("repaired by a technician"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_nccl_node_is_found_by_bisection_and_only_it_is_remediated() {
+    let faults = Faults {
+        slow_nccl: ["SN1".to_string()].into(),
+        ..Faults::default()
+    };
+    let hall = Hall::new(1, 2, faults).await;
+    hall.settle(200).await;
+    assert_eq!(hall.state_of("SN0").await, NodeState::Available);
+    assert_eq!(hall.state_of("SN1").await, NodeState::Quarantined);
+    let reason = quarantine_reason(&hall, "SN1").await;
+    assert!(reason.starts_with("NCCL fabric test failed"), "{reason}");
+    let node = hall.store.node_by_serial("SN1").await.expect("node");
+    let runs = hall.store.health_runs(node.id).await.expect("runs");
+    let nccl = runs.iter().find(|r| r.kind == "nccl").expect("nccl run");
+    assert!(!nccl.passed);
+    assert!(
+        nccl.evidence.to_string().contains("bisection"),
+        "bisection kept as evidence"
+    );
+}

@@ -1,0 +1,435 @@
+//! A hall in a test: fake BMCs that log the boots the engine asks for, a "player" that answers each boot with
+//! the reports a real node's agent would send, and a fake node access (SSH side) with planted faults.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use kiln_agent::inspect::{PciGpu, SystemInfo};
+use kiln_agent::{AgentReport, AgentStep, Inspection};
+use kiln_bmc::{
+    Bmc, BmcError, BootDevice, BootOverride, LogEntry, PowerAction, PowerState, SystemInventory,
+    VirtualMediaSlot,
+};
+use kiln_health::nccl::NcclRun;
+use kiln_health::{Check, RunKind, SkuCatalog, Verdict};
+use kiln_inventory::{
+    ImageFormat, ManifestFormat, ManualClock, NewImage, Node, NodeFilter, NodeState, SecretKey,
+    Store, StoreOptions, parse_manifest,
+};
+use kiln_provisioner::boot::decision::{BootAction, RamdiskMode, action_for_state};
+use kiln_provisioner::lifecycle::{
+    AccessError, BmcConnector, Ctx, Engine, EngineConfig, Gates, Limits, NodeAccess, NodeHost,
+    PostImageFacts,
+};
+
+pub const IMAGE_SHA: &str = "5f3d6e0e0d2a4c1f9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f";
+const GPU_MODEL: &str = "NVIDIA H100 80GB HBM3";
+
+/// Faults planted on nodes by serial.
+#[derive(Debug, Default, Clone)]
+pub struct Faults {
+    pub dead_bmc: HashSet<String>,
+    pub missing_gpu: HashSet<String>,
+    pub slow_nccl: HashSet<String>,
+}
+
+#[derive(Debug, Default)]
+struct FakeBmcState {
+    power: HashMap<String, PowerState>,
+    next_boot: HashMap<String, BootDevice>,
+    /// Boots not yet answered by the player: (serial, device).
+    boots: Vec<(String, BootDevice)>,
+}
+
+/// The BMCs of the hall.
+#[derive(Debug, Clone, Default)]
+pub struct FakeBmcs {
+    state: Arc<Mutex<FakeBmcState>>,
+    faults: Arc<RwLock<Faults>>,
+}
+
+struct FakeBmc {
+    serial: String,
+    addr: String,
+    state: Arc<Mutex<FakeBmcState>>,
+}
+
+fn unsupported(addr: &str, what: &str) -> BmcError {
+    BmcError::Unsupported {
+        addr: addr.into(),
+        what: what.into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Bmc for FakeBmc {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+    async fn power_state(&self) -> Result<PowerState, BmcError> {
+        let state = self.state.lock().expect("lock");
+        Ok(*state.power.get(&self.serial).unwrap_or(&PowerState::Off))
+    }
+    async fn set_power(&self, action: PowerAction) -> Result<(), BmcError> {
+        let mut state = self.state.lock().expect("lock");
+        match action {
+            PowerAction::ForceOff | PowerAction::SoftOff => {
+                state.power.insert(self.serial.clone(), PowerState::Off);
+            }
+            _ => {
+                state.power.insert(self.serial.clone(), PowerState::On);
+                if let Some(device) = state.next_boot.remove(&self.serial) {
+                    state.boots.push((self.serial.clone(), device));
+                }
+            }
+        }
+        Ok(())
+    }
+    async fn set_boot(&self, boot: BootOverride) -> Result<(), BmcError> {
+        let mut state = self.state.lock().expect("lock");
+        state.next_boot.insert(self.serial.clone(), boot.device);
+        Ok(())
+    }
+    async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>, BmcError> {
+        Err(unsupported(&self.addr, "virtual media"))
+    }
+    async fn insert_media(&self, _slot: Option<&str>, _url: &str) -> Result<(), BmcError> {
+        Err(unsupported(&self.addr, "virtual media"))
+    }
+    async fn eject_media(&self, _slot: Option<&str>) -> Result<(), BmcError> {
+        Err(unsupported(&self.addr, "virtual media"))
+    }
+    async fn inventory(&self) -> Result<SystemInventory, BmcError> {
+        Ok(SystemInventory {
+            manufacturer: Some("Fake".into()),
+            model: Some("HGX".into()),
+            serial: Some(self.serial.clone()),
+            ..SystemInventory::default()
+        })
+    }
+    async fn read_log(&self) -> Result<Vec<LogEntry>, BmcError> {
+        Ok(Vec::new())
+    }
+    async fn clear_log(&self) -> Result<(), BmcError> {
+        Ok(())
+    }
+    async fn inspect(&self) -> Result<kiln_bmc::Inspection, BmcError> {
+        Err(unsupported(&self.addr, "inspect"))
+    }
+}
+
+#[async_trait::async_trait]
+impl BmcConnector for FakeBmcs {
+    async fn connect(&self, node: &Node) -> Result<Box<dyn Bmc>, BmcError> {
+        if self
+            .faults
+            .read()
+            .expect("lock")
+            .dead_bmc
+            .contains(&node.serial)
+        {
+            return Err(BmcError::Timeout {
+                addr: node.bmc.address.clone(),
+                timeout: Duration::from_secs(10),
+            });
+        }
+        Ok(Box::new(FakeBmc {
+            serial: node.serial.clone(),
+            addr: node.bmc.address.clone(),
+            state: self.state.clone(),
+        }))
+    }
+}
+
+/// The SSH side.
+#[derive(Debug, Clone, Default)]
+pub struct FakeAccess {
+    faults: Arc<RwLock<Faults>>,
+}
+
+fn nccl_output(hosts: &[NodeHost], slow: bool) -> String {
+    let fixture = if hosts.len() == 1 {
+        include_str!("../../../healthchecks/tests/fixtures/nccl/all_reduce_h100_1node.txt")
+    } else {
+        include_str!("../../../healthchecks/tests/fixtures/nccl/all_reduce_h100_2node.txt")
+    };
+    let mut text = fixture.to_string();
+    for (i, host) in hosts.iter().enumerate() {
+        text = text.replace(&format!("host-0{}", i + 1), &host.serial);
+    }
+    if slow {
+        // A degraded link: large messages run at a third of the bus bandwidth.
+        text = text
+            .lines()
+            .map(|line| {
+                let mut cols: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+                let large = cols
+                    .first()
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .is_some_and(|size| size >= 1 << 30);
+                if large && cols.len() == 13 {
+                    for i in [7, 11] {
+                        if let Ok(busbw) = cols[i].parse::<f64>() {
+                            cols[i] = format!("{:.2}", busbw / 3.0);
+                        }
+                    }
+                    cols.join("  ")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    text
+}
+
+#[async_trait::async_trait]
+impl NodeAccess for FakeAccess {
+    async fn post_image_check(&self, host: &NodeHost) -> Result<PostImageFacts, AccessError> {
+        Ok(PostImageFacts {
+            kernel: "6.1.0-test".into(),
+            driver: Some("550.54.15".into()),
+            gpu_count: 8,
+            transcript: format!("checked {}", host.serial),
+        })
+    }
+    async fn burn_in(&self, host: &NodeHost, _d: Duration) -> Result<Verdict, AccessError> {
+        Ok(Verdict::new(
+            RunKind::BurnIn,
+            "h100-sxm-80gb",
+            0,
+            vec![Check::pass("burnin.xid", &host.serial, 0, None, "no XIDs")],
+            serde_json::Value::Null,
+        ))
+    }
+    async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError> {
+        let slow = hosts.iter().any(|h| {
+            self.faults
+                .read()
+                .expect("lock")
+                .slow_nccl
+                .contains(&h.serial)
+        });
+        let output = nccl_output(hosts, slow);
+        Ok(NcclRun {
+            hosts: hosts.iter().map(|h| h.serial.clone()).collect(),
+            exit_code: Some(0),
+            timed_out: false,
+            output,
+        })
+    }
+}
+
+/// A hall of `racks` × `per_rack` nodes with an engine over fakes, on a manual clock.
+pub struct Hall {
+    pub store: Store,
+    pub clock: Arc<ManualClock>,
+    pub engine: Engine,
+    pub bmcs: FakeBmcs,
+    pub faults: Arc<RwLock<Faults>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Hall {
+    pub async fn new(racks: usize, per_rack: usize, faults: Faults) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0)
+                .single()
+                .expect("time"),
+        ));
+        let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
+        let store = Store::open(
+            StoreOptions::new(url)
+                .key(Some(SecretKey::generate()))
+                .clock(clock.clone()),
+        )
+        .await
+        .expect("store");
+        let mut csv = String::from(
+            "hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\n",
+        );
+        for r in 0..racks {
+            for s in 0..per_rack {
+                let n = r * per_rack + s;
+                csv.push_str(&format!(
+                    "H1,R{r},{s},SN{n},h100-sxm-80gb,10.1.{r}.{s},redfish,admin,pw,52:54:00:bb:{r:02x}:{s:02x}\n"
+                ));
+            }
+        }
+        let rows = parse_manifest(&csv, ManifestFormat::Csv, &|_| None).expect("manifest");
+        store
+            .import_manifest(&rows, "site", "test")
+            .await
+            .expect("import");
+        store
+            .add_image(&NewImage {
+                name: "os".into(),
+                version: "1".into(),
+                os: None,
+                format: ImageFormat::Raw,
+                size_bytes: 1024,
+                sha256: IMAGE_SHA.into(),
+                signature: None,
+                signing_key_id: None,
+            })
+            .await
+            .expect("image");
+        let faults = Arc::new(RwLock::new(faults));
+        let bmcs = FakeBmcs {
+            state: Arc::default(),
+            faults: faults.clone(),
+        };
+        let config = EngineConfig {
+            instance: "test-engine".into(),
+            recheck: Duration::from_secs(1),
+            bmc_retry: Duration::from_secs(1),
+            boot_timeout: Duration::from_secs(20),
+            image: Some(("os".into(), "1".into())),
+            limits: Limits {
+                power_ons_per_rack_per_s: 1000,
+                ..Limits::default()
+            },
+            ..EngineConfig::default()
+        };
+        let ctx = Ctx {
+            store: store.clone(),
+            gates: Arc::new(Gates::new(&config)),
+            config: Arc::new(config),
+            bmcs: Arc::new(bmcs.clone()),
+            access: Arc::new(FakeAccess {
+                faults: faults.clone(),
+            }),
+            skus: Arc::new(SkuCatalog::builtin().expect("skus")),
+        };
+        Hall {
+            store,
+            clock,
+            engine: Engine::new(ctx),
+            bmcs,
+            faults,
+            _dir: dir,
+        }
+    }
+
+    /// Answers every boot asked since the last call as the node's agent would.
+    pub async fn play(&self) {
+        let boots = std::mem::take(&mut self.bmcs.state.lock().expect("lock").boots);
+        for (serial, device) in boots {
+            let node = self.store.node_by_serial(&serial).await.expect("node");
+            let steps = match (device, action_for_state(node.state)) {
+                (BootDevice::Pxe, BootAction::Ramdisk(RamdiskMode::Inspect)) => vec![
+                    booted("ramdisk", None),
+                    AgentStep::Inspected {
+                        inspection: inspection(
+                            !self
+                                .faults
+                                .read()
+                                .expect("lock")
+                                .missing_gpu
+                                .contains(&serial),
+                        ),
+                        sku_mismatches: Vec::new(),
+                    },
+                ],
+                (BootDevice::Pxe, BootAction::Ramdisk(RamdiskMode::Image)) => vec![
+                    booted("ramdisk", None),
+                    AgentStep::ImageWritten {
+                        sha256: IMAGE_SHA.into(),
+                        disk_bytes: 1024,
+                        downloaded_bytes: 1024,
+                        elapsed_ms: 5,
+                    },
+                ],
+                (BootDevice::Pxe, BootAction::Ramdisk(RamdiskMode::Wipe)) => vec![
+                    booted("ramdisk", None),
+                    AgentStep::Wiped {
+                        disks: vec!["/dev/nvme0n1".into()],
+                    },
+                ],
+                (BootDevice::Disk, _) => vec![booted("installed", Some(&serial))],
+                _ => Vec::new(),
+            };
+            for (seq, step) in steps.into_iter().enumerate() {
+                self.report(&node, seq as u64, step).await;
+            }
+        }
+    }
+
+    pub async fn report(&self, node: &Node, seq: u64, step: AgentStep) {
+        let report = AgentReport {
+            boot_mac: Some(node.boot_mac),
+            seq,
+            agent_version: "test".into(),
+            step,
+        };
+        let body = serde_json::to_string(&report).expect("json");
+        let name = kiln_provisioner::lifecycle::reports::step_name(&report.step);
+        self.store
+            .record_agent_report(node.id, name, &body)
+            .await
+            .expect("report");
+    }
+
+    /// Rounds of engine + agents + one second of clock, until no node is active or `rounds` ran out.
+    pub async fn settle(&self, rounds: usize) -> Vec<Node> {
+        for _ in 0..rounds {
+            self.engine.run_once(1000).await.expect("round");
+            self.play().await;
+            self.clock.advance(chrono::Duration::seconds(1));
+            let nodes = self.nodes().await;
+            if nodes.iter().all(|n| !n.state.is_active()) {
+                return nodes;
+            }
+        }
+        self.nodes().await
+    }
+
+    pub async fn nodes(&self) -> Vec<Node> {
+        self.store
+            .list_nodes(&NodeFilter::default())
+            .await
+            .expect("nodes")
+    }
+
+    /// Replaces the planted faults (a technician fixed something).
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.write().expect("lock") = faults;
+    }
+
+    pub async fn state_of(&self, serial: &str) -> NodeState {
+        self.store.node_by_serial(serial).await.expect("node").state
+    }
+}
+
+fn booted(environment: &str, serial: Option<&str>) -> AgentStep {
+    AgentStep::Booted {
+        kernel: Some("6.1.0".into()),
+        environment: environment.into(),
+        ssh_host_key: serial.map(|_| {
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5CFqdiXJXAiTWuTvq8d3n/4pIpAqSPI1WGl7Kz2xjA"
+                .to_string()
+        }),
+        ssh_address: serial.map(|_| "127.0.0.1:22".to_string()),
+    }
+}
+
+fn inspection(all_gpus: bool) -> Inspection {
+    let count = if all_gpus { 8 } else { 7 };
+    Inspection {
+        system: SystemInfo::default(),
+        memory_bytes: 2 << 40,
+        gpus: (0..count)
+            .map(|i| PciGpu {
+                pci_bus_id: format!("0000:{:02x}:00.0", 0x18 + 0x10 * i),
+                vendor_id: 0x10de,
+                device_id: 0x2330,
+                model: GPU_MODEL.into(),
+            })
+            .collect(),
+        ..Inspection::default()
+    }
+}
