@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod global;
+mod server;
 mod table;
 
 pub use global::GlobalArgs;

@@ -5,6 +5,7 @@ pub mod bmc;
 pub mod boot;
 pub mod db;
 pub mod demo;
+pub mod engine_args;
 pub mod hall;
 pub mod health;
 pub mod image;

@@ -1,37 +1,43 @@
-//! `kiln serve`: the inventory web API, metrics and hall map page.
+//! `kiln serve`: the control plane: the inventory web API (metrics, hall map page), the agent report and HTTP
+//! boot endpoints, the image server, and the lifecycle engine that drives nodes from enrolled to available.
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
-use kiln_api::ApiState;
-
 use crate::GlobalArgs;
+use crate::cmd::engine_args::EngineArgs;
 use crate::global::KeyUse;
+use crate::server;
 
-/// Serve the API.
+/// Serve the API and run the lifecycle engine.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let store = global.open_store(KeyUse::IfPresent).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = listener.local_addr()?;
+    let options = args.engine.server_options(&store, args.listen).await?;
+    let running = server::start(store.clone(), options).await?;
+    let local = running.addr;
     eprintln!(
         "kiln: serving the API on http://{local}/api/v1/ (hall map at http://{local}/, metrics at /metrics)"
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("kiln: shutting down");
-    };
-    kiln_api::serve(listener, ApiState::new(store.clone()), shutdown)
-        .await
-        .context("serving the API")?;
+    match &running.engine {
+        Some(engine) => eprintln!(
+            "kiln: lifecycle engine {} running ({} workers); nodes report to {}/agent/v1/report",
+            engine.ctx().config.instance,
+            engine.ctx().config.workers,
+            running.public_url
+        ),
+        None => eprintln!("kiln: lifecycle engine off (--no-engine)"),
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("kiln: shutting down");
+    running.stop().await;
     store.close().await;
     Ok(())
 }

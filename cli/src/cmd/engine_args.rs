@@ -1,0 +1,130 @@
+//! Options shared by the commands that run the control plane (`kiln serve`, `kiln rack bringup`): the engine's
+//! settings, the provisioner's SSH key, and where boot assets and images live.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kiln_inventory::Store;
+use kiln_provisioner::lifecycle::ssh::{SshNodeAccess, load_or_create_key};
+use kiln_provisioner::lifecycle::{EngineConfig, Policy};
+
+use crate::server::ServerOptions;
+
+/// Control-plane options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// Serve the API and boot endpoints without driving nodes through their lifecycle.
+    #[arg(long)]
+    pub no_engine: bool,
+    /// This instance's name in claims and events (several instances may share one PostgreSQL).
+    #[arg(long, env = "KILN_INSTANCE")]
+    pub instance: Option<String>,
+    /// Node handlers running at once.
+    #[arg(long, default_value_t = 64)]
+    pub workers: usize,
+    /// Image written to nodes, as NAME:VERSION (default: the newest image in the catalog).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Remediation policy file (TOML, `[ladders]` per failure class) replacing the default ladders it names.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Divide every SLA, timeout and wait by this factor (simulated halls).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// SSH user on installed nodes.
+    #[arg(long, default_value = "root")]
+    pub ssh_user: String,
+    /// The provisioner's SSH private key (created on first use; its public key goes into the image's seed).
+    #[arg(long, env = "KILN_SSH_KEY", default_value = "kiln-ssh.key")]
+    pub ssh_key: PathBuf,
+    /// Base URL nodes use to reach this server (default: http:// + the listen address).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Directory with the ramdisk kernel (`vmlinuz`) and initramfs (`initramfs.img`).
+    #[arg(long, default_value = "kiln-assets")]
+    pub assets_dir: PathBuf,
+    /// Directory of the content-addressed image store.
+    #[arg(long, env = "KILN_IMAGE_DIR", default_value = "kiln-images")]
+    pub image_dir: PathBuf,
+}
+
+impl EngineArgs {
+    /// The engine settings these options describe, with `image` resolved against the catalog.
+    pub async fn engine_config(&self, store: &Store) -> anyhow::Result<EngineConfig> {
+        let mut config = EngineConfig::default().compressed(self.time_scale);
+        if let Some(instance) = &self.instance {
+            config.instance = instance.clone();
+        }
+        config.workers = self.workers.max(1);
+        config.claim_batch = config.workers as i64;
+        if let Some(path) = &self.policy {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the policy {}", path.display()))?;
+            config.policy = Policy::from_toml(&text)?;
+        }
+        config.image = match &self.image {
+            Some(spec) => {
+                let (name, version) = spec
+                    .split_once(':')
+                    .with_context(|| format!("--image {spec:?}: expected NAME:VERSION"))?;
+                store.image(name, version).await?.with_context(|| {
+                    format!("--image {spec}: no such image in the catalog (see `kiln image list`)")
+                })?;
+                Some((name.to_string(), version.to_string()))
+            }
+            None => store
+                .images()
+                .await?
+                .into_iter()
+                .max_by_key(|image| image.created_at)
+                .map(|image| (image.name, image.version)),
+        };
+        if config.image.is_none() {
+            eprintln!(
+                "warning: the image catalog is empty: nodes will fail at imaging (add one with `kiln image add`)"
+            );
+        }
+        Ok(config)
+    }
+
+    /// Server options for listening on `listen` with SSH node access.
+    pub async fn server_options(
+        &self,
+        store: &Store,
+        listen: SocketAddr,
+    ) -> anyhow::Result<ServerOptions> {
+        let engine = if self.no_engine {
+            None
+        } else {
+            Some(self.engine_config(store).await?)
+        };
+        let access = if self.no_engine {
+            None
+        } else {
+            let (key, created) = load_or_create_key(&self.ssh_key).map_err(anyhow::Error::msg)?;
+            if created {
+                eprintln!(
+                    "note: created the provisioner's SSH key {} (its public key goes into node images)",
+                    self.ssh_key.display()
+                );
+            }
+            let mut ssh = SshNodeAccess::new(self.ssh_user.clone(), key);
+            ssh.command_timeout = Duration::from_secs(30)
+                .div_f64(self.time_scale.max(1.0))
+                .max(Duration::from_secs(5));
+            Some(Arc::new(ssh) as Arc<dyn kiln_provisioner::lifecycle::NodeAccess>)
+        };
+        Ok(ServerOptions {
+            listen,
+            public_url: self.public_url.clone(),
+            image_dir: self.image_dir.clone(),
+            assets_dir: self.assets_dir.clone(),
+            engine,
+            access,
+            bmcs: None,
+        })
+    }
+}

@@ -1,0 +1,130 @@
+//! The kiln control plane in one process: the web API, the agent report endpoint, the HTTP boot endpoints, the
+//! image server and the lifecycle engine, on one listener. `kiln serve`, `kiln rack bringup`, `kiln demo` and
+//! `kiln bench bringup` all start it through [`start`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use kiln_api::ApiState;
+use kiln_health::SkuCatalog;
+use kiln_images::{ContentStore, ImageLibrary, image_router};
+use kiln_inventory::Store;
+use kiln_provisioner::boot::http::{BootHttp, BootHttpConfig};
+use kiln_provisioner::lifecycle::{
+    BmcConnector, Ctx, Engine, EngineConfig, Gates, InventoryBmcs, NodeAccess, report_router,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What to run.
+pub struct ServerOptions {
+    /// Address to listen on (port 0: any).
+    pub listen: SocketAddr,
+    /// Base URL nodes use to reach this server (default: `http://` + the bound address).
+    pub public_url: Option<String>,
+    /// Content-addressed image store served under `/images/`.
+    pub image_dir: PathBuf,
+    /// Ramdisk kernel and initramfs served under `/boot/assets/`.
+    pub assets_dir: PathBuf,
+    /// The engine's settings; `None`: serve without driving nodes.
+    pub engine: Option<EngineConfig>,
+    /// How the engine reaches installed nodes (production: SSH).
+    pub access: Option<Arc<dyn NodeAccess>>,
+    /// How the engine reaches BMCs (default: the inventory's endpoints and sealed credentials).
+    pub bmcs: Option<Arc<dyn BmcConnector>>,
+}
+
+/// A running control plane; dropping it does not stop it, [`Running::stop`] does.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The base URL nodes use.
+    pub public_url: String,
+    /// The engine, when one runs.
+    pub engine: Option<Engine>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the engine and the listener and waits for them.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts everything `options` asks for over `store`.
+pub async fn start(store: Store, options: ServerOptions) -> anyhow::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+    let cancel = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let engine = match options.engine {
+        Some(config) => {
+            let bmcs = options.bmcs.clone().unwrap_or_else(|| {
+                Arc::new(InventoryBmcs::new(
+                    store.clone(),
+                    std::time::Duration::from_secs(10),
+                ))
+            });
+            let access = options
+                .access
+                .clone()
+                .context("the engine needs a way into nodes (an SSH key)")?;
+            let ctx = Ctx {
+                store: store.clone(),
+                gates: Arc::new(Gates::new(&config)),
+                config: Arc::new(config),
+                bmcs,
+                access,
+                skus: Arc::new(SkuCatalog::builtin().context("loading the SKU profiles")?),
+            };
+            Some(Engine::new(ctx))
+        }
+        None => None,
+    };
+    let mut boot_config = BootHttpConfig::new(public_url.clone(), options.assets_dir.clone());
+    boot_config.image = engine.as_ref().and_then(|e| e.ctx().config.image.clone());
+    let wake = engine
+        .as_ref()
+        .map(Engine::waker)
+        .unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
+    let library = ImageLibrary::new(store.clone(), ContentStore::new(options.image_dir.clone()));
+    let app = kiln_api::router(ApiState::new(store.clone()))
+        .merge(report_router(store.clone(), wake))
+        .merge(BootHttp::new(store.clone(), boot_config).router())
+        .merge(image_router(library));
+    let shutdown = cancel.clone();
+    tasks.push(tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, "the HTTP server stopped");
+        }
+    }));
+    if let Some(engine) = engine.clone() {
+        let stop = cancel.clone();
+        tasks.push(tokio::spawn(async move { engine.run(stop).await }));
+    }
+    Ok(Running {
+        addr,
+        public_url,
+        engine,
+        cancel,
+        tasks,
+    })
+}
