@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod global;
+mod progress;
 mod server;
 mod table;
 

@@ -1,4 +1,4 @@
-//! `kiln node list` and `kiln node show SERIAL`.
+//! `kiln node list`, `kiln node show SERIAL` and `kiln node repair SERIAL --done`.
 
 use clap::Subcommand;
 use kiln_inventory::{Node, NodeFilter, NodeId, NodeState};
@@ -41,6 +41,17 @@ enum NodeCommand {
         /// Chassis serial.
         serial: String,
     },
+    /// Mark a quarantined node repaired: clears the quarantine and sends it back to be inspected again.
+    Repair {
+        /// Chassis serial.
+        serial: String,
+        /// The repair is done (required: there is no other repair action yet).
+        #[arg(long, required = true)]
+        done: bool,
+        /// What was done, kept in the node's history.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -75,6 +86,22 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             }
         }
         NodeCommand::Show { serial } => show(&store, &serial, global.json).await,
+        NodeCommand::Repair { serial, note, .. } => {
+            let actor = format!("technician:{}", std::env::var("USER").unwrap_or_default());
+            match kiln_provisioner::lifecycle::repair_done(&store, &serial, &actor, &note).await {
+                Ok(event) if global.json => print_json(&event),
+                Ok(event) => {
+                    println!("{serial}: {}", event.reason);
+                    Ok(())
+                }
+                Err(kiln_inventory::StoreError::StateChanged { actual, .. }) => {
+                    Err(anyhow::anyhow!(
+                        "{serial} is {actual}, not quarantined: only quarantined nodes are repaired"
+                    ))
+                }
+                Err(err) => Err(err.into()),
+            }
+        }
     };
     store.close().await;
     result

@@ -1,4 +1,4 @@
-//! `kiln rack import FILE`: enroll the nodes of a rack manifest.
+//! `kiln rack import FILE`: enroll the nodes of a rack manifest; `bringup` and `status` live in `bringup.rs`.
 
 use std::path::PathBuf;
 
@@ -9,7 +9,7 @@ use kiln_inventory::{ManifestFormat, parse_manifest};
 use crate::GlobalArgs;
 use crate::global::{KeyUse, print_json};
 
-/// Racks: import manifests.
+/// Racks: import manifests, bring them up, see their progress.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -29,6 +29,14 @@ enum RackCommand {
         #[arg(long, value_parser = ["csv", "toml"])]
         format: Option<String>,
     },
+    /// Import a manifest and drive its nodes to available (or quarantined) with a live progress view.
+    Bringup(crate::cmd::bringup::BringupArgs),
+    /// Nodes per rack and lifecycle state.
+    Status {
+        /// Only this hall.
+        #[arg(long)]
+        hall: Option<String>,
+    },
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -36,6 +44,8 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         RackCommand::Import { file, site, format } => {
             import(&file, &site, format.as_deref(), global).await
         }
+        RackCommand::Bringup(bringup) => crate::cmd::bringup::bringup(bringup, global).await,
+        RackCommand::Status { hall } => crate::cmd::bringup::status(hall, global).await,
     }
 }
 

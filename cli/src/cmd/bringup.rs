@@ -1,0 +1,174 @@
+//! `kiln rack bringup MANIFEST` (import, then drive every node of the manifest to available or quarantined with
+//! the control plane running in this process, showing progress) and `kiln rack status` (nodes per rack and
+//! state).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use kiln_inventory::{ManifestFormat, NodeFilter, NodeState, Store, parse_manifest};
+
+use crate::cmd::engine_args::EngineArgs;
+use crate::global::{KeyUse, print_json};
+use crate::progress::{quarantine_reasons, summary_line, watch};
+use crate::{GlobalArgs, server, table};
+
+/// Options of `kiln rack bringup`.
+#[derive(Debug, clap::Args)]
+pub struct BringupArgs {
+    /// The rack manifest (CSV or TOML).
+    pub file: std::path::PathBuf,
+    /// Site for rows that name none.
+    #[arg(long, default_value = "default")]
+    pub site: String,
+    /// Address the control plane listens on (nodes fetch boot scripts and report here).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Give up watching after this many seconds (the nodes keep their states; `kiln serve` carries on).
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub timeout_s: u64,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Imports the manifest and brings its nodes up.
+pub async fn bringup(args: BringupArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading manifest {}", args.file.display()))?;
+    let format = ManifestFormat::from_path(&args.file).unwrap_or(ManifestFormat::Csv);
+    let rows = parse_manifest(&text, format, &|var| std::env::var(var).ok())?;
+    let serials: HashSet<String> = rows.iter().map(|r| r.serial.clone()).collect();
+    let store = global.open_store(KeyUse::CreateIfMissing).await?;
+    let summary = store
+        .import_manifest(&rows, &args.site, "cli:rack-bringup")
+        .await?;
+    if !global.json {
+        eprintln!(
+            "kiln: imported {}: {} new node(s), {} already enrolled",
+            args.file.display(),
+            summary.created,
+            summary.unchanged
+        );
+    }
+    let options = args.engine.server_options(&store, args.listen).await?;
+    let running = server::start(store.clone(), options).await?;
+    if !global.json {
+        eprintln!(
+            "kiln: control plane on {} — bringing up {} node(s)",
+            running.public_url,
+            serials.len()
+        );
+    }
+    let watched = watch(
+        &store,
+        None,
+        Some(&serials),
+        global.json,
+        Duration::from_secs(args.timeout_s),
+    )
+    .await;
+    running.stop().await;
+    let watched = watched?;
+    report(&store, &args.file, &watched, global.json).await?;
+    store.close().await;
+    if !watched.finished {
+        anyhow::bail!(
+            "bring-up not finished after {}s: {}",
+            args.timeout_s,
+            summary_line(&watched.nodes)
+        );
+    }
+    Ok(())
+}
+
+async fn report(
+    store: &Store,
+    file: &Path,
+    watched: &crate::progress::Watched,
+    json: bool,
+) -> anyhow::Result<()> {
+    let reasons = quarantine_reasons(store, &watched.nodes).await?;
+    let count = |state| watched.nodes.iter().filter(|n| n.state == state).count();
+    if json {
+        return print_json(&serde_json::json!({
+            "event": "done",
+            "manifest": file.display().to_string(),
+            "nodes": watched.nodes.len(),
+            "available": count(NodeState::Available),
+            "quarantined": count(NodeState::Quarantined),
+            "quarantine_reasons": reasons,
+            "finished": watched.finished,
+            "elapsed_s": watched.elapsed.as_secs_f64(),
+        }));
+    }
+    println!(
+        "bring-up of {} took {:.1}s: {}",
+        file.display(),
+        watched.elapsed.as_secs_f64(),
+        summary_line(&watched.nodes)
+    );
+    for (serial, reason) in &reasons {
+        println!("  quarantined {serial}: {reason}");
+    }
+    Ok(())
+}
+
+/// Nodes per rack and state.
+pub async fn status(hall: Option<String>, global: &GlobalArgs) -> anyhow::Result<()> {
+    let store = global.open_store(KeyUse::IfPresent).await?;
+    let nodes = store
+        .list_nodes(&NodeFilter {
+            hall,
+            ..NodeFilter::default()
+        })
+        .await?;
+    store.close().await;
+    let mut racks: BTreeMap<(String, String), BTreeMap<NodeState, usize>> = BTreeMap::new();
+    for node in &nodes {
+        *racks
+            .entry((node.hall.clone(), node.rack.clone()))
+            .or_default()
+            .entry(node.state)
+            .or_default() += 1;
+    }
+    if global.json {
+        let racks: Vec<_> = racks
+            .iter()
+            .map(|((hall, rack), states)| {
+                let states: BTreeMap<&str, usize> =
+                    states.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+                serde_json::json!({"hall": hall, "rack": rack, "states": states})
+            })
+            .collect();
+        return print_json(&serde_json::json!({ "racks": racks }));
+    }
+    let rows: Vec<Vec<String>> = racks
+        .iter()
+        .map(|((hall, rack), states)| {
+            let total: usize = states.values().sum();
+            let settled: usize = states
+                .iter()
+                .filter(|(s, _)| crate::progress::settled(**s))
+                .map(|(_, n)| n)
+                .sum();
+            vec![
+                hall.clone(),
+                rack.clone(),
+                total.to_string(),
+                settled.to_string(),
+                states
+                    .iter()
+                    .map(|(s, n)| format!("{s} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(&["HALL", "RACK", "NODES", "SETTLED", "STATES"], &rows)
+    );
+    Ok(())
+}
