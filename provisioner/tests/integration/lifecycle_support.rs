@@ -143,10 +143,25 @@ impl BmcConnector for FakeBmcs {
     }
 }
 
+/// One burn-in as the fake saw it: which engine ran it on which node, and when.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub serial: String,
+    pub instance: String,
+    pub start: std::time::Instant,
+    pub end: std::time::Instant,
+}
+
 /// The SSH side.
 #[derive(Debug, Clone, Default)]
 pub struct FakeAccess {
     faults: Arc<RwLock<Faults>>,
+    /// Time a burn-in takes.
+    pub latency: Duration,
+    /// The engine this access belongs to (for the log).
+    pub instance: String,
+    /// Every burn-in run, shared between engines.
+    pub log: Arc<Mutex<Vec<Handled>>>,
 }
 
 fn nccl_output(hosts: &[NodeHost], slow: bool) -> String {
@@ -197,6 +212,14 @@ impl NodeAccess for FakeAccess {
         })
     }
     async fn burn_in(&self, host: &NodeHost, _d: Duration) -> Result<Verdict, AccessError> {
+        let start = std::time::Instant::now();
+        tokio::time::sleep(self.latency).await;
+        self.log.lock().expect("lock").push(Handled {
+            serial: host.serial.clone(),
+            instance: self.instance.clone(),
+            start,
+            end: std::time::Instant::now(),
+        });
         Ok(Verdict::new(
             RunKind::BurnIn,
             "h100-sxm-80gb",
@@ -229,8 +252,9 @@ pub struct Hall {
     pub clock: Arc<ManualClock>,
     pub engine: Engine,
     pub bmcs: FakeBmcs,
+    pub access: FakeAccess,
     pub faults: Arc<RwLock<Faults>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Hall {
@@ -249,6 +273,60 @@ impl Hall {
         )
         .await
         .expect("store");
+        let config = EngineConfig {
+            instance: "test-engine".into(),
+            recheck: Duration::from_secs(1),
+            bmc_retry: Duration::from_secs(1),
+            boot_timeout: Duration::from_secs(20),
+            ..test_config()
+        };
+        Self::build(
+            store,
+            clock,
+            Some(dir),
+            racks,
+            per_rack,
+            faults,
+            config,
+            Duration::ZERO,
+        )
+        .await
+    }
+
+    /// A hall on `store` (its clock is the wall clock) driven by an engine named `instance` whose burn-ins take
+    /// `latency`, in real time.
+    pub async fn real_time(
+        store: Store,
+        racks: usize,
+        per_rack: usize,
+        instance: &str,
+        latency: Duration,
+    ) -> Self {
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        Self::build(
+            store,
+            clock,
+            None,
+            racks,
+            per_rack,
+            Faults::default(),
+            real_time_config(instance),
+            latency,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn build(
+        store: Store,
+        clock: Arc<ManualClock>,
+        dir: Option<tempfile::TempDir>,
+        racks: usize,
+        per_rack: usize,
+        faults: Faults,
+        config: EngineConfig,
+        latency: Duration,
+    ) -> Self {
         let mut csv = String::from(
             "hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\n",
         );
@@ -256,7 +334,8 @@ impl Hall {
             for s in 0..per_rack {
                 let n = r * per_rack + s;
                 csv.push_str(&format!(
-                    "H1,R{r},{s},SN{n},h100-sxm-80gb,10.1.{r}.{s},redfish,admin,pw,52:54:00:bb:{r:02x}:{s:02x}\n"
+                    "H1,R{r},{s},SN{n},h100-sxm-80gb,10.{}.{}.{s},redfish,admin,pw,52:54:{:02x}:{:02x}:{:02x}:{s:02x}\n",
+                    r / 256, r % 256, r / 65536, (r / 256) % 256, r % 256
                 ));
             }
         }
@@ -283,36 +362,32 @@ impl Hall {
             state: Arc::default(),
             faults: faults.clone(),
         };
-        let config = EngineConfig {
-            instance: "test-engine".into(),
-            recheck: Duration::from_secs(1),
-            bmc_retry: Duration::from_secs(1),
-            boot_timeout: Duration::from_secs(20),
-            image: Some(("os".into(), "1".into())),
-            limits: Limits {
-                power_ons_per_rack_per_s: 1000,
-                ..Limits::default()
-            },
-            ..EngineConfig::default()
+        let access = FakeAccess {
+            faults: faults.clone(),
+            latency,
+            instance: config.instance.clone(),
+            log: Arc::default(),
         };
-        let ctx = Ctx {
-            store: store.clone(),
-            gates: Arc::new(Gates::new(&config)),
-            config: Arc::new(config),
-            bmcs: Arc::new(bmcs.clone()),
-            access: Arc::new(FakeAccess {
-                faults: faults.clone(),
-            }),
-            skus: Arc::new(SkuCatalog::builtin().expect("skus")),
-        };
+        let engine = engine_over(store.clone(), config, &bmcs, access.clone());
         Hall {
             store,
             clock,
-            engine: Engine::new(ctx),
+            engine,
             bmcs,
+            access,
             faults,
             _dir: dir,
         }
+    }
+
+    /// A second engine on `store` (another process's connection to the same database), sharing this hall's
+    /// BMCs and burn-in log.
+    pub fn second_engine(&self, store: Store, instance: &str) -> Engine {
+        let access = FakeAccess {
+            instance: instance.to_string(),
+            ..self.access.clone()
+        };
+        engine_over(store, real_time_config(instance), &self.bmcs, access)
     }
 
     /// Answers every boot asked since the last call as the node's agent would.
@@ -432,4 +507,41 @@ fn inspection(all_gpus: bool) -> Inspection {
             .collect(),
         ..Inspection::default()
     }
+}
+
+fn test_config() -> EngineConfig {
+    EngineConfig {
+        image: Some(("os".into(), "1".into())),
+        limits: Limits {
+            power_ons_per_rack_per_s: 1000,
+            ..Limits::default()
+        },
+        ..EngineConfig::default()
+    }
+}
+
+fn real_time_config(instance: &str) -> EngineConfig {
+    EngineConfig {
+        instance: instance.into(),
+        workers: 8,
+        claim_batch: 8,
+        recheck: Duration::from_millis(50),
+        bmc_retry: Duration::from_millis(50),
+        boot_timeout: Duration::from_secs(10),
+        poll: Duration::from_millis(20),
+        claim_ttl: Duration::from_secs(5),
+        ..test_config()
+    }
+}
+
+fn engine_over(store: Store, config: EngineConfig, bmcs: &FakeBmcs, access: FakeAccess) -> Engine {
+    let ctx = Ctx {
+        store,
+        gates: Arc::new(Gates::new(&config)),
+        config: Arc::new(config),
+        bmcs: Arc::new(bmcs.clone()),
+        access: Arc::new(access),
+        skus: Arc::new(SkuCatalog::builtin().expect("skus")),
+    };
+    Engine::new(ctx)
 }

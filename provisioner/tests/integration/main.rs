@@ -3,6 +3,7 @@
 mod dhcp;
 mod http;
 mod lifecycle;
+mod lifecycle_scale;
 mod lifecycle_support;
 mod support;
 mod tftp;
