@@ -30,7 +30,7 @@ enum RackCommand {
         format: Option<String>,
     },
     /// Import a manifest and drive its nodes to available (or quarantined) with a live progress view.
-    Bringup(crate::cmd::bringup::BringupArgs),
+    Bringup(Box<crate::cmd::bringup::BringupArgs>),
     /// Nodes per rack and lifecycle state.
     Status {
         /// Only this hall.
@@ -44,7 +44,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         RackCommand::Import { file, site, format } => {
             import(&file, &site, format.as_deref(), global).await
         }
-        RackCommand::Bringup(bringup) => crate::cmd::bringup::bringup(bringup, global).await,
+        RackCommand::Bringup(bringup) => crate::cmd::bringup::bringup(*bringup, global).await,
         RackCommand::Status { hall } => crate::cmd::bringup::status(hall, global).await,
     }
 }
