@@ -1,0 +1,9 @@
+//! kiln-sim against a stub provisioner on loopback: boots, reports, images, SSH, faults, outages.
+
+mod access;
+mod boot;
+mod faults;
+mod script;
+mod ssh;
+mod stub;
+mod support;
