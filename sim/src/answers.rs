@@ -89,7 +89,9 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ["kiln-agent", "burn-in", "--json", "--duration-s", n] => n
             .parse()
             .map(|duration_s| Command::BurnIn { duration_s })
-            .map_err(|_| format!("kiln-agent: --duration-s {n:?} is not a whole number of seconds")),
+            .map_err(|_| {
+                format!("kiln-agent: --duration-s {n:?} is not a whole number of seconds")
+            }),
         ["mpirun", rest @ ..] if rest.iter().any(|w| w.ends_with("all_reduce_perf")) => {
             let list = rest
                 .iter()

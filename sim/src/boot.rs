@@ -41,7 +41,9 @@ pub async fn run(hall: Arc<HallContext>, node: Arc<VirtualNode>, boot_target: Op
         match script::parse(&text) {
             Ok(BootScript::Ramdisk(args)) => ramdisk(&hall, &node, args).await,
             Ok(BootScript::LocalDisk) => disk_boot(&hall, &node).await,
-            Err(err) => warn!(serial = %node.serial, error = %err, "boot script not understood; node halts"),
+            Err(err) => {
+                warn!(serial = %node.serial, error = %err, "boot script not understood; node halts")
+            }
         }
     } else {
         disk_boot(&hall, &node).await;

@@ -203,7 +203,11 @@ impl SimHall {
                 )));
             }
         }
-        tasks.push(tokio::spawn(dispatch(hall.clone(), fleet.subscribe(), fleet_handles(&fleet))));
+        tasks.push(tokio::spawn(dispatch(
+            hall.clone(),
+            fleet.subscribe(),
+            fleet_handles(&fleet),
+        )));
         info!(nodes = config.nodes, racks = config.racks(), sku = %config.sku, "simulated hall started");
         Ok(Self {
             config,
@@ -350,7 +354,8 @@ async fn dispatch(
     loop {
         match events.recv().await {
             Ok(event) => {
-                let (Some(node), Some(bmc)) = (hall.nodes.get(event.bmc), bmcs.get(event.bmc)) else {
+                let (Some(node), Some(bmc)) = (hall.nodes.get(event.bmc), bmcs.get(event.bmc))
+                else {
                     continue;
                 };
                 match event.kind {
@@ -363,11 +368,17 @@ async fn dispatch(
             }
             Err(RecvError::Lagged(missed)) => {
                 // Events were lost: bring every node in line with its BMC's power state.
-                warn!(missed, "simulated hall missed BMC events; resynchronising nodes");
+                warn!(
+                    missed,
+                    "simulated hall missed BMC events; resynchronising nodes"
+                );
                 for (node, bmc) in hall.nodes.iter().zip(&bmcs) {
                     let (on, generation) = {
                         let inner = bmc.lock();
-                        (inner.power == kiln_bmc::PowerState::On, inner.power_generation)
+                        (
+                            inner.power == kiln_bmc::PowerState::On,
+                            inner.power_generation,
+                        )
                     };
                     let missed_power_on = node.runtime().power_generation != generation;
                     if !on {

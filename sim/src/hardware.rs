@@ -44,7 +44,9 @@ pub struct NodeHardware {
 #[derive(Debug, thiserror::Error)]
 pub enum HardwareError {
     /// The simulator has no board for this SKU.
-    #[error("kiln-sim has no board for SKU {0:?} (known: h100-sxm-80gb, h200-sxm-141gb, a100-sxm-80gb, b200-sxm-180gb)")]
+    #[error(
+        "kiln-sim has no board for SKU {0:?} (known: h100-sxm-80gb, h200-sxm-141gb, a100-sxm-80gb, b200-sxm-180gb)"
+    )]
     UnknownSku(String),
     /// The fixture tree could not be written.
     #[error("cannot write the fixture hardware tree")]
@@ -144,14 +146,22 @@ impl NodeHardware {
         }
         let nics = [
             ("eno1", self.boot_mac.to_string(), "25000", "0000:c1:00.0"),
-            ("ibp59s0", second_mac(self.boot_mac), "400000", "0000:3b:00.0"),
+            (
+                "ibp59s0",
+                second_mac(self.boot_mac),
+                "400000",
+                "0000:3b:00.0",
+            ),
         ];
         for (name, mac, speed, bus) in nics {
             write(root, &format!("sys/class/net/{name}/address"), &mac)?;
             write(root, &format!("sys/class/net/{name}/speed"), speed)?;
             let device_dir = root.join(format!("sys/devices/pci0000:00/{bus}"));
             std::fs::create_dir_all(&device_dir)?;
-            std::os::unix::fs::symlink(&device_dir, root.join(format!("sys/class/net/{name}/device")))?;
+            std::os::unix::fs::symlink(
+                &device_dir,
+                root.join(format!("sys/class/net/{name}/device")),
+            )?;
         }
         let pci = |bus: &str, class: &str, vendor: &str, device: &str| {
             let dir = format!("sys/bus/pci/devices/{bus}");

@@ -38,7 +38,10 @@ pub fn all_reduce_output(
     let ranks: u32 = hosts.iter().map(|h| h.gpus).sum();
     let mut out = String::new();
     let first = hosts.first().map_or("localhost", |h| h.name.as_str());
-    let _ = writeln!(out, "{first}:4100:4100 [0] NCCL INFO NCCL version 2.21.5+cuda12.4");
+    let _ = writeln!(
+        out,
+        "{first}:4100:4100 [0] NCCL INFO NCCL version 2.21.5+cuda12.4"
+    );
     let _ = writeln!(
         out,
         "# nThread 1 nGpus 1 minBytes {MIN_BYTES} maxBytes {MAX_BYTES} step: 2(factor) warmup iters: 5 \

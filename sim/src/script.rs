@@ -165,7 +165,9 @@ mod tests {
         let no_token = "#!ipxe\nkernel http://p/vmlinuz kiln.url=http://p kiln.mac=02:00:00:00:00:01 \
                         kiln.token= kiln.mode=inspect\nboot\n";
         assert_eq!(parse(no_token), Err(ScriptError::Missing("kiln.token")));
-        let bad_mode = no_token.replace("kiln.token=", "kiln.token=t").replace("inspect", "dance");
+        let bad_mode = no_token
+            .replace("kiln.token=", "kiln.token=t")
+            .replace("inspect", "dance");
         assert!(matches!(
             parse(&bad_mode),
             Err(ScriptError::Invalid {

@@ -289,7 +289,9 @@ mod tests {
                 .expect("write"),
             (3 * SPARSE_BLOCK_BYTES) as u64
         );
-        target.finish(3 * SPARSE_BLOCK_BYTES as u64).expect("finish");
+        target
+            .finish(3 * SPARSE_BLOCK_BYTES as u64)
+            .expect("finish");
         target.mark_bad().expect("mark bad");
     }
 }

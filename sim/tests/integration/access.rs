@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use kiln_agent::AgentStep;
-use kiln_health::nccl::{NcclRun, NcclRunError, NcclRunner, bisect};
 use kiln_health::SkuCatalog;
-use kiln_provisioner::lifecycle::access::{AccessError, NodeAccess, NodeHost};
+use kiln_health::nccl::{NcclRun, NcclRunError, NcclRunner, bisect};
 use kiln_provisioner::boot::decision::{BootAction, RamdiskMode};
+use kiln_provisioner::lifecycle::access::{AccessError, NodeAccess, NodeHost};
 use kiln_sim::{FaultFractions, FaultKind, SimAccess, SimHall};
 use tokio::net::TcpListener;
 
@@ -27,9 +27,12 @@ impl NcclRunner for AccessRunner<'_> {
             .iter()
             .filter_map(|n| self.hosts.iter().find(|h| &h.serial == n).cloned())
             .collect();
-        self.access.nccl(&group).await.map_err(|err| NcclRunError::UnknownHost {
-            host: err.to_string(),
-        })
+        self.access
+            .nccl(&group)
+            .await
+            .map_err(|err| NcclRunError::UnknownHost {
+                host: err.to_string(),
+            })
     }
 }
 
@@ -57,7 +60,9 @@ async fn sim_access_answers_like_the_nodes_and_honours_the_faults() {
     let early = NodeHost {
         serial: hall.nodes()[0].serial.clone(),
         address: hall.nodes()[0].ssh_address.clone(),
-        host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5CFqdiXJXAiTWuTvq8d3n/4pIpAqSPI1WGl7Kz2xjA".into(),
+        host_key:
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5CFqdiXJXAiTWuTvq8d3n/4pIpAqSPI1WGl7Kz2xjA"
+                .into(),
     };
     assert!(matches!(
         access.post_image_check(&early).await,
@@ -70,8 +75,11 @@ async fn sim_access_answers_like_the_nodes_and_honours_the_faults() {
     let mut hosts = Vec::new();
     for node in hall.nodes() {
         let reports = stub.wait_reports(node.boot_mac, 4, LIMIT).await;
-        let AgentStep::Booted { ssh_host_key: Some(key), ssh_address: Some(address), .. } =
-            &reports[3].report.step
+        let AgentStep::Booted {
+            ssh_host_key: Some(key),
+            ssh_address: Some(address),
+            ..
+        } = &reports[3].report.step
         else {
             panic!("no installed boot report");
         };
@@ -88,7 +96,10 @@ async fn sim_access_answers_like_the_nodes_and_honours_the_faults() {
             Some(FaultKind::ChangedHostKey) => {
                 let err = checked.expect_err("mismatch");
                 assert!(matches!(err, AccessError::HostKeyMismatch { .. }));
-                assert!(err.to_string().contains(kiln_sim::faults::reasons::HOST_KEY));
+                assert!(
+                    err.to_string()
+                        .contains(kiln_sim::faults::reasons::HOST_KEY)
+                );
                 continue;
             }
             Some(FaultKind::WrongGpuCount) => assert_eq!(checked.expect("facts").gpu_count, 7),
@@ -100,7 +111,10 @@ async fn sim_access_answers_like_the_nodes_and_honours_the_faults() {
                 assert!(facts.transcript.contains("$ nvidia-smi -L"));
             }
         }
-        let verdict = access.burn_in(host, Duration::from_secs(300)).await.expect("burn-in");
+        let verdict = access
+            .burn_in(host, Duration::from_secs(300))
+            .await
+            .expect("burn-in");
         if fault_of(i) == Some(FaultKind::XidBurnIn) {
             let reasons: Vec<_> = verdict.failures().map(|c| c.reason.clone()).collect();
             assert!(reasons.iter().any(|r| r.contains("XID 79")), "{reasons:?}");
@@ -114,15 +128,31 @@ async fn sim_access_answers_like_the_nodes_and_honours_the_faults() {
     let group: Vec<NodeHost> = hosts
         .iter()
         .enumerate()
-        .filter(|(i, _)| !matches!(fault_of(*i), Some(FaultKind::ChangedHostKey | FaultKind::WrongGpuCount)))
+        .filter(|(i, _)| {
+            !matches!(
+                fault_of(*i),
+                Some(FaultKind::ChangedHostKey | FaultKind::WrongGpuCount)
+            )
+        })
         .map(|(_, h)| h.clone())
         .collect();
     assert_eq!(group.len(), 4);
-    let profile = SkuCatalog::builtin().expect("catalog").get("h100-sxm-80gb").expect("sku").clone();
+    let profile = SkuCatalog::builtin()
+        .expect("catalog")
+        .get("h100-sxm-80gb")
+        .expect("sku")
+        .clone();
     let names: Vec<String> = group.iter().map(|h| h.serial.clone()).collect();
-    let outcome = bisect(&AccessRunner { access: &access, hosts: &group }, &names, &profile)
-        .await
-        .expect("bisect");
+    let outcome = bisect(
+        &AccessRunner {
+            access: &access,
+            hosts: &group,
+        },
+        &names,
+        &profile,
+    )
+    .await
+    .expect("bisect");
     let slow: Vec<String> = hall
         .planted_faults()
         .into_iter()
@@ -130,5 +160,10 @@ async fn sim_access_answers_like_the_nodes_and_honours_the_faults() {
         .map(|f| f.serial)
         .collect();
     assert_eq!(outcome.bad_hosts, slow);
-    assert!(outcome.steps[0].failures.iter().any(|f| f.contains("busbw")));
+    assert!(
+        outcome.steps[0]
+            .failures
+            .iter()
+            .any(|f| f.contains("busbw"))
+    );
 }

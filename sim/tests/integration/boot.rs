@@ -30,7 +30,9 @@ fn step_name(step: &AgentStep) -> &'static str {
 async fn power_on_fetches_the_script_and_reports_in_order_with_its_token() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let stub = Stub::start(listener, BootAction::Ramdisk(RamdiskMode::Inspect)).await;
-    let hall = SimHall::start(fast_config(4), &stub.url).await.expect("hall");
+    let hall = SimHall::start(fast_config(4), &stub.url)
+        .await
+        .expect("hall");
     for index in 0..4 {
         power_on(&hall, index, Some("Pxe"));
     }
@@ -44,7 +46,11 @@ async fn power_on_fetches_the_script_and_reports_in_order_with_its_token() {
         let seqs: Vec<u64> = reports.iter().map(|r| r.report.seq).collect();
         assert_eq!(seqs, [1, 2]);
         match &reports[0].report.step {
-            AgentStep::Booted { environment, ssh_host_key, .. } => {
+            AgentStep::Booted {
+                environment,
+                ssh_host_key,
+                ..
+            } => {
                 assert_eq!(environment, "ramdisk");
                 assert!(ssh_host_key.is_none());
             }
@@ -53,7 +59,10 @@ async fn power_on_fetches_the_script_and_reports_in_order_with_its_token() {
         let AgentStep::Inspected { inspection, .. } = &reports[1].report.step else {
             panic!("expected inspected");
         };
-        assert_eq!(inspection.system.serial.as_deref(), Some(node.serial.as_str()));
+        assert_eq!(
+            inspection.system.serial.as_deref(),
+            Some(node.serial.as_str())
+        );
         assert_eq!(inspection.gpus.len(), 8);
         assert!(inspection.nics.iter().any(|nic| nic.mac == node.boot_mac));
     }
@@ -72,7 +81,10 @@ async fn an_image_is_written_verified_and_the_installed_os_reports_with_the_imag
     let reports = stub.wait_reports(node.boot_mac, 3, LIMIT).await;
     let steps: Vec<_> = reports.iter().map(|r| step_name(&r.report.step)).collect();
     assert_eq!(steps, ["booted", "image_started", "image_written"]);
-    let AgentStep::ImageWritten { sha256, disk_bytes, .. } = &reports[2].report.step else {
+    let AgentStep::ImageWritten {
+        sha256, disk_bytes, ..
+    } = &reports[2].report.step
+    else {
         panic!("expected image_written");
     };
     assert_eq!(sha256, &stub.image_sha256);
@@ -90,15 +102,28 @@ async fn an_image_is_written_verified_and_the_installed_os_reports_with_the_imag
     power_on(&hall, 0, Some("Pxe"));
     let reports = stub.wait_reports(node.boot_mac, 4, LIMIT).await;
     let installed = &reports[3];
-    assert_eq!(installed.token, image_token, "the installed OS reports with the image boot's token");
-    let AgentStep::Booted { environment, ssh_host_key, ssh_address, .. } = &installed.report.step else {
+    assert_eq!(
+        installed.token, image_token,
+        "the installed OS reports with the image boot's token"
+    );
+    let AgentStep::Booted {
+        environment,
+        ssh_host_key,
+        ssh_address,
+        ..
+    } = &installed.report.step
+    else {
         panic!("expected booted");
     };
     assert_eq!(environment, "installed");
     assert_eq!(ssh_address.as_deref(), Some(node.ssh_address.as_str()));
     let key = ssh_host_key.as_deref().expect("host key");
     assert!(key.starts_with("ssh-ed25519 "), "{key}");
-    assert_eq!(stub.tokens_for(node.boot_mac).len(), 1, "local-disk scripts carry no token");
+    assert_eq!(
+        stub.tokens_for(node.boot_mac).len(),
+        1,
+        "local-disk scripts carry no token"
+    );
     assert_eq!(hall.node_status(&node.serial).map(|s| s.os_up), Some(true));
 
     // A power-off takes the installed OS down.
@@ -124,7 +149,9 @@ async fn nodes_retry_while_the_provisioner_is_down_then_proceed() {
     power_on(&hall, 1, None);
     // Well past POST (120 ms): both nodes are retrying the script fetch.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("rebind");
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind");
     let stub = Stub::start(listener, BootAction::Ramdisk(RamdiskMode::Inspect)).await;
     for node in hall.nodes() {
         let reports = stub.wait_reports(node.boot_mac, 2, LIMIT).await;
@@ -145,7 +172,14 @@ async fn a_new_power_on_aborts_the_boot_in_progress() {
     power_on(&hall, 0, Some("Pxe"));
     stub.wait_reports(mac, 2, LIMIT).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(stub.tokens_for(mac).len(), 1, "the first boot never reached the network");
+    assert_eq!(
+        stub.tokens_for(mac).len(),
+        1,
+        "the first boot never reached the network"
+    );
     assert_eq!(stub.reports_for(mac).len(), 2);
-    assert_eq!(hall.node_status(&hall.nodes()[0].serial).map(|s| s.boots), Some(2));
+    assert_eq!(
+        hall.node_status(&hall.nodes()[0].serial).map(|s| s.boots),
+        Some(2)
+    );
 }

@@ -23,9 +23,15 @@ fn faulty_config(seed: u64) -> kiln_sim::SimConfig {
 #[tokio::test]
 async fn faults_are_placed_as_configured_and_the_same_for_a_seed() {
     let url = "http://127.0.0.1:9";
-    let a = SimHall::start(faulty_config(42), url).await.expect("hall a");
-    let b = SimHall::start(faulty_config(42), url).await.expect("hall b");
-    let c = SimHall::start(faulty_config(43), url).await.expect("hall c");
+    let a = SimHall::start(faulty_config(42), url)
+        .await
+        .expect("hall a");
+    let b = SimHall::start(faulty_config(42), url)
+        .await
+        .expect("hall b");
+    let c = SimHall::start(faulty_config(43), url)
+        .await
+        .expect("hall c");
     let planted = a.planted_faults();
     assert_eq!(planted, b.planted_faults());
     assert_ne!(planted, c.planted_faults());
@@ -41,9 +47,15 @@ async fn faults_are_placed_as_configured_and_the_same_for_a_seed() {
         assert_eq!(count(kind), 1, "{kind}");
     }
     for fault in &planted {
-        assert_eq!(fault.expected_reason.is_none(), fault.kind == FaultKind::FlakyBmc);
+        assert_eq!(
+            fault.expected_reason.is_none(),
+            fault.kind == FaultKind::FlakyBmc
+        );
     }
-    let wrong = planted.iter().find(|f| f.kind == FaultKind::WrongGpuCount).expect("wrong");
+    let wrong = planted
+        .iter()
+        .find(|f| f.kind == FaultKind::WrongGpuCount)
+        .expect("wrong");
     assert_eq!(
         wrong.expected_reason.as_deref(),
         Some("expected 8× NVIDIA H100 80GB HBM3, found 7")
@@ -68,7 +80,9 @@ async fn faults_are_placed_as_configured_and_the_same_for_a_seed() {
 
 #[tokio::test]
 async fn the_manifest_is_one_kiln_accepts() {
-    let hall = SimHall::start(faulty_config(1), "http://127.0.0.1:9").await.expect("hall");
+    let hall = SimHall::start(faulty_config(1), "http://127.0.0.1:9")
+        .await
+        .expect("hall");
     let text = hall.manifest_csv();
     let rows = parse_manifest(&text, ManifestFormat::Csv, &|_| None).expect("kiln parses it");
     assert_eq!(rows.len(), 20);

@@ -19,13 +19,28 @@ async fn every_script_kiln_renders_parses() {
         let url = format!("{}/boot/{mac}.ipxe", stub.url);
         let http = http.clone();
         async move {
-            let text = http.get(url).send().await.expect("get").text().await.expect("text");
-            (parse(&text).unwrap_or_else(|err| panic!("{err}: {text}")), text)
+            let text = http
+                .get(url)
+                .send()
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("text");
+            (
+                parse(&text).unwrap_or_else(|err| panic!("{err}: {text}")),
+                text,
+            )
         }
     };
     let (local, text) = fetch(BootAction::LocalDisk).await;
     assert_eq!(local, BootScript::LocalDisk, "{text}");
-    for mode in [RamdiskMode::Discovery, RamdiskMode::Inspect, RamdiskMode::Image, RamdiskMode::Wipe] {
+    for mode in [
+        RamdiskMode::Discovery,
+        RamdiskMode::Inspect,
+        RamdiskMode::Image,
+        RamdiskMode::Wipe,
+    ] {
         let (script, text) = fetch(BootAction::Ramdisk(mode)).await;
         let BootScript::Ramdisk(args) = script else {
             panic!("not a ramdisk script: {text}");
@@ -39,7 +54,10 @@ async fn every_script_kiln_renders_parses() {
                 let image = args.image.expect("image args");
                 assert_eq!(image.sha256.to_hex(), stub.image_sha256);
                 assert_eq!(image.format, ImageFormat::Raw);
-                assert_eq!(image.url, format!("{}/images/sha256/{}", stub.url, stub.image_sha256));
+                assert_eq!(
+                    image.url,
+                    format!("{}/images/sha256/{}", stub.url, stub.image_sha256)
+                );
             }
             _ => assert!(args.image.is_none(), "{text}"),
         }

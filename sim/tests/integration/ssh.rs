@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_agent::AgentStep;
-use kiln_health::nccl::{CommandNcclRunner, NcclRunError, NcclRunner, PinnedHost, SshNcclRunner, judge_run};
+use kiln_health::nccl::{
+    CommandNcclRunner, NcclRunError, NcclRunner, PinnedHost, SshNcclRunner, judge_run,
+};
 use kiln_health::{SkuCatalog, Verdict};
 use kiln_provisioner::boot::decision::{BootAction, RamdiskMode};
 use kiln_provisioner::lifecycle::access::NCCL_TEMPLATE;
@@ -20,11 +22,7 @@ use crate::support::{fast_config, power_on};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn runner(
-    client: &PrivateKey,
-    hosts: HashMap<String, PinnedHost>,
-    argv: &[&str],
-) -> SshNcclRunner {
+fn runner(client: &PrivateKey, hosts: HashMap<String, PinnedHost>, argv: &[&str]) -> SshNcclRunner {
     SshNcclRunner {
         user: "root".into(),
         key: Arc::new(client.clone()),
@@ -68,8 +66,11 @@ async fn the_ssh_server_presents_the_reported_key_and_answers_the_command_set() 
     let mut pinned = HashMap::new();
     for node in hall.nodes() {
         let reports = stub.wait_reports(node.boot_mac, 4, LIMIT).await;
-        let AgentStep::Booted { ssh_host_key: Some(key), ssh_address: Some(addr), .. } =
-            &reports[3].report.step
+        let AgentStep::Booted {
+            ssh_host_key: Some(key),
+            ssh_address: Some(addr),
+            ..
+        } = &reports[3].report.step
         else {
             panic!("no installed boot report: {:?}", reports[3]);
         };
@@ -81,7 +82,11 @@ async fn the_ssh_server_presents_the_reported_key_and_answers_the_command_set() 
             },
         );
     }
-    let changed: Vec<_> = hall.planted_faults().into_iter().map(|f| f.serial).collect();
+    let changed: Vec<_> = hall
+        .planted_faults()
+        .into_iter()
+        .map(|f| f.serial)
+        .collect();
     assert_eq!(changed.len(), 1);
     let healthy: Vec<String> = hall
         .nodes()
@@ -98,20 +103,37 @@ async fn the_ssh_server_presents_the_reported_key_and_answers_the_command_set() 
     let kernel = run(&["uname", "-r"], &healthy[..1]).await.expect("uname");
     assert_eq!(kernel.exit_code, Some(0));
     assert_eq!(kernel.output.trim(), kiln_sim::answers::INSTALLED_KERNEL);
-    let gpus = run(&["nvidia-smi", "-L"], &healthy[..1]).await.expect("smi");
-    assert_eq!(gpus.output.lines().filter(|l| l.starts_with("GPU ")).count(), 8);
-    let driver = run(&["cat", "/sys/module/nvidia/version"], &healthy[..1]).await.expect("driver");
-    assert_eq!(driver.output.trim(), kiln_sim::answers::DRIVER_VERSION);
-    let burn = run(&["kiln-agent", "burn-in", "--json", "--duration-s", "2"], &healthy[..1])
+    let gpus = run(&["nvidia-smi", "-L"], &healthy[..1])
         .await
-        .expect("burn-in");
+        .expect("smi");
+    assert_eq!(
+        gpus.output
+            .lines()
+            .filter(|l| l.starts_with("GPU "))
+            .count(),
+        8
+    );
+    let driver = run(&["cat", "/sys/module/nvidia/version"], &healthy[..1])
+        .await
+        .expect("driver");
+    assert_eq!(driver.output.trim(), kiln_sim::answers::DRIVER_VERSION);
+    let burn = run(
+        &["kiln-agent", "burn-in", "--json", "--duration-s", "2"],
+        &healthy[..1],
+    )
+    .await
+    .expect("burn-in");
     let verdict: Verdict = serde_json::from_str(burn.output.trim()).expect("verdict JSON");
     assert!(verdict.passed(), "{}", verdict.render_table());
     let refused = run(&["reboot"], &healthy[..1]).await.expect("reboot");
     assert_eq!(refused.exit_code, Some(127));
 
     let nccl = run(NCCL_TEMPLATE, &healthy).await.expect("nccl");
-    let profile = SkuCatalog::builtin().expect("catalog").get("h100-sxm-80gb").expect("sku").clone();
+    let profile = SkuCatalog::builtin()
+        .expect("catalog")
+        .get("h100-sxm-80gb")
+        .expect("sku")
+        .clone();
     let judged = judge_run(&nccl, &profile);
     assert!(judged.passed(), "{}", judged.render_table());
 
@@ -122,7 +144,10 @@ async fn the_ssh_server_presents_the_reported_key_and_answers_the_command_set() 
     }
     // Only the provisioner's key is accepted.
     let stranger = PrivateKey::random(&mut rng, Algorithm::Ed25519).expect("key");
-    match runner(&stranger, pinned.clone(), &["uname", "-r"]).run(&healthy[..1]).await {
+    match runner(&stranger, pinned.clone(), &["uname", "-r"])
+        .run(&healthy[..1])
+        .await
+    {
         Err(NcclRunError::AuthRejected { .. }) => {}
         other => panic!("expected the key to be refused, got {other:?}"),
     }

@@ -196,7 +196,9 @@ async fn script(
         action,
         reason: format!("stub: {action}"),
     };
-    Ok(state.boot.render_script(&decision, token.as_deref(), &extra))
+    Ok(state
+        .boot
+        .render_script(&decision, token.as_deref(), &extra))
 }
 
 async fn serve_image(

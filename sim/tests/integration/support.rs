@@ -25,7 +25,10 @@ pub fn power_on(hall: &SimHall, index: usize, target: Option<&str>) {
 pub async fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
