@@ -172,7 +172,7 @@ async fn script(
     let action = state
         .actions
         .lock()
-        .unwrap()
+        .expect("lock")
         .get(&mac)
         .copied()
         .unwrap_or(*state.default_action.lock().expect("lock"));
@@ -231,7 +231,7 @@ async fn report(
         state
             .issued
             .lock()
-            .unwrap()
+            .expect("lock")
             .iter()
             .any(|(m, t)| *m == mac && t == token)
     });
