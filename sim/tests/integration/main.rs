@@ -3,6 +3,7 @@
 mod access;
 mod boot;
 mod faults;
+mod scale;
 mod script;
 mod ssh;
 mod stub;
