@@ -23,6 +23,7 @@ pub struct Target {
     capacity: Option<u64>,
     reads_as_zero: bool,
     regular_file: bool,
+    discard: bool,
 }
 
 impl Target {
@@ -58,6 +59,7 @@ impl Target {
                 capacity: Some(capacity),
                 reads_as_zero: false,
                 regular_file: false,
+                discard: false,
             });
         }
         Self::file(path, None)
@@ -82,6 +84,30 @@ impl Target {
             capacity,
             reads_as_zero: true,
             regular_file: true,
+            discard: false,
+        })
+    }
+
+    /// A target that discards what is written (`/dev/null`), for simulators and scale tests: the download,
+    /// decoding and sha256 verification still run in full.
+    pub fn null() -> Result<Self, WriteError> {
+        let path = PathBuf::from("/dev/null");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| WriteError::Target {
+                path: path.clone(),
+                op: "opening",
+                source,
+            })?;
+        Ok(Self {
+            path,
+            file,
+            capacity: None,
+            reads_as_zero: true,
+            regular_file: false,
+            discard: true,
         })
     }
 
@@ -153,6 +179,9 @@ impl Target {
             let path = self.path.clone();
             move |source| WriteError::Target { path, op, source }
         };
+        if self.discard {
+            return Ok(());
+        }
         if self.regular_file {
             self.file.set_len(len).map_err(io("resizing"))?;
         }
@@ -161,6 +190,9 @@ impl Target {
 
     /// Zeroes the first MiB (or the whole target if smaller) so the half-written disk cannot boot.
     pub fn mark_bad(&self) -> Result<(), WriteError> {
+        if self.discard {
+            return Ok(());
+        }
         let len = self
             .capacity
             .map_or(MARK_BAD_BYTES, |c| c.min(MARK_BAD_BYTES));
@@ -240,5 +272,26 @@ impl<'a> SequentialSink<'a> {
     /// Bytes actually written to the target so far.
     pub fn written_bytes(&self) -> u64 {
         self.written_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_null_target_takes_writes_and_finishes() {
+        let target = Target::null().expect("open /dev/null");
+        assert_eq!(target.capacity(), None);
+        assert_eq!(
+            target
+                .write_block(&[1u8; 3 * SPARSE_BLOCK_BYTES], 0, true)
+                .expect("write"),
+            (3 * SPARSE_BLOCK_BYTES) as u64
+        );
+        target
+            .finish(3 * SPARSE_BLOCK_BYTES as u64)
+            .expect("finish");
+        target.mark_bad().expect("mark bad");
     }
 }

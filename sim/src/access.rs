@@ -1,0 +1,118 @@
+//! [`SimAccess`]: the engine's way into virtual nodes without SSH (scale mode), answering exactly what their
+//! SSH servers answer ([`crate::answers`]) and enforcing the same rules: the node must be up at the address
+//! its agent reported, and it must present the pinned host key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_health::Verdict;
+use kiln_health::nccl::NcclRun;
+use kiln_provisioner::lifecycle::access::{AccessError, NodeAccess, NodeHost, PostImageFacts};
+use russh::keys::{HashAlg, PublicKey};
+
+use crate::answers::{self, HallContext};
+use crate::node::VirtualNode;
+
+/// In-process [`NodeAccess`] to a [`crate::SimHall`]'s nodes.
+#[derive(Debug, Clone)]
+pub struct SimAccess {
+    hall: Arc<HallContext>,
+}
+
+fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+impl SimAccess {
+    pub(crate) fn new(hall: Arc<HallContext>) -> Self {
+        Self { hall }
+    }
+
+    /// Connects to `host` as SSH would: reachable, then the host key checked against the pinned one.
+    fn connect(&self, host: &NodeHost) -> Result<&Arc<VirtualNode>, AccessError> {
+        let unreachable = |reason: String| AccessError::Unreachable {
+            serial: host.serial.clone(),
+            reason,
+        };
+        let node = self
+            .hall
+            .node(&host.serial)
+            .ok_or_else(|| unreachable(format!("no simulated node is called {}", host.serial)))?;
+        if host.address != node.ssh_address {
+            return Err(unreachable(format!(
+                "nothing answers at {} (the node reported {})",
+                host.address, node.ssh_address
+            )));
+        }
+        if !node.os_up() {
+            return Err(unreachable(format!(
+                "connection to {} refused: the installed OS is not running",
+                host.address
+            )));
+        }
+        let pinned = PublicKey::from_openssh(host.host_key.trim())
+            .map_err(|err| unreachable(format!("the pinned host key is unreadable: {err}")))?;
+        let presented = node.presented_key.public_key();
+        if presented.key_data() != pinned.key_data() {
+            return Err(AccessError::HostKeyMismatch {
+                serial: host.serial.clone(),
+                presented: fingerprint(presented),
+                pinned: fingerprint(&pinned),
+            });
+        }
+        Ok(node)
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeAccess for SimAccess {
+    async fn post_image_check(&self, host: &NodeHost) -> Result<PostImageFacts, AccessError> {
+        let node = self.connect(host)?;
+        let mut transcript = String::new();
+        let mut run = |command: &str| {
+            let reply = answers::answer(&self.hall, node, command);
+            transcript.push_str(&format!("$ {command}\n{}", reply.output));
+            reply
+        };
+        let kernel = run("uname -r");
+        let driver = run("cat /sys/module/nvidia/version");
+        let gpus = run("nvidia-smi -L");
+        let gpu_count = gpus
+            .output
+            .lines()
+            .filter(|line| line.starts_with("GPU "))
+            .count();
+        Ok(PostImageFacts {
+            kernel: kernel.output.trim().to_string(),
+            driver: (driver.exit_status == 0).then(|| driver.output.trim().to_string()),
+            gpu_count: u32::try_from(gpu_count).unwrap_or(u32::MAX),
+            transcript,
+        })
+    }
+
+    async fn burn_in(&self, host: &NodeHost, duration: Duration) -> Result<Verdict, AccessError> {
+        let node = self.connect(host)?.clone();
+        let seconds = duration.as_secs().max(1);
+        tokio::time::sleep(answers::burn_in_time(&self.hall, seconds)).await;
+        if !node.os_up() {
+            return Err(AccessError::Unreachable {
+                serial: host.serial.clone(),
+                reason: "the connection dropped during burn-in: the installed OS went down".into(),
+            });
+        }
+        Ok(answers::burn_in_verdict(&self.hall, &node, seconds))
+    }
+
+    async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError> {
+        let Some(launcher) = hosts.first() else {
+            return Err(AccessError::Unreachable {
+                serial: String::new(),
+                reason: "no hosts to run NCCL on".into(),
+            });
+        };
+        self.connect(launcher)?;
+        tokio::time::sleep(self.hall.durations.nccl).await;
+        let names: Vec<String> = hosts.iter().map(|h| h.serial.clone()).collect();
+        Ok(answers::nccl_run(&self.hall, &names))
+    }
+}

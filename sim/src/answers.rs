@@ -1,0 +1,312 @@
+//! What a virtual node's installed OS answers to the command set of `kiln_provisioner::lifecycle::access`:
+//! one place for the answers, used by the SSH servers ([`crate::ssh`]) and the in-process [`crate::SimAccess`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_health::nccl::NcclRun;
+use kiln_health::nvml::XidEvent;
+use kiln_health::nvml::checks::judge_xids;
+use kiln_health::verdict::now_unix_s;
+use kiln_health::{Check, RunKind, SkuProfile, Verdict};
+use serde_json::json;
+
+use crate::config::{DiskMode, Durations, scale_duration};
+use crate::faults::{FaultKind, PLANTED_XID};
+use crate::nccl_text::{RunHost, all_reduce_output};
+use crate::node::VirtualNode;
+
+/// `uname -r` of the installed OS.
+pub const INSTALLED_KERNEL: &str = "6.8.0-49-generic";
+/// `uname -r` of the kiln ramdisk.
+pub const RAMDISK_KERNEL: &str = "6.8.0-kiln-ramdisk";
+/// `/sys/module/nvidia/version`.
+pub const DRIVER_VERSION: &str = "550.127.05";
+/// Bus bandwidth of a healthy group, relative to the SKU's floor for its size.
+const HEALTHY_BUSBW: f64 = 1.06;
+/// Bus bandwidth of a group with a slow node, relative to the floor.
+const SLOW_BUSBW: f64 = 0.40;
+
+/// Everything the nodes of a hall share.
+#[derive(Debug)]
+pub struct HallContext {
+    /// Provisioner base URL (where firmware fetches boot scripts).
+    pub provisioner_url: String,
+    /// The SKU's health profile.
+    pub profile: SkuProfile,
+    /// NVML's name of the GPUs.
+    pub gpu_name: String,
+    /// Durations after scaling.
+    pub durations: Durations,
+    /// The time scale (also applied to burn-in durations asked for).
+    pub time_scale: f64,
+    /// The nodes, by index.
+    pub nodes: Vec<Arc<VirtualNode>>,
+    /// Node index by serial.
+    pub by_serial: HashMap<String, usize>,
+    /// HTTP client for scripts and images.
+    pub http: reqwest::Client,
+    /// Where images go.
+    pub disk: DiskMode,
+}
+
+impl HallContext {
+    /// The node with this serial.
+    pub fn node(&self, serial: &str) -> Option<&Arc<VirtualNode>> {
+        self.by_serial.get(serial).map(|i| &self.nodes[*i])
+    }
+}
+
+/// A command of the fixed set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `uname -r`.
+    Kernel,
+    /// `cat /sys/module/nvidia/version`.
+    Driver,
+    /// `nvidia-smi -L`.
+    GpuList,
+    /// `kiln-agent burn-in --json --duration-s N`.
+    BurnIn {
+        /// Seconds asked for.
+        duration_s: u64,
+    },
+    /// The nccl-tests launcher over these hosts.
+    Nccl {
+        /// Host names from `-H`.
+        hosts: Vec<String>,
+    },
+}
+
+/// Reads one command line of the set; anything else is refused with the shell's words.
+pub fn parse_command(line: &str) -> Result<Command, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["uname", "-r"] => Ok(Command::Kernel),
+        ["cat", "/sys/module/nvidia/version"] => Ok(Command::Driver),
+        ["nvidia-smi", "-L"] => Ok(Command::GpuList),
+        ["kiln-agent", "burn-in", "--json", "--duration-s", n] => n
+            .parse()
+            .map(|duration_s| Command::BurnIn { duration_s })
+            .map_err(|_| {
+                format!("kiln-agent: --duration-s {n:?} is not a whole number of seconds")
+            }),
+        ["mpirun", rest @ ..] if rest.iter().any(|w| w.ends_with("all_reduce_perf")) => {
+            let list = rest
+                .iter()
+                .position(|w| *w == "-H")
+                .and_then(|i| rest.get(i + 1))
+                .ok_or("mpirun: no host list (-H) given")?;
+            let hosts = list
+                .trim_matches('\'')
+                .split(',')
+                .map(|slot| slot.split(':').next().unwrap_or(slot).to_string())
+                .filter(|h| !h.is_empty())
+                .collect::<Vec<_>>();
+            if hosts.is_empty() {
+                return Err("mpirun: empty host list".into());
+            }
+            Ok(Command::Nccl { hosts })
+        }
+        [program, ..] => Err(format!("sh: 1: {program}: not found")),
+        [] => Err("sh: empty command".into()),
+    }
+}
+
+/// `nvidia-smi -L` of a node.
+pub fn gpu_list(hall: &HallContext, node: &VirtualNode) -> String {
+    (0..node.gpus)
+        .map(|gpu| {
+            format!(
+                "GPU {gpu}: {} (UUID: GPU-{:08x}-{:04x}-4000-8000-{:012x})\n",
+                hall.gpu_name,
+                node.index,
+                gpu,
+                node.index * 8 + gpu as usize
+            )
+        })
+        .collect()
+}
+
+/// How long a burn-in of `duration_s` seconds takes on the simulated clock.
+pub fn burn_in_time(hall: &HallContext, duration_s: u64) -> Duration {
+    scale_duration(Duration::from_secs(duration_s), hall.time_scale)
+}
+
+/// The judged burn-in verdict of a node: the GPU count and every GPU's health against the SKU, plus the XID
+/// planted by [`FaultKind::XidBurnIn`], judged by kiln-health's XID catalog.
+pub fn burn_in_verdict(hall: &HallContext, node: &VirtualNode, duration_s: u64) -> Verdict {
+    let profile = &hall.profile;
+    let mut checks = vec![Check::judged(
+        node.gpus == profile.gpus_per_node,
+        "gpu.count",
+        "node",
+        node.gpus,
+        Some(json!(profile.gpus_per_node)),
+        "GPU count at burn-in start must match the SKU",
+    )];
+    let clock = profile.sm_clock_expected_mhz;
+    for gpu in 0..node.gpus {
+        checks.push(Check::judged(
+            true,
+            "burnin.sm_clock",
+            &format!("gpu{gpu}"),
+            clock,
+            Some(json!({ "min_mhz": (f64::from(clock) * profile.sm_clock_min_ratio).round() })),
+            "sustained SM clock under load must reach the SKU's expected clock",
+        ));
+    }
+    let xids = if node.has(FaultKind::XidBurnIn) {
+        vec![XidEvent {
+            gpu: 3,
+            xid: PLANTED_XID,
+        }]
+    } else {
+        Vec::new()
+    };
+    checks.extend(judge_xids(&xids));
+    Verdict::new(
+        RunKind::BurnIn,
+        &profile.id,
+        now_unix_s(),
+        checks,
+        json!({ "simulated": true, "duration_s": duration_s, "xids": xids }),
+    )
+}
+
+/// Runs the NCCL launcher over `hosts` as the hall's fabric would: unknown or down hosts make `mpirun` fail,
+/// a group with a slow node is slow, others reach the SKU's floor with a margin.
+pub fn nccl_run(hall: &HallContext, hosts: &[String]) -> NcclRun {
+    let mut run_hosts = Vec::new();
+    let mut slow = false;
+    for host in hosts {
+        match hall.node(host).filter(|node| node.os_up()) {
+            Some(node) => {
+                slow |= node.has(FaultKind::SlowNccl);
+                run_hosts.push(RunHost {
+                    name: host.clone(),
+                    gpus: node.gpus,
+                });
+            }
+            None => {
+                return NcclRun {
+                    hosts: hosts.to_vec(),
+                    exit_code: Some(1),
+                    timed_out: false,
+                    output: format!(
+                        "ssh: connect to host {host} port 22: Connection refused\n\
+                         ORTE was unable to reliably start one or more daemons.\n"
+                    ),
+                };
+            }
+        }
+    }
+    let nodes = u32::try_from(hosts.len()).unwrap_or(u32::MAX);
+    let floor = hall
+        .profile
+        .nccl_threshold(nodes)
+        .map_or(100.0, |t| t.min_busbw_gbps);
+    let busbw = floor * if slow { SLOW_BUSBW } else { HEALTHY_BUSBW };
+    NcclRun {
+        hosts: hosts.to_vec(),
+        exit_code: Some(0),
+        timed_out: false,
+        output: all_reduce_output(
+            &run_hosts,
+            &hall.gpu_name,
+            busbw,
+            hall.profile.nccl_min_size_bytes,
+        ),
+    }
+}
+
+/// The text answer to a command: stdout, exit status, and how long the command runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Standard output (or the error text, for a failed command).
+    pub output: String,
+    /// Exit status.
+    pub exit_status: u32,
+    /// Time the command takes.
+    pub takes: Duration,
+}
+
+/// The answer of `node`'s installed OS to a command line.
+pub fn answer(hall: &HallContext, node: &VirtualNode, line: &str) -> Answer {
+    let ok = |output: String, takes: Duration| Answer {
+        output,
+        exit_status: 0,
+        takes,
+    };
+    match parse_command(line) {
+        Err(error) => Answer {
+            output: format!("{error}\n"),
+            exit_status: 127,
+            takes: Duration::ZERO,
+        },
+        Ok(Command::Kernel) => ok(format!("{INSTALLED_KERNEL}\n"), Duration::ZERO),
+        Ok(Command::Driver) => ok(format!("{DRIVER_VERSION}\n"), Duration::ZERO),
+        Ok(Command::GpuList) => ok(gpu_list(hall, node), Duration::ZERO),
+        Ok(Command::BurnIn { duration_s }) => {
+            let verdict = burn_in_verdict(hall, node, duration_s);
+            let text = serde_json::to_string(&verdict).unwrap_or_else(|_| "{}".into());
+            // Like the agent: the verdict is on stdout either way; a failing burn-in exits 1.
+            Answer {
+                output: format!("{text}\n"),
+                exit_status: u32::from(!verdict.passed()),
+                takes: burn_in_time(hall, duration_s),
+            }
+        }
+        Ok(Command::Nccl { hosts }) => {
+            let run = nccl_run(hall, &hosts);
+            Answer {
+                output: run.output,
+                exit_status: run.exit_code.map_or(1, |c| c.unsigned_abs()),
+                takes: hall.durations.nccl,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_set_parses_and_other_commands_do_not() {
+        assert_eq!(parse_command("uname -r"), Ok(Command::Kernel));
+        assert_eq!(
+            parse_command("cat /sys/module/nvidia/version"),
+            Ok(Command::Driver)
+        );
+        assert_eq!(parse_command("nvidia-smi -L"), Ok(Command::GpuList));
+        assert_eq!(
+            parse_command("kiln-agent burn-in --json --duration-s 300"),
+            Ok(Command::BurnIn { duration_s: 300 })
+        );
+        assert!(parse_command("kiln-agent burn-in --json --duration-s soon").is_err());
+        let argv = kiln_health::nccl::CommandNcclRunner {
+            argv_template: kiln_provisioner::lifecycle::access::NCCL_TEMPLATE
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            gpus_per_node: 8,
+            timeout: Duration::from_secs(1),
+            env: Vec::new(),
+        }
+        .argv_for(&["KSIM000001".into(), "KSIM000002".into()]);
+        assert_eq!(
+            parse_command(&argv.join(" ")),
+            Ok(Command::Nccl {
+                hosts: vec!["KSIM000001".into(), "KSIM000002".into()]
+            })
+        );
+        assert_eq!(
+            parse_command("rm -rf /"),
+            Err("sh: 1: rm: not found".into())
+        );
+        assert!(parse_command("mpirun all_reduce_perf").is_err());
+        assert!(parse_command("").is_err());
+    }
+}

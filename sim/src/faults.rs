@@ -1,0 +1,179 @@
+//! Fault placement: which nodes get which fault, chosen from the seed so runs are repeatable, and what kiln is
+//! expected to say about each when it quarantines the node.
+
+use std::fmt;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::config::FaultFractions;
+
+/// A fault the simulator can plant on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// The BMC drops every connection: the node can never be powered on.
+    DeadBmc,
+    /// The BMC fails some requests; retries get through, so the node must still become available.
+    FlakyBmc,
+    /// One GPU fewer than the SKU has (PCI bus, `nvidia-smi -L`, NCCL ranks).
+    WrongGpuCount,
+    /// An XID 79 during burn-in.
+    XidBurnIn,
+    /// NCCL groups containing the node run far below the SKU's bus bandwidth.
+    SlowNccl,
+    /// The installed OS's SSH server presents a different host key than its agent reported.
+    ChangedHostKey,
+}
+
+impl FaultKind {
+    /// Every kind, in placement order.
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::DeadBmc,
+        FaultKind::FlakyBmc,
+        FaultKind::WrongGpuCount,
+        FaultKind::XidBurnIn,
+        FaultKind::SlowNccl,
+        FaultKind::ChangedHostKey,
+    ];
+
+    /// Short name (`dead-bmc`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::DeadBmc => "dead-bmc",
+            FaultKind::FlakyBmc => "flaky-bmc",
+            FaultKind::WrongGpuCount => "wrong-gpu-count",
+            FaultKind::XidBurnIn => "xid-burn-in",
+            FaultKind::SlowNccl => "slow-nccl",
+            FaultKind::ChangedHostKey => "changed-host-key",
+        }
+    }
+
+    fn fraction(self, fractions: &FaultFractions) -> f64 {
+        match self {
+            FaultKind::DeadBmc => fractions.dead_bmc,
+            FaultKind::FlakyBmc => fractions.flaky_bmc,
+            FaultKind::WrongGpuCount => fractions.wrong_gpu_count,
+            FaultKind::XidBurnIn => fractions.xid_burn_in,
+            FaultKind::SlowNccl => fractions.slow_nccl,
+            FaultKind::ChangedHostKey => fractions.changed_host_key,
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A fault planted on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlantedFault {
+    /// The node's serial.
+    pub serial: String,
+    /// The fault.
+    pub kind: FaultKind,
+    /// A substring kiln's quarantine reason for this node must contain; `None`: the node must end available.
+    pub expected_reason: Option<String>,
+}
+
+/// Quarantine reason substrings, shared with tests of the lifecycle engine.
+pub mod reasons {
+    /// A dead BMC (the wording).
+    pub const BMC_UNREACHABLE: &str = "BMC unreachable";
+    /// The XID planted during burn-in, as kiln-health's XID judge words it.
+    pub const XID: &str = "XID 79";
+    /// A slow NCCL node, as kiln-health's busbw judge words it.
+    pub const BUSBW: &str = "busbw";
+    /// A changed host key, as `AccessError::HostKeyMismatch` words it.
+    pub const HOST_KEY: &str = "host key mismatch";
+}
+
+/// The reason substring for a node of `gpus` × `model` with one GPU missing: the agent's own mismatch text
+/// (`expected 8× NVIDIA H100 80GB HBM3, found 7`).
+pub fn wrong_gpu_reason(gpus: u32, model: &str) -> String {
+    let expected = gpus as usize;
+    kiln_agent::Mismatch::Gpus {
+        expected,
+        model: model.to_string(),
+        found: expected.saturating_sub(1),
+        other_models: Default::default(),
+        missing_bus_ids: Vec::new(),
+        unexpected_bus_ids: Vec::new(),
+    }
+    .to_string()
+}
+
+/// The XID planted by [`FaultKind::XidBurnIn`].
+pub const PLANTED_XID: u64 = 79;
+
+/// Chooses the faulty nodes: a seeded shuffle of node indices, then `round(fraction × nodes)` nodes per kind
+/// in [`FaultKind::ALL`] order, each node at most once. Returns one entry per node (`None`: healthy).
+pub fn place(nodes: usize, fractions: &FaultFractions, seed: u64) -> Vec<Option<FaultKind>> {
+    let mut order: Vec<usize> = (0..nodes).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    let mut placed = vec![None; nodes];
+    let mut next = order.into_iter();
+    for kind in FaultKind::ALL {
+        let fraction = kind.fraction(fractions);
+        let wanted = if fraction.is_finite() && fraction > 0.0 {
+            ((fraction.min(1.0) * nodes as f64).round() as usize).max(1)
+        } else {
+            0
+        };
+        for index in next.by_ref().take(wanted) {
+            placed[index] = Some(kind);
+        }
+    }
+    placed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_is_deterministic_disjoint_and_sized() {
+        let fractions = FaultFractions {
+            dead_bmc: 0.02,
+            flaky_bmc: 0.1,
+            wrong_gpu_count: 0.05,
+            ..FaultFractions::default()
+        };
+        let a = place(200, &fractions, 7);
+        assert_eq!(a, place(200, &fractions, 7));
+        assert_ne!(a, place(200, &fractions, 8));
+        let count = |kind| a.iter().filter(|f| **f == Some(kind)).count();
+        assert_eq!(count(FaultKind::DeadBmc), 4);
+        assert_eq!(count(FaultKind::FlakyBmc), 20);
+        assert_eq!(count(FaultKind::WrongGpuCount), 10);
+        assert_eq!(count(FaultKind::SlowNccl), 0);
+        assert_eq!(a.iter().filter(|f| f.is_none()).count(), 166);
+    }
+
+    #[test]
+    fn small_fractions_still_plant_one_and_large_ones_stop_at_the_hall() {
+        let tiny = FaultFractions {
+            xid_burn_in: 0.001,
+            ..FaultFractions::default()
+        };
+        assert_eq!(place(4, &tiny, 1).iter().flatten().count(), 1);
+        let all = FaultFractions {
+            dead_bmc: 1.0,
+            slow_nccl: 1.0,
+            ..FaultFractions::default()
+        };
+        let placed = place(5, &all, 1);
+        assert!(placed.iter().all(|f| *f == Some(FaultKind::DeadBmc)));
+        assert!(place(0, &all, 1).is_empty());
+    }
+
+    #[test]
+    fn wrong_gpu_reason_uses_the_agent_mismatch_words() {
+        assert_eq!(
+            wrong_gpu_reason(8, "NVIDIA H100 80GB HBM3"),
+            "expected 8× NVIDIA H100 80GB HBM3, found 7"
+        );
+    }
+}
