@@ -9,6 +9,7 @@ mod cmd;
 mod global;
 mod progress;
 mod server;
+mod simrun;
 mod table;
 
 pub use global::GlobalArgs;

@@ -34,6 +34,8 @@ pub struct ServerOptions {
     pub access: Option<Arc<dyn NodeAccess>>,
     /// How the engine reaches BMCs (default: the inventory's endpoints and sealed credentials).
     pub bmcs: Option<Arc<dyn BmcConnector>>,
+    /// A listener already bound (its address is known before the server starts); `listen` is then unused.
+    pub listener: Option<tokio::net::TcpListener>,
 }
 
 /// A running control plane; dropping it does not stop it, [`Running::stop`] does.
@@ -59,10 +61,13 @@ impl Running {
 }
 
 /// Starts everything `options` asks for over `store`.
-pub async fn start(store: Store, options: ServerOptions) -> anyhow::Result<Running> {
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", options.listen))?;
+pub async fn start(store: Store, mut options: ServerOptions) -> anyhow::Result<Running> {
+    let listener = match options.listener.take() {
+        Some(listener) => listener,
+        None => tokio::net::TcpListener::bind(options.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", options.listen))?,
+    };
     let addr = listener.local_addr()?;
     let public_url = options
         .public_url

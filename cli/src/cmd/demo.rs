@@ -1,34 +1,55 @@
-//! `kiln demo`: a simulated hall from rack to inventory on a fresh SQLite database.
+//! `kiln demo`: a simulated hall from rack to lease on a fresh SQLite database. kiln runs in-process (API, boot
+//! endpoints, image server, lifecycle engine); kiln-sim provides the nodes, with faults planted; the engine
+//! brings the hall up, remediates and quarantines the faulty nodes, and the hall is leased to a demo lessee.
 //!
-//! Today it enrolls the bundled example hall (4 racks × 8 HGX H100 nodes) and prints it; the lifecycle and
-//! simulator issues extend this same command into the full bring-up from rack to lease.
+//! Contract: with `--json`, the last line of stdout is one JSON object `{"nodes", "leased", "available",
+//! "quarantined", "quarantine_reasons": {serial: reason}, "hall", "lessee", "elapsed_s"}`. The database stays
+//! in `--dir` for `kiln node list` and friends.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kiln_inventory::{
-    ManifestFormat, Node, NodeFilter, SecretKey, Store, StoreOptions, parse_manifest,
-};
+use kiln_inventory::{AcceptanceRule, NodeState, SecretKey, Store, StoreOptions};
 
-use crate::cmd::hall::render_halls;
 use crate::global::print_json;
+use crate::progress::{quarantine_reasons, summary_line, watch};
+use crate::simrun::{self, SimRunOptions, parse_faults};
 use crate::{GlobalArgs, table};
-
-/// The bundled example manifest.
-const DEMO_MANIFEST: &str = include_str!("../../../examples/hall-a.csv");
 
 /// Run the demo (always on its own fresh SQLite file; `--db` is not used).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory for the demo's database and key (the database is recreated on every run).
+    /// Directory for the demo's database, keys and image store (the database is recreated on every run).
     #[arg(long, default_value = "kiln-demo")]
     dir: PathBuf,
+    /// Nodes in the simulated hall.
+    #[arg(long, default_value_t = 32)]
+    nodes: usize,
+    /// Nodes per rack (each rack is one NCCL group).
+    #[arg(long, default_value_t = 8)]
+    nodes_per_rack: usize,
+    /// Planted faults: `demo` (a mix of every kind), `none`, or `kind=fraction,…` (dead_bmc, flaky_bmc,
+    /// wrong_gpu_count, xid_burn_in, slow_nccl, changed_host_key).
+    #[arg(long, default_value = "demo")]
+    faults: String,
+    /// Seed of the fault placement (same seed, same faulty nodes).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Time compression of the simulated hardware and the engine's waits.
+    #[arg(long, default_value_t = 100.0)]
+    speed: f64,
+    /// Answer the engine's SSH checks in-process instead of a russh server per node (default above 256 nodes).
+    #[arg(long)]
+    no_ssh: bool,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 110)]
+    timeout_s: u64,
 }
 
-pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("creating {}", args.dir.display()))?;
-    let db_path = args.dir.join("kiln.db");
+fn reset_database(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let db_path = dir.join("kiln.db");
     for suffix in ["", "-wal", "-shm"] {
         let path = PathBuf::from(format!("{}{suffix}", db_path.display()));
         match std::fs::remove_file(&path) {
@@ -40,6 +61,15 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(dir.join("images"));
+    let _ = std::fs::remove_dir_all(dir.join("disks"));
+    Ok(db_path)
+}
+
+pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let faults = parse_faults(&args.faults)?;
+    let db_path = reset_database(&args.dir)?;
     // The demo keeps its own key beside its database so it never touches a real site key.
     let key_path = args.dir.join("kiln.key");
     let key = match std::env::var_os(kiln_inventory::SECRET_KEY_ENV) {
@@ -50,58 +80,142 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let store = Store::open(StoreOptions::new(url.clone()).key(key))
         .await
         .context("creating the demo inventory")?;
-    let rows = parse_manifest(DEMO_MANIFEST, ManifestFormat::Csv, &|_| None)?;
-    let summary = store.import_manifest(&rows, "demo-site", "demo").await?;
-    let halls = store.list_halls().await?;
-    let nodes = store.list_nodes(&NodeFilter::default()).await?;
-    store.close().await;
-    if global.json {
-        return print_json(
-            &serde_json::json!({"database": url, "import": summary, "halls": halls, "nodes": nodes}),
+    let options = SimRunOptions {
+        nodes: args.nodes,
+        nodes_per_rack: args.nodes_per_rack,
+        faults,
+        seed: args.seed,
+        speed: args.speed,
+        ssh_servers: !args.no_ssh && args.nodes <= 256,
+        workers: 64,
+        image_mib: 4,
+        sparse_files: args.nodes <= 256,
+    };
+    let run = simrun::start(&store, &args.dir, &options).await?;
+    let hall_name = run.hall.config().hall.clone();
+    if !global.json {
+        eprintln!(
+            "kiln demo: {} simulated nodes in {} racks, kiln at {} (database {url})",
+            args.nodes,
+            run.hall.config().racks(),
+            run.running.public_url
         );
+        for fault in run.hall.planted_faults() {
+            eprintln!("  planted: {} on {}", fault.kind.as_str(), fault.serial);
+        }
     }
-    println!("kiln demo: fresh inventory at {url}");
+    let watched = watch(
+        &store,
+        Some(&hall_name),
+        Some(&run.serials),
+        global.json,
+        Duration::from_secs(args.timeout_s).saturating_sub(started.elapsed()),
+    )
+    .await;
+    run.running.stop().await;
+    run.hall.shutdown();
+    let watched = watched?;
+    let reasons = quarantine_reasons(&store, &watched.nodes).await?;
+    let count = |state| watched.nodes.iter().filter(|n| n.state == state).count();
+    let (available, quarantined) = (count(NodeState::Available), count(NodeState::Quarantined));
+    let lessee = "demo-lessee";
+    let lease = lease_hall(&store, &hall_name, lessee, available, watched.nodes.len()).await;
+    let leased = match &lease {
+        Ok(outcome) => outcome.nodes_leased as usize,
+        Err(_) => 0,
+    };
+    let planted = run.hall.planted_faults();
+    store.close().await;
+    let elapsed = started.elapsed().as_secs_f64();
+    if global.json {
+        return print_json(&serde_json::json!({
+            "nodes": watched.nodes.len(),
+            "leased": leased,
+            "available": available,
+            "quarantined": quarantined,
+            "quarantine_reasons": reasons,
+            "hall": hall_name,
+            "lessee": lessee,
+            "elapsed_s": elapsed,
+        }));
+    }
     println!(
-        "enrolled {} node(s) from the bundled manifest examples/hall-a.csv\n",
-        summary.created
+        "\nkiln demo: hall {hall_name} brought up in {elapsed:.1}s: {}",
+        summary_line(&watched.nodes)
     );
-    println!("{}\n", render_halls(&halls));
-    println!("{}", render_rack_map(&nodes));
+    let rows: Vec<Vec<String>> = planted
+        .iter()
+        .map(|fault| {
+            let found = reasons.get(&fault.serial);
+            vec![
+                fault.serial.clone(),
+                fault.kind.as_str().to_string(),
+                found.cloned().unwrap_or_else(|| {
+                    let state = watched
+                        .nodes
+                        .iter()
+                        .find(|n| n.serial == fault.serial)
+                        .map_or("unknown".to_string(), |n| n.state.to_string());
+                    format!("not quarantined ({state})")
+                }),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        println!("\nplanted faults and what kiln concluded:");
+        println!("{}", table::render(&["SERIAL", "PLANTED", "KILN"], &rows));
+    }
+    for (serial, reason) in reasons
+        .iter()
+        .filter(|(s, _)| !planted.iter().any(|f| &f.serial == *s))
+    {
+        println!("  also quarantined {serial}: {reason}");
+    }
+    match &lease {
+        Ok(outcome) => println!(
+            "\nleased hall {hall_name} to {lessee}: lease {}, {} node(s) handed over, {} owed",
+            outcome.lease.id, outcome.nodes_leased, outcome.nodes_owed
+        ),
+        Err(err) => println!("\nthe hall was not leased: {err:#}"),
+    }
     println!(
-        "\nnext: `kiln --db {url} node list` or `kiln --db {url} node show {}`",
-        nodes.first().map_or("SERIAL", |n| n.serial.as_str())
+        "\nnext:\n  kiln --db {url} --key-file {key} rack status\n  kiln --db {url} --key-file {key} node list --state quarantined\n  kiln --db {url} --key-file {key} node show {serial}\n  kiln --db {url} --key-file {key} serve --no-engine   (hall map at http://127.0.0.1:8080/)",
+        key = key_path.display(),
+        serial = reasons.keys().next().map_or("SERIAL", String::as_str),
     );
+    if !watched.finished {
+        anyhow::bail!("the bring-up did not finish within {}s", args.timeout_s);
+    }
     Ok(())
 }
 
-/// Racks side by side, one line per slot, each node shown as `serial state`.
-fn render_rack_map(nodes: &[Node]) -> String {
-    let mut racks: Vec<(String, String)> = nodes
-        .iter()
-        .map(|n| (n.hall.clone(), n.rack.clone()))
-        .collect();
-    racks.sort();
-    racks.dedup();
-    let mut slots: Vec<i64> = nodes.iter().map(|n| n.slot).collect();
-    slots.sort_unstable();
-    slots.dedup();
-    let header: Vec<String> = std::iter::once("SLOT".to_string())
-        .chain(racks.iter().map(|(hall, rack)| format!("{hall}/{rack}")))
-        .collect();
-    let rows: Vec<Vec<String>> = slots
-        .iter()
-        .rev()
-        .map(|slot| {
-            std::iter::once(format!("U{slot:02}"))
-                .chain(racks.iter().map(|(hall, rack)| {
-                    nodes
-                        .iter()
-                        .find(|n| &n.hall == hall && &n.rack == rack && n.slot == *slot)
-                        .map_or_else(|| "-".to_string(), |n| format!("{} {}", n.serial, n.state))
-                }))
-                .collect()
-        })
-        .collect();
-    let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    table::render(&header, &rows)
+/// Leases the hall to `lessee`, accepting it when every node that is not quarantined is verified.
+async fn lease_hall(
+    store: &Store,
+    hall: &str,
+    lessee: &str,
+    available: usize,
+    total: usize,
+) -> anyhow::Result<kiln_inventory::LeaseOutcome> {
+    let hall_id = store
+        .list_halls()
+        .await?
+        .into_iter()
+        .find(|h| h.name == hall)
+        .map(|h| h.id)
+        .with_context(|| format!("hall {hall} not found"))?;
+    let lessee = store
+        .upsert_lessee(lessee, Some("demo@example.invalid"))
+        .await?;
+    let fraction = (available as f64 / total.max(1) as f64).clamp(0.01, 1.0);
+    Ok(store
+        .lease_hall(
+            hall_id,
+            lessee.id,
+            store.now(),
+            None,
+            AcceptanceRule::MinVerifiedFraction { fraction },
+            "kiln-demo",
+        )
+        .await?)
 }

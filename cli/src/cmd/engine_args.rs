@@ -125,6 +125,7 @@ impl EngineArgs {
             engine,
             access,
             bmcs: None,
+            listener: None,
         })
     }
 }

@@ -153,10 +153,18 @@ async fn renew_loop(ctx: Ctx, in_flight: Arc<Mutex<HashSet<NodeId>>>, cancel: Ca
             .await
         {
             Ok(kept) if kept.len() < ids.len() => {
-                tracing::warn!(
-                    lost = ids.len() - kept.len(),
-                    "some claims lapsed before renewal"
-                );
+                // A handler that finished meanwhile released its claim; only the ones still running were lost.
+                let running = lock(&in_flight);
+                let lost = ids
+                    .iter()
+                    .filter(|id| !kept.contains(id) && running.contains(id))
+                    .count();
+                if lost > 0 {
+                    tracing::warn!(
+                        lost,
+                        "claims lapsed before renewal; another owner may take those nodes"
+                    );
+                }
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "renewing claims failed"),

@@ -60,7 +60,10 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         ),
         Action::Quarantine => Outcome::to(
             NodeState::Quarantined,
-            format!("{what} (quarantined after {attempt} remediation attempts)"),
+            format!(
+                "{what} (quarantined after {attempt} remediation attempt{})",
+                if attempt == 1 { "" } else { "s" }
+            ),
         ),
     })
 }
