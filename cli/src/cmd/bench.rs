@@ -41,6 +41,8 @@ enum BenchCommand {
     },
     /// Power-status sweep over N simulated BMCs with kiln, against a sequential ipmitool loop.
     BmcSweep(crate::cmd::bmc::SweepBenchArgs),
+    /// A simulated hall brought up by the engine: wall time against the critical path.
+    Bringup(crate::cmd::bench_bringup::Args),
 }
 
 /// Latency figures for one kind of operation on one backend.
@@ -89,6 +91,9 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             pg,
         } => (nodes, transitions, pg),
         BenchCommand::BmcSweep(sweep) => return crate::cmd::bmc::bench_sweep(sweep, global).await,
+        BenchCommand::Bringup(bringup) => {
+            return crate::cmd::bench_bringup::exec(bringup, global).await;
+        }
     };
     let manifest = generate_manifest(nodes);
     let mut stats = Vec::new();

@@ -11,7 +11,7 @@ use anyhow::Context;
 use kiln_inventory::{ManifestFormat, NodeFilter, NodeState, Store, parse_manifest};
 
 use crate::cmd::engine_args::EngineArgs;
-use crate::global::{KeyUse, print_json};
+use crate::global::{KeyUse, print_json, print_json_line};
 use crate::progress::{quarantine_reasons, summary_line, watch};
 use crate::{GlobalArgs, server, table};
 
@@ -92,7 +92,7 @@ async fn report(
     let reasons = quarantine_reasons(store, &watched.nodes).await?;
     let count = |state| watched.nodes.iter().filter(|n| n.state == state).count();
     if json {
-        return print_json(&serde_json::json!({
+        return print_json_line(&serde_json::json!({
             "event": "done",
             "manifest": file.display().to_string(),
             "nodes": watched.nodes.len(),

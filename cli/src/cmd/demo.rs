@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kiln_inventory::{AcceptanceRule, NodeState, SecretKey, Store, StoreOptions};
 
-use crate::global::print_json;
+use crate::global::print_json_line;
 use crate::progress::{quarantine_reasons, summary_line, watch};
 use crate::simrun::{self, SimRunOptions, parse_faults};
 use crate::{GlobalArgs, table};
@@ -128,7 +128,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     store.close().await;
     let elapsed = started.elapsed().as_secs_f64();
     if global.json {
-        return print_json(&serde_json::json!({
+        return print_json_line(&serde_json::json!({
             "nodes": watched.nodes.len(),
             "leased": leased,
             "available": available,

@@ -14,7 +14,7 @@ const WAITING_FOR: &str = "the installed OS's report";
 
 /// Boots the disk, pins the host key, runs the post-image check.
 pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, StoreError> {
-    let Some(intent) = work.current_intent(node).filter(|i| i.done).cloned() else {
+    let Some(intent) = work.current_intent(node).cloned() else {
         return await_boot(ctx, node, work, IntentKind::DiskBoot, WAITING_FOR).await;
     };
     let reports = reports_since(ctx, node, &intent).await?;

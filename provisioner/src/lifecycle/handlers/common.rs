@@ -63,15 +63,19 @@ pub async fn request_boot(
 ) -> Result<Result<(), BmcError>, StoreError> {
     let previous = work.current_intent(node).map_or(0, |i| i.boots);
     let reports_after = ctx.store.last_agent_report_id(node.id).await?;
+    let at = ctx.store.now();
     work.intent = Some(Intent {
         kind,
         state: node.state,
         state_entered_at: node.state_entered_at,
-        at: ctx.store.now(),
+        at,
         reports_after,
         done: false,
         boots: previous + 1,
     });
+    if kind == IntentKind::PxeBoot {
+        work.last_pxe = Some(BootMark { at, reports_after });
+    }
     ctx.store
         .set_node_work(node.id, node.state, &work.to_json())
         .await?;
@@ -96,15 +100,13 @@ pub async fn request_boot(
         }),
     )
     .await;
+    if result.is_err() {
+        // The BMC refused or did not answer: no boot to wait for (the engine saves this with its wait).
+        work.intent = None;
+    }
     if result.is_ok() {
         if let Some(intent) = work.intent.as_mut() {
             intent.done = true;
-            if kind == IntentKind::PxeBoot {
-                work.last_pxe = Some(BootMark {
-                    at: intent.at,
-                    reports_after: intent.reports_after,
-                });
-            }
         }
         work.errors = 0;
         work.last_error = None;
@@ -161,10 +163,8 @@ pub async fn await_boot(
     let Some(intent) = work.current_intent(node).cloned() else {
         return boot(ctx, node, work, kind, waiting_for).await;
     };
-    if !intent.done {
-        // Crashed between recording the intent and the BMC calls: make the calls again.
-        return boot(ctx, node, work, kind, waiting_for).await;
-    }
+    // An intent not marked done means a crash around the BMC calls: they may or may not have happened. Waiting
+    // out the boot timeout is safe; asking again at once could boot (and write an image) twice.
     let waited = (ctx.store.now() - intent.at).to_std().unwrap_or_default();
     if waited < ctx.config.boot_timeout {
         return Ok(Outcome::wait(

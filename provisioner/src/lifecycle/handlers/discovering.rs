@@ -10,7 +10,7 @@ use crate::lifecycle::work::{IntentKind, Work};
 
 /// Boots the ramdisk and waits for its `booted` report.
 pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, StoreError> {
-    if let Some(intent) = work.current_intent(node).filter(|i| i.done).cloned() {
+    if let Some(intent) = work.current_intent(node).cloned() {
         let reports = reports_since(ctx, node, &intent).await?;
         let booted = reports.iter().any(|step| {
             matches!(step, AgentStep::Booted { environment, .. } if environment == "ramdisk")

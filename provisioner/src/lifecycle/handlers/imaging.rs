@@ -31,7 +31,7 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             ctx.config.recheck,
         ));
     }
-    if let Some(intent) = work.current_intent(node).filter(|i| i.done).cloned() {
+    if let Some(intent) = work.current_intent(node).cloned() {
         let reports = reports_since(ctx, node, &intent).await?;
         let mut under_way = false;
         for step in reports.iter().rev() {

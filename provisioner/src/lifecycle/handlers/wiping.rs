@@ -11,7 +11,7 @@ use crate::lifecycle::work::{IntentKind, Work};
 
 /// Boots the wipe ramdisk and waits for its report.
 pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, StoreError> {
-    if let Some(intent) = work.current_intent(node).filter(|i| i.done).cloned() {
+    if let Some(intent) = work.current_intent(node).cloned() {
         for step in reports_since(ctx, node, &intent).await?.into_iter().rev() {
             match step {
                 AgentStep::Wiped { disks } => {
