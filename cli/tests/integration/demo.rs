@@ -1,0 +1,49 @@
+//! `kiln demo --json`: the whole story on a small hall, and the contract line tools parse.
+
+#[test]
+fn demo_json_last_line_is_the_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .env_remove(kiln_inventory::SECRET_KEY_ENV)
+        .args([
+            "demo",
+            "--json",
+            "--nodes",
+            "16",
+            "--faults",
+            "dead_bmc=0.07,wrong_gpu_count=0.07",
+            "--timeout-s",
+            "150",
+        ])
+        .output()
+        .expect("kiln demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().expect("output");
+    let summary: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    assert_eq!(summary["nodes"], 16);
+    let available = summary["available"].as_u64().expect("available");
+    let quarantined = summary["quarantined"].as_u64().expect("quarantined");
+    assert_eq!(available + quarantined, 16, "{summary}");
+    assert!(quarantined >= 2, "planted faults quarantined: {summary}");
+    assert_eq!(summary["leased"].as_u64(), Some(available), "{summary}");
+    let reasons = summary["quarantine_reasons"].as_object().expect("reasons");
+    assert_eq!(reasons.len() as u64, quarantined);
+    assert!(
+        reasons.values().all(|r| {
+            let r = r.as_str().unwrap_or_default();
+            r.starts_with("BMC unreachable") || r.starts_with("hardware does not match the SKU")
+        }),
+        "{reasons:?}"
+    );
+    assert_eq!(summary["lessee"], "demo-lessee");
+    assert!(summary["elapsed_s"].as_f64().is_some_and(|s| s > 0.0));
+    // The database stays for inspection.
+    assert!(dir.path().join("kiln-demo/kiln.db").exists());
+}
