@@ -95,7 +95,7 @@ pub async fn start(store: &Store, dir: &Path, options: &SimRunOptions) -> anyhow
     let speed = options.speed.max(1.0);
     let mut sim = SimConfig::new(options.nodes);
     sim.nodes_per_rack = options.nodes_per_rack.max(1);
-    sim.faults = options.faults.clone();
+    sim.faults = options.faults;
     sim.seed = options.seed;
     sim.time_scale = 1.0 / speed;
     sim.bmc_tls = true;
