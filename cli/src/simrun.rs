@@ -163,7 +163,8 @@ pub async fn start(store: &Store, dir: &Path, options: &SimRunOptions) -> anyhow
 }
 
 /// Parses `--faults`: `demo`, `none`, or `kind=fraction,…` with kinds dead_bmc, flaky_bmc, wrong_gpu_count,
-/// xid_burn_in, slow_nccl, changed_host_key.
+/// xid_burn_in, slow_nccl, changed_host_key, and flaky_error_rate (the share of a flaky BMC's requests that fail,
+/// 0.1 unless given).
 pub fn parse_faults(text: &str) -> anyhow::Result<FaultFractions> {
     match text.trim() {
         "demo" => return Ok(FaultFractions::demo()),
@@ -184,15 +185,19 @@ pub fn parse_faults(text: &str) -> anyhow::Result<FaultFractions> {
         let slot = match kind.trim() {
             "dead_bmc" => &mut faults.dead_bmc,
             "flaky_bmc" => &mut faults.flaky_bmc,
+            "flaky_error_rate" => &mut faults.flaky_error_rate,
             "wrong_gpu_count" => &mut faults.wrong_gpu_count,
             "xid_burn_in" => &mut faults.xid_burn_in,
             "slow_nccl" => &mut faults.slow_nccl,
             "changed_host_key" => &mut faults.changed_host_key,
             other => anyhow::bail!(
-                "--faults: unknown fault {other:?} (dead_bmc, flaky_bmc, wrong_gpu_count, xid_burn_in, slow_nccl, changed_host_key)"
+                "--faults: unknown fault {other:?} (dead_bmc, flaky_bmc, flaky_error_rate, wrong_gpu_count, xid_burn_in, slow_nccl, changed_host_key)"
             ),
         };
         *slot = value;
+    }
+    if faults.flaky_bmc > 0.0 && faults.flaky_error_rate == 0.0 {
+        faults.flaky_error_rate = 0.1;
     }
     Ok(faults)
 }

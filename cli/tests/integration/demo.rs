@@ -47,3 +47,50 @@ fn demo_json_last_line_is_the_contract() {
     // The database stays for inspection.
     assert!(dir.path().join("kiln-demo/kiln.db").exists());
 }
+
+/// BMC fault injection: 10% of every BMC request fails on all but the dead BMCs, 4% of BMCs are dead. Every
+/// healthy node ends available; the dead ones are quarantined as "BMC unreachable" after the policy's attempts.
+#[test]
+fn transient_bmc_errors_pass_and_dead_bmcs_are_quarantined() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .env_remove(kiln_inventory::SECRET_KEY_ENV)
+        .args([
+            "demo",
+            "--json",
+            "--nodes",
+            "50",
+            "--no-ssh",
+            "--faults",
+            "flaky_bmc=0.96,flaky_error_rate=0.1,dead_bmc=0.04",
+            "--timeout-s",
+            "170",
+        ])
+        .output()
+        .expect("kiln demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON");
+    let reasons = summary["quarantine_reasons"].as_object().expect("reasons");
+    assert_eq!(
+        reasons.len(),
+        2,
+        "the two dead BMCs and nothing else: {summary}"
+    );
+    for (serial, reason) in reasons {
+        let reason = reason.as_str().unwrap_or_default();
+        assert!(reason.starts_with("BMC unreachable"), "{serial}: {reason}");
+        assert!(
+            reason.contains("after 2 remediation attempts"),
+            "{serial}: {reason}"
+        );
+    }
+    assert_eq!(summary["available"], 48, "{summary}");
+}
