@@ -31,8 +31,9 @@ const SLOW_BUSBW: f64 = 0.40;
 /// Everything the nodes of a hall share.
 #[derive(Debug)]
 pub struct HallContext {
-    /// Provisioner base URL (where firmware fetches boot scripts).
-    pub provisioner_url: String,
+    /// Provisioner base URLs where firmware fetches boot scripts (node `i` starts at `i % len`, failing over
+    /// to the next on an error).
+    pub provisioner_urls: Vec<String>,
     /// The SKU's health profile.
     pub profile: SkuProfile,
     /// NVML's name of the GPUs.

@@ -34,7 +34,15 @@ async fn a_hall_goes_through_inspect_image_and_installed_boot() {
         let phase = Instant::now();
         stub.set_default(action);
         for index in 0..nodes {
-            power_on(&hall, index, if action == BootAction::LocalDisk { None } else { Some("Pxe") });
+            power_on(
+                &hall,
+                index,
+                if action == BootAction::LocalDisk {
+                    None
+                } else {
+                    Some("Pxe")
+                },
+            );
         }
         for node in hall.nodes() {
             stub.wait_reports(node.boot_mac, reports, limit).await;
