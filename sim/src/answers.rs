@@ -252,12 +252,8 @@ pub fn answer(hall: &HallContext, node: &VirtualNode, line: &str) -> Answer {
         Ok(Command::BurnIn { duration_s }) => {
             let verdict = burn_in_verdict(hall, node, duration_s);
             let text = serde_json::to_string(&verdict).unwrap_or_else(|_| "{}".into());
-            // Like the agent: the verdict is on stdout either way; a failing burn-in exits 1.
-            Answer {
-                output: format!("{text}\n"),
-                exit_status: u32::from(!verdict.passed()),
-                takes: burn_in_time(hall, duration_s),
-            }
+            // The verdict is the answer, passing or failing; a non-zero exit means no verdict.
+            ok(format!("{text}\n"), burn_in_time(hall, duration_s))
         }
         Ok(Command::Nccl { hosts }) => {
             let run = nccl_run(hall, &hosts);
