@@ -31,8 +31,9 @@ const SLOW_BUSBW: f64 = 0.40;
 /// Everything the nodes of a hall share.
 #[derive(Debug)]
 pub struct HallContext {
-    /// Provisioner base URL (where firmware fetches boot scripts).
-    pub provisioner_url: String,
+    /// Provisioner base URLs where firmware fetches boot scripts (node `i` starts at `i % len`, failing over
+    /// to the next on an error).
+    pub provisioner_urls: Vec<String>,
     /// The SKU's health profile.
     pub profile: SkuProfile,
     /// NVML's name of the GPUs.
@@ -251,12 +252,8 @@ pub fn answer(hall: &HallContext, node: &VirtualNode, line: &str) -> Answer {
         Ok(Command::BurnIn { duration_s }) => {
             let verdict = burn_in_verdict(hall, node, duration_s);
             let text = serde_json::to_string(&verdict).unwrap_or_else(|_| "{}".into());
-            // Like the agent: the verdict is on stdout either way; a failing burn-in exits 1.
-            Answer {
-                output: format!("{text}\n"),
-                exit_status: u32::from(!verdict.passed()),
-                takes: burn_in_time(hall, duration_s),
-            }
+            // The verdict is the answer, passing or failing; a non-zero exit means no verdict.
+            ok(format!("{text}\n"), burn_in_time(hall, duration_s))
         }
         Ok(Command::Nccl { hosts }) => {
             let run = nccl_run(hall, &hosts);

@@ -51,10 +51,12 @@ pub async fn run(hall: Arc<HallContext>, node: Arc<VirtualNode>, boot_target: Op
 }
 
 async fn fetch_script(hall: &HallContext, node: &VirtualNode) -> String {
-    let url = format!("{}/boot/{}.ipxe", hall.provisioner_url, node.boot_mac);
+    let urls = &hall.provisioner_urls;
     let backoff = report_backoff();
     let mut failures = 0u32;
     loop {
+        let base = &urls[(node.index + failures as usize) % urls.len().max(1)];
+        let url = format!("{base}/boot/{}.ipxe", node.boot_mac);
         let failure = match hall.http.get(&url).send().await {
             Ok(response) if response.status().is_success() => match response.text().await {
                 Ok(text) => return text,

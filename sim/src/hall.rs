@@ -90,6 +90,18 @@ impl SimHall {
     /// Starts the hall; firmware of its nodes fetches boot scripts from `provisioner_url` (e.g.
     /// `http://127.0.0.1:8080`). Nodes stay off until the provisioner powers them on through their BMCs.
     pub async fn start(config: SimConfig, provisioner_url: &str) -> Result<Self, SimError> {
+        Self::start_with_provisioners(config, &[provisioner_url.to_string()]).await
+    }
+
+    /// Like [`SimHall::start`] with several provisioners sharing one inventory: node `i` fetches its boot
+    /// script from `provisioner_urls[i % n]` and fails over to the next one on an error.
+    pub async fn start_with_provisioners(
+        config: SimConfig,
+        provisioner_urls: &[String],
+    ) -> Result<Self, SimError> {
+        if provisioner_urls.is_empty() {
+            return Err(SimError::Config("no provisioner URL given".into()));
+        }
         if config.nodes == 0 || config.nodes_per_rack == 0 {
             return Err(SimError::Config(
                 "a hall needs at least one node and one node per rack".into(),
@@ -182,7 +194,10 @@ impl SimHall {
             .map(|(i, n)| (n.serial.clone(), i))
             .collect();
         let hall = Arc::new(HallContext {
-            provisioner_url: provisioner_url.trim_end_matches('/').to_string(),
+            provisioner_urls: provisioner_urls
+                .iter()
+                .map(|url| url.trim_end_matches('/').to_string())
+                .collect(),
             gpu_name: format!("NVIDIA {}", profile.nvml_name_contains),
             profile,
             durations,

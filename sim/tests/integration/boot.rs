@@ -183,3 +183,26 @@ async fn a_new_power_on_aborts_the_boot_in_progress() {
         Some(2)
     );
 }
+
+#[tokio::test]
+async fn with_two_provisioners_a_node_fails_over_to_the_one_that_answers() {
+    let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dead_url = format!("http://{}", dead.local_addr().expect("addr"));
+    drop(dead);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let stub = Stub::start(listener, BootAction::Ramdisk(RamdiskMode::Inspect)).await;
+    let hall = SimHall::start_with_provisioners(fast_config(2), &[dead_url, stub.url.clone()])
+        .await
+        .expect("hall");
+    for index in 0..2 {
+        power_on(&hall, index, Some("Pxe"));
+    }
+    for node in hall.nodes() {
+        stub.wait_reports(node.boot_mac, 2, LIMIT).await;
+    }
+    assert!(
+        SimHall::start_with_provisioners(fast_config(1), &[])
+            .await
+            .is_err()
+    );
+}

@@ -96,3 +96,31 @@ async fn the_manifest_is_one_kiln_accepts() {
     }
     assert_eq!(rows.iter().filter(|r| r.rack == "R10").count(), 2);
 }
+
+#[tokio::test]
+async fn tls_bmcs_expose_the_fingerprint_to_pin() {
+    let mut config = fast_config(2);
+    config.bmc_tls = true;
+    config.bmc_ipmi = true;
+    let hall = SimHall::start(config, "http://127.0.0.1:9")
+        .await
+        .expect("hall");
+    for (node, endpoint) in hall.nodes().iter().zip(hall.fleet().endpoints()) {
+        assert!(
+            node.bmc_url.starts_with("https://127.0.0.1:"),
+            "{}",
+            node.bmc_url
+        );
+        let pinned = endpoint
+            .fingerprint
+            .as_ref()
+            .expect("fingerprint")
+            .to_string();
+        assert_eq!(node.bmc_fingerprint.as_deref(), Some(pinned.as_str()));
+        assert!(node.ipmi_port.is_some());
+    }
+    assert_ne!(
+        hall.nodes()[0].bmc_fingerprint,
+        hall.nodes()[1].bmc_fingerprint
+    );
+}
