@@ -28,6 +28,7 @@ pub use model::{
 pub use scratch::ScratchDatabase;
 pub use secret::{SECRET_KEY_ENV, Secret, SecretError, SecretKey};
 pub use state::{NodeState, UnknownState};
+pub use store::bmc_observations::{BmcObservation, BmcStatus, ObservedPower};
 pub use store::boot::{
     BootSighting, DhcpLease, DiscoveredMachine, LeaseState, LeaseWrite, NewLease, TokenOwner,
 };

@@ -7,6 +7,7 @@
 //! without which chassis control fails with completion code 0xD4.
 
 pub mod commands;
+pub mod fru;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use commands::{
     ChassisControl, GetChassisStatus, GetSystemBootOptions, PRIVILEGE_ADMINISTRATOR,
     SetSessionPrivilegeLevel, SetSystemBootOptions,
 };
+use fru::FruInventory;
 
 /// IPMI limits passwords to 20 bytes (RMCP+ Kuid).
 pub const MAX_PASSWORD_BYTES: usize = 20;
@@ -198,7 +200,18 @@ where
     C: IpmiCommand,
     C::Error: std::fmt::Debug,
 {
-    ipmi.send_recv(command).map_err(|err| match err {
+    ipmi.send_recv(command)
+        .map_err(|err| ipmi_error(addr, what, err))
+}
+
+/// Maps an `ipmi-rs` error onto [`BmcError`]: 0xC0 (node busy) is transient, other completion codes are a
+/// rejection, socket timeouts are timeouts.
+fn ipmi_error<E: std::fmt::Debug>(
+    addr: &str,
+    what: &str,
+    err: IpmiError<ipmi_rs::rmcp::RmcpIpmiError, E>,
+) -> BmcError {
+    match err {
         IpmiError::Failed {
             completion_code: CompletionErrorCode::NodeBusy,
             ..
@@ -233,7 +246,7 @@ where
             addr: addr.to_string(),
             detail: format!("{what}: {other:?}"),
         },
-    })
+    }
 }
 
 /// Most SEL entries kiln reads in one go.
@@ -281,6 +294,25 @@ fn sel_log_entry(entry: &SelEntry) -> LogEntry {
             severity: None,
             message: format!("OEM record type {ty:#04x}: {data:02x?}"),
         },
+    }
+}
+
+/// FRU device 0's identity when the BMC says it has one; a BMC that refuses the FRU commands (a completion
+/// code) has none, while a timeout or an unreadable answer is an error.
+fn read_fru_if_any(
+    ipmi: &mut Ipmi<Rmcp>,
+    addr: &str,
+    supported: bool,
+) -> Result<FruInventory, BmcError> {
+    if !supported {
+        return Ok(FruInventory::default());
+    }
+    match fru::read_fru(ipmi, addr) {
+        Err(BmcError::Rejected { detail, .. }) => {
+            debug!(bmc = %addr, %detail, "no FRU inventory");
+            Ok(FruInventory::default())
+        }
+        other => other,
     }
 }
 
@@ -365,10 +397,15 @@ impl Bmc for IpmiClient {
     }
 
     async fn inventory(&self) -> Result<SystemInventory, BmcError> {
-        self.with_session("device id", |ipmi, addr| {
+        self.with_session("inventory", |ipmi, addr| {
             let device = send(ipmi, addr, GetDeviceId, "get device id")?;
+            let fru = read_fru_if_any(ipmi, addr, device.fru_inventory_support)?;
             Ok(SystemInventory {
-                manufacturer: Some(format!("IANA {}", device.manufacturer_id)),
+                manufacturer: fru
+                    .manufacturer()
+                    .or_else(|| Some(format!("IANA {}", device.manufacturer_id))),
+                model: fru.model(),
+                serial: fru.serial(),
                 bmc_firmware_version: Some(format!(
                     "{}.{:02}",
                     device.major_fw_revision, device.minor_fw_revision
@@ -426,7 +463,7 @@ impl Bmc for IpmiClient {
     }
 
     async fn inspect(&self) -> Result<Inspection, BmcError> {
-        let (power_state, boot_mode) = self
+        let (power_state, boot_mode, fru) = self
             .with_session("inspect", |ipmi, addr| {
                 let status = send(ipmi, addr, GetChassisStatus, "get chassis status")?;
                 let flags = send(ipmi, addr, GetSystemBootOptions(5), "get boot flags").ok();
@@ -437,6 +474,8 @@ impl Bmc for IpmiClient {
                         "Legacy".to_string()
                     }
                 });
+                let device = send(ipmi, addr, GetDeviceId, "get device id")?;
+                let fru = read_fru_if_any(ipmi, addr, device.fru_inventory_support)?;
                 Ok((
                     if status.power_on {
                         PowerState::On
@@ -444,15 +483,16 @@ impl Bmc for IpmiClient {
                         PowerState::Off
                     },
                     mode,
+                    fru,
                 ))
             })
             .await?;
         let strings = |items: &[&str]| items.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
         Ok(Inspection {
             power_state,
-            manufacturer: None,
-            model: None,
-            serial: None,
+            manufacturer: fru.manufacturer(),
+            model: fru.model(),
+            serial: fru.serial(),
             // What IPMI chassis control offers, in Redfish spelling.
             reset_types: strings(&[
                 "On",

@@ -3,6 +3,9 @@
 //! Resources are found from the service root (never hard-coded ids), the BMC's advertised reset types and boot
 //! targets decide how kiln's actions are expressed, and vendor differences live in [`quirks`] as data.
 
+mod event_log;
+mod lenient;
+mod media;
 pub mod model;
 pub mod quirks;
 pub mod tls;
@@ -20,8 +23,8 @@ use crate::{
     PowerState, SystemInventory, VirtualMediaSlot,
 };
 use model::{
-    Collection, ComputerSystem, EthernetInterface, LogEntryCollection, LogService, Manager,
-    OverrideEnabled, RfPowerState, ServiceRoot, Task, VirtualMedia,
+    Collection, ComputerSystem, EthernetInterface, Manager, OverrideEnabled, RfPowerState,
+    ServiceRoot, Task,
 };
 use quirks::{Quirks, boot_target, quirks_for, reset_plan};
 pub use tls::{CertFingerprint, TlsPolicy, probe_fingerprint};
@@ -66,11 +69,13 @@ impl RedfishConfig {
     }
 }
 
-/// Paths found by discovery.
-#[derive(Debug, Clone)]
+/// Paths found by discovery. The manager is looked up only when an operation needs it (firmware version,
+/// virtual media or logs under the manager), so a power-status read costs three requests, not four.
+#[derive(Debug)]
 struct Discovery {
     system: String,
-    manager: Option<String>,
+    managers: Option<String>,
+    manager: OnceCell<Option<String>>,
     vendor: Option<String>,
 }
 
@@ -158,20 +163,11 @@ impl RedfishClient {
             .into_iter()
             .find_map(|link| link.odata_id)
             .ok_or_else(|| t.protocol("Systems collection is empty"))?;
-        let manager = match root.managers.and_then(|link| link.odata_id) {
-            Some(path) => t
-                .get::<Collection>(&path)
-                .await?
-                .0
-                .members
-                .into_iter()
-                .find_map(|link| link.odata_id),
-            None => None,
-        };
-        debug!(bmc = %t.addr(), system = %system, manager = ?manager, "discovered");
+        debug!(bmc = %t.addr(), system = %system, "discovered");
         Ok(Discovery {
             system,
-            manager,
+            managers: root.managers.and_then(|link| link.odata_id),
+            manager: OnceCell::new(),
             vendor: root.vendor,
         })
     }
@@ -181,8 +177,24 @@ impl RedfishClient {
         self.transport.get(&path).await
     }
 
+    /// The first member of the Managers collection, read on first use.
+    async fn manager_path(&self) -> Result<Option<String>, BmcError> {
+        let discovery = self.discovery().await?;
+        let path = discovery
+            .manager
+            .get_or_try_init(|| async {
+                let Some(collection) = &discovery.managers else {
+                    return Ok(None);
+                };
+                let (managers, _) = self.transport.get::<Collection>(collection).await?;
+                Ok::<_, BmcError>(managers.members.into_iter().find_map(|link| link.odata_id))
+            })
+            .await?;
+        Ok(path.clone())
+    }
+
     async fn manager(&self) -> Result<Option<Manager>, BmcError> {
-        match self.discovery().await?.manager.clone() {
+        match self.manager_path().await? {
             Some(path) => Ok(Some(self.transport.get::<Manager>(&path).await?.0)),
             None => Ok(None),
         }
@@ -258,86 +270,6 @@ impl RedfishClient {
             }
             tokio::time::sleep(self.poll_interval).await;
         }
-    }
-
-    /// The virtual media collection: under the system (newer) or the manager (older), whichever exists.
-    async fn virtual_media_collection(&self) -> Result<Option<String>, BmcError> {
-        let (system, _) = self.system().await?;
-        if let Some(path) = system.virtual_media.and_then(|link| link.odata_id) {
-            return Ok(Some(path));
-        }
-        Ok(self
-            .manager()
-            .await?
-            .and_then(|m| m.virtual_media)
-            .and_then(|link| link.odata_id))
-    }
-
-    async fn virtual_media_resources(&self) -> Result<Vec<(String, VirtualMedia)>, BmcError> {
-        let Some(collection) = self.virtual_media_collection().await? else {
-            return Ok(Vec::new());
-        };
-        let (members, _) = self.transport.get::<Collection>(&collection).await?;
-        let mut slots = Vec::new();
-        for path in members.members.into_iter().filter_map(|link| link.odata_id) {
-            let (media, _) = self.transport.get::<VirtualMedia>(&path).await?;
-            slots.push((path, media));
-        }
-        Ok(slots)
-    }
-
-    /// Picks the slot named `slot`, or the first CD/DVD-type slot, or the first slot.
-    async fn pick_slot(&self, slot: Option<&str>) -> Result<(String, VirtualMedia), BmcError> {
-        let slots = self.virtual_media_resources().await?;
-        if slots.is_empty() {
-            return Err(self.unsupported("virtual media"));
-        }
-        let found = match slot {
-            Some(want) => slots.into_iter().find(|(path, media)| {
-                media.id.as_deref() == Some(want)
-                    || path.trim_end_matches('/').rsplit('/').next() == Some(want)
-            }),
-            None => {
-                let is_cd = |m: &VirtualMedia| {
-                    m.media_types
-                        .iter()
-                        .any(|t| t.eq_ignore_ascii_case("CD") || t.eq_ignore_ascii_case("DVD"))
-                };
-                let cd = slots.iter().position(|(_, m)| is_cd(m)).unwrap_or(0);
-                slots.into_iter().nth(cd)
-            }
-        };
-        found
-            .ok_or_else(|| self.unsupported(format!("virtual media slot {:?}", slot.unwrap_or(""))))
-    }
-
-    /// The log service kiln reads: the manager's SEL if there is one, else the first log service found.
-    async fn log_service(&self) -> Result<LogService, BmcError> {
-        let t = &self.transport;
-        let (system, _) = self.system().await?;
-        let manager = self.manager().await?;
-        let collections: Vec<String> = manager
-            .and_then(|m| m.log_services)
-            .into_iter()
-            .chain(system.log_services)
-            .filter_map(|link| link.odata_id)
-            .collect();
-        let mut fallback = None;
-        for collection in collections {
-            let (members, _) = t.get::<Collection>(&collection).await?;
-            for path in members.members.into_iter().filter_map(|link| link.odata_id) {
-                let (service, _) = t.get::<LogService>(&path).await?;
-                if service
-                    .id
-                    .as_deref()
-                    .is_some_and(|id| id.to_ascii_lowercase().contains("sel"))
-                {
-                    return Ok(service);
-                }
-                fallback.get_or_insert(service);
-            }
-        }
-        fallback.ok_or_else(|| self.unsupported("event log"))
     }
 }
 
@@ -472,63 +404,15 @@ impl Bmc for RedfishClient {
     }
 
     async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>, BmcError> {
-        Ok(self
-            .virtual_media_resources()
-            .await?
-            .into_iter()
-            .map(|(path, media)| VirtualMediaSlot {
-                id: media.id.clone().unwrap_or_else(|| {
-                    path.trim_end_matches('/')
-                        .rsplit('/')
-                        .next()
-                        .unwrap_or("")
-                        .to_string()
-                }),
-                inserted: media.inserted.unwrap_or(media.image.is_some()),
-                image: media.image.clone().filter(|image| !image.is_empty()),
-                insert_supported: media
-                    .actions
-                    .as_ref()
-                    .and_then(|a| a.insert.as_ref())
-                    .is_some()
-                    || !media.media_types.is_empty(),
-            })
-            .collect())
+        self.media_slots().await
     }
 
     async fn insert_media(&self, slot: Option<&str>, image_url: &str) -> Result<(), BmcError> {
-        let t = &self.transport;
-        let (path, media) = self.pick_slot(slot).await?;
-        let response = match media.actions.and_then(|a| a.insert).and_then(|a| a.target) {
-            Some(target) => {
-                let body = json!({ "Image": image_url, "Inserted": true, "WriteProtected": true });
-                t.send_ok(Method::POST, &target, Some(&body), None, "insert media")
-                    .await?
-            }
-            None => {
-                let body = json!({ "Image": image_url, "Inserted": true });
-                t.send_ok(Method::PATCH, &path, Some(&body), None, "insert media")
-                    .await?
-            }
-        };
-        self.finish(response, "insert media").await
+        self.media_insert(slot, image_url).await
     }
 
     async fn eject_media(&self, slot: Option<&str>) -> Result<(), BmcError> {
-        let t = &self.transport;
-        let (path, media) = self.pick_slot(slot).await?;
-        let response = match media.actions.and_then(|a| a.eject).and_then(|a| a.target) {
-            Some(target) => {
-                t.send_ok(Method::POST, &target, Some(&json!({})), None, "eject media")
-                    .await?
-            }
-            None => {
-                let body = json!({ "Image": null, "Inserted": false });
-                t.send_ok(Method::PATCH, &path, Some(&body), None, "eject media")
-                    .await?
-            }
-        };
-        self.finish(response, "eject media").await
+        self.media_eject(slot).await
     }
 
     async fn inventory(&self) -> Result<SystemInventory, BmcError> {
@@ -565,37 +449,11 @@ impl Bmc for RedfishClient {
     }
 
     async fn read_log(&self) -> Result<Vec<LogEntry>, BmcError> {
-        let t = &self.transport;
-        let service = self.log_service().await?;
-        let Some(entries) = service.entries.and_then(|link| link.odata_id) else {
-            return Ok(Vec::new());
-        };
-        let (collection, _) = t.get::<LogEntryCollection>(&entries).await?;
-        Ok(collection
-            .members
-            .into_iter()
-            .enumerate()
-            .map(|(index, entry)| LogEntry {
-                id: entry.id.unwrap_or_else(|| index.to_string()),
-                created: entry.created,
-                severity: entry.severity,
-                message: entry.message.unwrap_or_default(),
-            })
-            .collect())
+        self.log_entries().await
     }
 
     async fn clear_log(&self) -> Result<(), BmcError> {
-        let t = &self.transport;
-        let service = self.log_service().await?;
-        let target = service
-            .actions
-            .and_then(|a| a.clear)
-            .and_then(|a| a.target)
-            .ok_or_else(|| self.unsupported("clearing the event log"))?;
-        let response = t
-            .send_ok(Method::POST, &target, Some(&json!({})), None, "clear log")
-            .await?;
-        self.finish(response, "clear log").await
+        self.log_clear().await
     }
 
     async fn close(&self) {

@@ -60,8 +60,16 @@ async fn power_status_on_off_cycle_over_ipmi() {
         .set_power(PowerAction::ForceOff)
         .await
         .expect("off when off is a no-op");
-    let inventory = client.inventory().await.expect("device id");
+    let inventory = client.inventory().await.expect("device id and FRU");
     assert_eq!(inventory.bmc_firmware_version.as_deref(), Some("2.10"));
+    assert_eq!(inventory.serial.as_deref(), Some(bmc.serial.as_str()));
+    assert_eq!(inventory.model.as_deref(), Some(bmc.profile.model));
+    assert_eq!(
+        inventory.manufacturer.as_deref(),
+        Some(bmc.profile.manufacturer)
+    );
+    let inspection = client.inspect().await.expect("inspect");
+    assert_eq!(inspection.serial.as_deref(), Some(bmc.serial.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,22 @@ case "$op" in
 esac
 "#;
 
+/// FRU device 0 for `ipmi_sim` (`mc_add_fru_data`), laid out by hand from the FRU storage definition: common
+/// header (board area at 8, product area at 56), a board area (manufacturer "OpenIPMI Corp", product "Test
+/// Board", serial "OBRD-42", part "PN-1") and a product area (manufacturer "OpenIPMI Corp", name "ipmi_sim
+/// 9000", part "SIM-9000", version "v2", serial "OIPMI-0001"), each ending in 0xC1, zero padding and its
+/// zero checksum.
+const FRU_IMAGE: [u8; 120] = [
+    0x01, 0x00, 0x00, 0x01, 0x07, 0x00, 0x00, 0xf7, 0x01, 0x06, 0x00, 0x00, 0x00, 0x00, 0xcd, 0x4f,
+    0x70, 0x65, 0x6e, 0x49, 0x50, 0x4d, 0x49, 0x20, 0x43, 0x6f, 0x72, 0x70, 0xca, 0x54, 0x65, 0x73,
+    0x74, 0x20, 0x42, 0x6f, 0x61, 0x72, 0x64, 0xc7, 0x4f, 0x42, 0x52, 0x44, 0x2d, 0x34, 0x32, 0xc4,
+    0x50, 0x4e, 0x2d, 0x31, 0xc0, 0xc1, 0x00, 0x83, 0x01, 0x08, 0x00, 0xcd, 0x4f, 0x70, 0x65, 0x6e,
+    0x49, 0x50, 0x4d, 0x49, 0x20, 0x43, 0x6f, 0x72, 0x70, 0xcd, 0x69, 0x70, 0x6d, 0x69, 0x5f, 0x73,
+    0x69, 0x6d, 0x20, 0x39, 0x30, 0x30, 0x30, 0xc8, 0x53, 0x49, 0x4d, 0x2d, 0x39, 0x30, 0x30, 0x30,
+    0xc2, 0x76, 0x32, 0xca, 0x4f, 0x49, 0x50, 0x4d, 0x49, 0x2d, 0x30, 0x30, 0x30, 0x31, 0xc0, 0xc0,
+    0xc1, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20,
+];
+
 /// A running `ipmi_sim`, killed on drop.
 struct OpenIpmiSim {
     child: Child,
@@ -70,8 +86,13 @@ impl OpenIpmiSim {
             script.display()
         );
         std::fs::write(dir.join("lan.conf"), lan).expect("lan.conf");
-        let emu = "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n\
-                   sel_enable 0x20 1000 0x0a\nmc_enable 0x20\n";
+        let fru: Vec<String> = FRU_IMAGE.iter().map(|b| format!("{b:#04x}")).collect();
+        let emu = format!(
+            "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n\
+             sel_enable 0x20 1000 0x0a\nmc_add_fru_data 0x20 0 {} data {}\nmc_enable 0x20\n",
+            FRU_IMAGE.len(),
+            fru.join(" ")
+        );
         std::fs::write(dir.join("sim.emu"), emu).expect("sim.emu");
         let child = Command::new("ipmi_sim")
             .arg("-c")
@@ -116,11 +137,18 @@ async fn kiln_ipmi_client_against_openipmi_ipmi_sim() {
     .await;
     assert!(ready, "ipmi_sim did not answer on port {}", sim.port);
 
-    let inventory = client.inventory().await.expect("get device id");
+    let inventory = client.inventory().await.expect("device id and FRU");
     assert_eq!(
-        inventory.manufacturer.as_deref(),
-        Some("IANA 4753"),
-        "mc_add's 0x1291"
+        inventory.serial.as_deref(),
+        Some("OIPMI-0001"),
+        "{inventory:?}"
+    );
+    assert_eq!(inventory.model.as_deref(), Some("ipmi_sim 9000"));
+    assert_eq!(inventory.manufacturer.as_deref(), Some("OpenIPMI Corp"));
+    assert_eq!(
+        inventory.bmc_firmware_version.as_deref(),
+        Some("9.08"),
+        "mc_add's 9 8"
     );
     assert_eq!(client.power_state().await.expect("status"), PowerState::Off);
     client.set_power(PowerAction::On).await.expect("power on");

@@ -107,3 +107,21 @@ proptest! {
         prop_assert_eq!(fingerprint.to_string().parse::<CertFingerprint>().ok(), Some(fingerprint));
     }
 }
+
+proptest! {
+    /// Any bytes as a FRU image: an error or a decoding, never a panic; and a valid header with garbage areas
+    /// still decodes (the bad areas are skipped).
+    #[test]
+    fn fru_parser_never_panics(mut image in prop::collection::vec(any::<u8>(), 0..600), offsets in any::<[u8; 3]>()) {
+        let _ = kiln_bmc::ipmi::fru::parse_fru(&image);
+        if image.len() >= 8 {
+            image[0] = 0x01;
+            image[1] = 0;
+            image[2..5].copy_from_slice(&offsets);
+            image[5] = 0;
+            image[6] = 0;
+            image[7] = 0u8.wrapping_sub(image[..7].iter().fold(0u8, |s, b| s.wrapping_add(*b)));
+            prop_assert!(kiln_bmc::ipmi::fru::parse_fru(&image).is_ok());
+        }
+    }
+}

@@ -138,9 +138,11 @@ async fn show(store: &kiln_inventory::Store, serial: &str, json: bool) -> anyhow
     let hardware = store.hardware(node.id).await?;
     let events = store.node_events(node.id).await?;
     let health = store.health_runs(node.id).await?;
+    let bmc_status = store.bmc_status(node.id).await?;
     if json {
         return print_json(&serde_json::json!({
             "node": node, "hardware": hardware, "events": events, "health_runs": health,
+            "bmc_status": bmc_status,
         }));
     }
     println!("node {} ({})", node.serial, node.state);
@@ -161,6 +163,9 @@ async fn show(store: &kiln_inventory::Store, serial: &str, json: bool) -> anyhow
             .as_deref()
             .unwrap_or("(not pinned)")
     );
+    if let Some(status) = &bmc_status {
+        println!("  bmc seen   {}", describe_bmc_status(status));
+    }
     println!("  in state   since {}", node.state_entered_at.to_rfc3339());
     if let Some(owner) = &node.claimed_by {
         println!("  claimed by {owner}");
@@ -199,4 +204,25 @@ async fn show(store: &kiln_inventory::Store, serial: &str, json: bool) -> anyhow
         }
     }
     Ok(())
+}
+
+/// One line on what the last sweep saw of a node's BMC.
+fn describe_bmc_status(status: &kiln_inventory::BmcStatus) -> String {
+    let power = match (status.power_state, status.power_seen_at) {
+        (Some(power), Some(at)) => format!("power {power} at {}", at.to_rfc3339()),
+        _ => "power never read".to_string(),
+    };
+    let checked = status.checked_at.to_rfc3339();
+    match (&status.error_kind, &status.error) {
+        (None, _) => format!("{power}; reachable"),
+        (Some(kind), error) => format!(
+            "{power}; last try {checked} failed ({kind}{}): {}",
+            if status.reachable {
+                ", BMC answered"
+            } else {
+                ", no answer"
+            },
+            error.as_deref().unwrap_or("")
+        ),
+    }
 }

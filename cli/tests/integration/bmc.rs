@@ -203,3 +203,97 @@ async fn boot_once_pxe_reaches_the_bmc() {
         ("Once", "Pxe", "UEFI")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_records_power_states_in_the_inventory() {
+    let fleet = fleet().await;
+    fleet.endpoints()[1]
+        .bmc
+        .force_power(kiln_bmc::PowerState::On);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}", dir.path().join("kiln.db").display());
+    let key_file = dir.path().join("site.key").display().to_string();
+    let ipmi_port = fleet.endpoints()[2].ipmi_port.expect("IPMI half");
+    // A port nothing listens on: bound then released.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let manifest = format!(
+        "hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\n\
+         H1,R1,0,SWEEP-0,h100-sxm-80gb,{},redfish,admin,password,02:00:00:00:01:00\n\
+         H1,R1,1,SWEEP-1,h100-sxm-80gb,{},redfish,admin,password,02:00:00:00:01:01\n\
+         H1,R1,2,SWEEP-2,h100-sxm-80gb,127.0.0.1:{ipmi_port},ipmi,admin,password,02:00:00:00:01:02\n\
+         H1,R1,3,SWEEP-3,h100-sxm-80gb,http://127.0.0.1:{dead_port},redfish,admin,password,02:00:00:00:01:03\n",
+        fleet.endpoints()[0].redfish_url,
+        fleet.endpoints()[1].redfish_url,
+    );
+    let manifest_path = dir.path().join("rack.csv");
+    std::fs::write(&manifest_path, manifest).expect("manifest");
+    let global = |head: &[&str]| {
+        let mut all: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+        all.extend([
+            "--db".into(),
+            db.clone(),
+            "--key-file".into(),
+            key_file.clone(),
+        ]);
+        all
+    };
+    let out = kiln(
+        global(&["rack", "import", &manifest_path.display().to_string()]),
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = kiln(
+        global(&["bmc", "sweep", "--json", "--timeout-s", "5"]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one BMC is down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sweep: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sweep JSON");
+    assert_eq!(sweep["ok"].as_array().map(Vec::len), Some(3), "{sweep}");
+
+    let show = |serial: &'static str| {
+        let args = global(&["node", "show", serial, "--json"]);
+        async move {
+            let out = kiln(args, None).await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("node JSON")
+        }
+    };
+    for (serial, power) in [("SWEEP-0", "off"), ("SWEEP-1", "on"), ("SWEEP-2", "off")] {
+        let node = show(serial).await;
+        let status = &node["bmc_status"];
+        assert_eq!(status["power_state"], power, "{serial}: {status}");
+        assert_eq!(status["reachable"], true, "{serial}: {status}");
+        assert!(status["power_seen_at"].is_string(), "{status}");
+        assert_eq!(
+            node["node"]["state"], "enrolled",
+            "a sweep leaves the lifecycle alone"
+        );
+    }
+    let node = show("SWEEP-3").await;
+    let status = &node["bmc_status"];
+    assert_eq!(status["reachable"], false, "{status}");
+    assert_eq!(status["power_state"], serde_json::Value::Null);
+    assert_eq!(status["error_kind"], "connect", "{status}");
+    let out = kiln(global(&["node", "show", "SWEEP-1"]), None).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bmc seen   power on at"), "{text}");
+}

@@ -1,5 +1,6 @@
 //! kiln-inventory integration tests: one binary, every store test run on SQLite and on PostgreSQL.
 
+mod bmc_observations;
 mod boot;
 mod claims;
 mod images;

@@ -1,31 +1,21 @@
-//! One simulated BMC's RMCP+ responder.
+//! One simulated BMC's RMCP+ responder: the datagram loop, ASF ping, session-less discovery commands and the
+//! session handshake (Open Session, RAKP 1–4); commands inside a session are in [`super::commands`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use kiln_bmc::PowerState;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::commands::{PRIV_ADMIN, PRIV_USER, cc};
 use super::packet::{
     Datagram, Request, SessionKeys, build_pong, build_response, build_v15, build_v20, hmac_sha1,
     parse, parse_request, payload,
 };
 use crate::SimError;
 use crate::state::SimBmc;
-
-/// Completion codes used here.
-mod cc {
-    pub const OK: u8 = 0x00;
-    pub const INVALID_COMMAND: u8 = 0xc1;
-    pub const REQUEST_DATA_LENGTH: u8 = 0xc7;
-    pub const INVALID_DATA_FIELD: u8 = 0xcc;
-    pub const PARAMETER_NOT_SUPPORTED: u8 = 0x80;
-    pub const PRIVILEGE: u8 = 0xd4;
-    pub const PRIVILEGE_LIMIT: u8 = 0x81;
-}
 
 /// RMCP+ status codes used here.
 mod status {
@@ -36,19 +26,15 @@ mod status {
     pub const NO_CIPHER_SUITE_MATCH: u8 = 0x11;
 }
 
-/// Privilege levels.
-const PRIV_USER: u8 = 0x02;
-const PRIV_OPERATOR: u8 = 0x03;
-const PRIV_ADMIN: u8 = 0x04;
-
 /// Sessions kept at once; the oldest is dropped beyond this, as BMCs do.
 const MAX_SESSIONS: usize = 32;
 
+/// One RMCP+ session: its handshake values, keys and privilege.
 #[derive(Debug)]
-struct Session {
+pub(super) struct Session {
     console_id: u32,
-    max_privilege: u8,
-    privilege: u8,
+    pub(super) max_privilege: u8,
+    pub(super) privilege: u8,
     rm: [u8; 16],
     rc: [u8; 16],
     role: u8,
@@ -109,14 +95,15 @@ impl IpmiServer {
     }
 }
 
-struct Responder {
-    bmc: Arc<SimBmc>,
-    sessions: HashMap<u32, Session>,
+/// One BMC's protocol state: its sessions and SEL reservation.
+pub(super) struct Responder {
+    pub(super) bmc: Arc<SimBmc>,
+    pub(super) sessions: HashMap<u32, Session>,
     opened: u64,
-    sel_reservation: u16,
+    pub(super) sel_reservation: u16,
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+pub(super) fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     let slice = bytes.get(at..at + 4)?;
     Some(u32::from_le_bytes([slice[0], slice[1], slice[2], slice[3]]))
 }
@@ -226,63 +213,13 @@ impl Responder {
 }
 
 impl Responder {
-    /// Get SEL Entry: the simulator's log entries as 16-byte system event records (sensor type 0x12
-    /// "system event", event data 1 = 0 OK / 1 Warning / 2 Critical).
-    fn sel_entry(&self, data: &[u8]) -> (u8, Vec<u8>) {
-        let Some(request) = data.get(..6) else {
-            return (cc::REQUEST_DATA_LENGTH, Vec::new());
-        };
-        let wanted = u16::from_le_bytes([request[2], request[3]]);
-        let (offset, length) = (request[4] as usize, request[5] as usize);
-        let sel = self.bmc.lock().sel.clone();
-        let index = match wanted {
-            0x0000 => 0,
-            0xffff => sel.len().saturating_sub(1),
-            id => match sel.iter().position(|e| e.id as u16 == id) {
-                Some(index) => index,
-                None => return (0xcb, Vec::new()),
-            },
-        };
-        let Some(entry) = sel.get(index) else {
-            return (0xcb, Vec::new());
-        };
-        let next = sel.get(index + 1).map_or(0xffff, |e| e.id as u16);
-        let severity = match entry.severity {
-            "Critical" => 2,
-            "Warning" => 1,
-            _ => 0,
-        };
-        let mut record = (entry.id as u16).to_le_bytes().to_vec();
-        record.push(0x02);
-        record.extend_from_slice(&(1_795_000_000u32 + entry.id).to_le_bytes());
-        record.extend_from_slice(&[
-            0x20,
-            0x00,
-            0x04,
-            0x12,
-            (entry.id & 0xff) as u8,
-            0x6f,
-            severity,
-            0xff,
-            0xff,
-        ]);
-        let end = if length == 0xff {
-            record.len()
-        } else {
-            (offset + length).min(record.len())
-        };
-        let mut out = next.to_le_bytes().to_vec();
-        out.extend_from_slice(record.get(offset.min(end)..end).unwrap_or_default());
-        (cc::OK, out)
-    }
-
-    fn auth_capabilities(&self) -> Vec<u8> {
+    pub(super) fn auth_capabilities(&self) -> Vec<u8> {
         // Channel 1; IPMI 2.0 extended data available (bit 7) + MD5/password bits; non-null user names;
         // IPMI 2.0 connections supported; no OEM.
         vec![0x01, 0x80 | 0x14, 0x04, 0x02, 0x00, 0x00, 0x00, 0x00]
     }
 
-    fn cipher_suites(&self, request: &Request) -> (u8, Vec<u8>) {
+    pub(super) fn cipher_suites(&self, request: &Request) -> (u8, Vec<u8>) {
         let index = request.data.get(2).copied().unwrap_or(0) & 0x3f;
         // One record: cipher suite 3 = RAKP-HMAC-SHA1 / HMAC-SHA1-96 / AES-CBC-128.
         let data = if index == 0 {
@@ -291,14 +228,6 @@ impl Responder {
             vec![0x01]
         };
         (cc::OK, data)
-    }
-
-    fn device_id(&self) -> Vec<u8> {
-        // Device id 0x20, revision 1 (provides SDRs: no), firmware 2.10, IPMI 2.0, additional support 0xbf,
-        // manufacturer 0x001291 (an IANA number also used by ipmi_sim examples), product 0x0f02.
-        vec![
-            0x20, 0x01, 0x02, 0x10, 0x02, 0xbf, 0x91, 0x12, 0x00, 0x02, 0x0f,
-        ]
     }
 
     fn open_session(&mut self, body: &[u8]) -> Option<Vec<u8>> {
@@ -461,163 +390,5 @@ impl Responder {
         });
         reply.extend_from_slice(&icv[..12]);
         Some(build_v20(payload::RAKP4, 0, 0, &reply, None))
-    }
-
-    /// Runs an IPMI command inside an established session.
-    fn command(&mut self, session_id: u32, request: &Request) -> (u8, Vec<u8>) {
-        let Some(session) = self.sessions.get_mut(&session_id) else {
-            return (cc::INVALID_COMMAND, Vec::new());
-        };
-        let privilege = session.privilege;
-        match (request.netfn, request.cmd) {
-            (0x06, 0x38) => (cc::OK, self.auth_capabilities()),
-            (0x06, 0x54) => self.cipher_suites(request),
-            (0x06, 0x01) => (cc::OK, self.device_id()),
-            (0x06, 0x3b) => {
-                let Some(&wanted) = request.data.first() else {
-                    return (cc::REQUEST_DATA_LENGTH, Vec::new());
-                };
-                let wanted = wanted & 0x0f;
-                if wanted == 0 {
-                    return (cc::OK, vec![session.privilege]);
-                }
-                if !(PRIV_USER..=PRIV_ADMIN).contains(&wanted) {
-                    return (cc::INVALID_DATA_FIELD, Vec::new());
-                }
-                if wanted > session.max_privilege {
-                    return (cc::PRIVILEGE_LIMIT, Vec::new());
-                }
-                session.privilege = wanted;
-                (cc::OK, vec![wanted])
-            }
-            (0x06, 0x3c) => {
-                let target = u32_at(&request.data, 0).unwrap_or(session_id);
-                if target == session_id || target == 0 {
-                    self.sessions.remove(&session_id);
-                    (cc::OK, Vec::new())
-                } else if self.sessions.remove(&target).is_some() {
-                    (cc::OK, Vec::new())
-                } else {
-                    (0x87, Vec::new())
-                }
-            }
-            (0x00, 0x01) => {
-                let on = matches!(self.bmc.power(), PowerState::On | PowerState::PoweringOff);
-                // Power restore policy "previous" (bits 6:5 = 01), no faults.
-                (cc::OK, vec![u8::from(on) | 0x20, 0x00, 0x00, 0x00])
-            }
-            (0x00, 0x02) => {
-                if privilege < PRIV_OPERATOR {
-                    return (cc::PRIVILEGE, Vec::new());
-                }
-                let action = match request.data.first().map(|b| b & 0x0f) {
-                    Some(0) => "ForceOff",
-                    Some(1) => "On",
-                    Some(2) => "PowerCycle",
-                    Some(3) => "ForceRestart",
-                    Some(5) => "GracefulShutdown",
-                    Some(_) => return (cc::INVALID_DATA_FIELD, Vec::new()),
-                    None => return (cc::REQUEST_DATA_LENGTH, Vec::new()),
-                };
-                self.bmc.apply_reset(action);
-                (cc::OK, Vec::new())
-            }
-            (0x00, 0x08) => {
-                if privilege < PRIV_OPERATOR {
-                    return (cc::PRIVILEGE, Vec::new());
-                }
-                let Some(&selector) = request.data.first() else {
-                    return (cc::REQUEST_DATA_LENGTH, Vec::new());
-                };
-                match selector & 0x7f {
-                    // Set in progress, service partition, boot info acknowledge: accepted, nothing to keep.
-                    0x00..=0x04 => (cc::OK, Vec::new()),
-                    0x05 => {
-                        let Some(flags) = request.data.get(1..3) else {
-                            return (cc::REQUEST_DATA_LENGTH, Vec::new());
-                        };
-                        let enabled = match (flags[0] & 0x80 != 0, flags[0] & 0x40 != 0) {
-                            (false, _) => "Disabled",
-                            (true, false) => "Once",
-                            (true, true) => "Continuous",
-                        };
-                        let target = match (flags[1] >> 2) & 0x0f {
-                            0x0 => "None",
-                            0x1 => "Pxe",
-                            0x2 | 0x3 => "Hdd",
-                            0x4 => "Diags",
-                            0x5 => "Cd",
-                            0x6 => "BiosSetup",
-                            0xf => "Floppy",
-                            _ => return (cc::INVALID_DATA_FIELD, Vec::new()),
-                        };
-                        let mode = if flags[0] & 0x20 != 0 {
-                            "UEFI"
-                        } else {
-                            "Legacy"
-                        };
-                        self.bmc.set_boot(enabled, target, Some(mode));
-                        (cc::OK, Vec::new())
-                    }
-                    _ => (cc::PARAMETER_NOT_SUPPORTED, Vec::new()),
-                }
-            }
-            (0x00, 0x09) => {
-                let selector = request.data.first().copied().unwrap_or(0) & 0x7f;
-                match selector {
-                    0x00 => (cc::OK, vec![0x01, 0x00, 0x00]),
-                    0x05 => {
-                        let boot = self.bmc.lock().boot.clone();
-                        let mut first = match boot.enabled.as_str() {
-                            "Once" => 0x80,
-                            "Continuous" => 0xc0,
-                            _ => 0x00,
-                        };
-                        if boot.mode == "UEFI" {
-                            first |= 0x20;
-                        }
-                        let device: u8 = match boot.target.as_str() {
-                            "Pxe" => 0x1,
-                            "Hdd" => 0x2,
-                            "Diags" => 0x4,
-                            "Cd" => 0x5,
-                            "BiosSetup" => 0x6,
-                            "Floppy" => 0xf,
-                            _ => 0x0,
-                        };
-                        (
-                            cc::OK,
-                            vec![0x01, 0x05, first, device << 2, 0x00, 0x00, 0x00],
-                        )
-                    }
-                    _ => (cc::PARAMETER_NOT_SUPPORTED, Vec::new()),
-                }
-            }
-            (0x0a, 0x42) => {
-                self.sel_reservation = self.sel_reservation.wrapping_add(1).max(1);
-                (cc::OK, self.sel_reservation.to_le_bytes().to_vec())
-            }
-            (0x0a, 0x43) => self.sel_entry(&request.data),
-            (0x0a, 0x47) => {
-                if privilege < PRIV_OPERATOR {
-                    return (cc::PRIVILEGE, Vec::new());
-                }
-                let Some(data) = request.data.get(..6) else {
-                    return (cc::REQUEST_DATA_LENGTH, Vec::new());
-                };
-                if u16::from_le_bytes([data[0], data[1]]) != self.sel_reservation {
-                    return (0xc5, Vec::new());
-                }
-                if &data[2..5] != b"CLR" {
-                    return (cc::INVALID_DATA_FIELD, Vec::new());
-                }
-                if data[5] == 0xaa {
-                    self.bmc.clear_log();
-                }
-                // Erasure completed.
-                (cc::OK, vec![0x01])
-            }
-            _ => (cc::INVALID_COMMAND, Vec::new()),
-        }
     }
 }

@@ -140,3 +140,31 @@ async fn ipmitool_with_a_wrong_password_or_cipher_zero_is_refused() {
     let (ok, text) = ipmitool(port, "password", &["power", "status"]).await;
     assert!(!ok, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipmitool_fru_print_reads_the_simulated_fru() {
+    let fleet = fleet().await;
+    let endpoint = &fleet.endpoints()[0];
+    let port = endpoint.ipmi_port.expect("IPMI half");
+    let (ok, text) = ipmitool(port, "password", &["fru", "print", "0"]).await;
+    assert!(ok, "{text}");
+    let serial = &endpoint.bmc.serial;
+    let profile = endpoint.bmc.profile;
+    for (label, value) in [
+        ("Chassis Serial", serial.as_str()),
+        ("Product Serial", serial.as_str()),
+        ("Product Name", profile.model),
+        ("Product Manufacturer", profile.manufacturer),
+        ("Board Mfg", profile.manufacturer),
+    ] {
+        let found = text
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .find(|(name, _)| name.trim() == label)
+            .map(|(_, found)| found.trim());
+        assert_eq!(found, Some(value), "{label}:\n{text}");
+    }
+    // ipmitool checks every area's checksum and says so when one is wrong.
+    assert!(!text.to_ascii_lowercase().contains("checksum"), "{text}");
+    assert!(text.contains("Board Mfg Date"), "{text}");
+}

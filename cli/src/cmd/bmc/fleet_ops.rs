@@ -1,19 +1,22 @@
 //! `kiln bmc sweep`, `kiln bmc sim` and `kiln bench bmc-sweep`: the fleet-sized BMC commands.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kiln_bmc::fleet::{self, FleetOptions};
+use kiln_bmc::PowerState;
+use kiln_bmc::fleet::{self, FleetOptions, FleetSummary};
 use kiln_bmc::target::ConnectOptions;
 use kiln_bmc_sim::{SimFleet, SimFleetConfig, profile};
-use kiln_inventory::{NodeFilter, Store};
+use kiln_inventory::{BmcObservation, NodeFilter, NodeId, ObservedPower, Store};
 
 use super::connect_node;
 use crate::GlobalArgs;
 use crate::global::KeyUse;
 
 /// `kiln bmc sweep`: power status over the inventory's BMCs. Credentials are decrypted per BMC, in memory, only
-/// when that BMC is queried.
+/// when that BMC is queried. What each BMC answered (or why not) is recorded in the inventory as an
+/// observation (`kiln node show` prints it); node lifecycle states are left alone.
 pub(super) async fn sweep(
     hall: Option<String>,
     concurrency: usize,
@@ -28,6 +31,10 @@ pub(super) async fn sweep(
             ..NodeFilter::default()
         })
         .await?;
+    let node_ids: HashMap<String, NodeId> = nodes
+        .iter()
+        .map(|node| (node.serial.clone(), node.id))
+        .collect();
     let targets: Vec<(String, (Store, String))> = nodes
         .into_iter()
         .map(|node| (node.serial.clone(), (store.clone(), node.serial)))
@@ -53,6 +60,10 @@ pub(super) async fn sweep(
         state
     })
     .await;
+    store
+        .record_bmc_observations(&observations(&summary, &node_ids))
+        .await
+        .context("recording the sweep's power states in the inventory")?;
     if global.json {
         let ok: Vec<serde_json::Value> = summary
             .ok
@@ -92,6 +103,36 @@ pub(super) async fn sweep(
         );
     }
     Ok(())
+}
+
+/// The sweep's results as inventory observations. A failure before any BMC was tried (a configuration
+/// problem such as a missing site key) says nothing about the BMC and is not recorded.
+fn observations(
+    summary: &FleetSummary<PowerState>,
+    node_ids: &HashMap<String, NodeId>,
+) -> Vec<(NodeId, BmcObservation)> {
+    let ok = summary.ok.iter().filter_map(|(serial, state)| {
+        let power = match state {
+            PowerState::On => ObservedPower::On,
+            PowerState::Off => ObservedPower::Off,
+            PowerState::PoweringOn => ObservedPower::PoweringOn,
+            PowerState::PoweringOff => ObservedPower::PoweringOff,
+        };
+        Some((*node_ids.get(serial)?, BmcObservation::Power(power)))
+    });
+    let failed = summary
+        .failed
+        .iter()
+        .filter(|failure| failure.kind != "config")
+        .filter_map(|failure| {
+            let observation = BmcObservation::Failed {
+                reachable: !matches!(failure.kind, "timeout" | "connect"),
+                kind: failure.kind.to_string(),
+                error: failure.error.clone(),
+            };
+            Some((*node_ids.get(&failure.target)?, observation))
+        });
+    ok.chain(failed).collect()
 }
 
 pub(super) async fn run_sim(
