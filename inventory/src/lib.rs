@@ -34,5 +34,6 @@ pub use store::boot::{
 pub use store::health::NewHealthRun;
 pub use store::{
     Backend, BmcCredentials, Image, ImageAdded, ImageFormat, ImportSummary, LeaseEvent,
-    LeaseOutcome, NewImage, NodeFilter, NodeWork, Store, StoredReport, StoreOptions, UnknownImageFormat,
+    LeaseOutcome, NewImage, NodeFilter, NodeWork, Store, StoreOptions, StoredReport,
+    UnknownImageFormat,
 };

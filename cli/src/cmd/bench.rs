@@ -41,6 +41,8 @@ enum BenchCommand {
     },
     /// Power-status sweep over N simulated BMCs with kiln, against a sequential ipmitool loop.
     BmcSweep(crate::cmd::bmc::SweepBenchArgs),
+    /// Image serving (kiln vs nginx) and writing (kiln's writer vs curl | dd).
+    Images(crate::cmd::bench_images::Args),
 }
 
 /// Latency figures for one kind of operation on one backend.
@@ -89,6 +91,9 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             pg,
         } => (nodes, transitions, pg),
         BenchCommand::BmcSweep(sweep) => return crate::cmd::bmc::bench_sweep(sweep, global).await,
+        BenchCommand::Images(images) => {
+            return crate::cmd::bench_images::exec(images, global).await;
+        }
     };
     let manifest = generate_manifest(nodes);
     let mut stats = Vec::new();

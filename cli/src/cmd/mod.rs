@@ -1,8 +1,10 @@
 //! One module per `kiln` subcommand: `Args` (its clap definition) and `exec` (what it does).
 
 pub mod bench;
+pub mod bench_images;
 pub mod bmc;
 pub mod boot;
+pub mod boot_serve;
 pub mod db;
 pub mod demo;
 pub mod hall;

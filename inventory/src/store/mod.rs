@@ -25,8 +25,8 @@ pub(crate) mod health;
 mod images;
 mod import;
 mod leases;
-mod lifecycle;
 mod leasing;
+mod lifecycle;
 mod nodes;
 mod tokens;
 

@@ -76,10 +76,7 @@ pub async fn connect_node_bmc(
             .map_err(|err| config_err(err.to_string()))?;
         tracing::info!(node = %node.serial, fingerprint = %text, "pinned the BMC certificate (trust on first use)");
     }
-    let login = Credentials::new(
-        credentials.username.clone(),
-        credentials.password.expose(),
-    );
+    let login = Credentials::new(credentials.username.clone(), credentials.password.expose());
     connect(&endpoint, login, options)
 }
 
@@ -159,9 +156,9 @@ impl Gates {
                     recent.push_back(now);
                     None
                 } else {
-                    recent
-                        .front()
-                        .map(|first| Duration::from_secs(1).saturating_sub(now.duration_since(*first)))
+                    recent.front().map(|first| {
+                        Duration::from_secs(1).saturating_sub(now.duration_since(*first))
+                    })
                 }
             };
             match wait {

@@ -153,7 +153,10 @@ async fn renew_loop(ctx: Ctx, in_flight: Arc<Mutex<HashSet<NodeId>>>, cancel: Ca
             .await
         {
             Ok(kept) if kept.len() < ids.len() => {
-                tracing::warn!(lost = ids.len() - kept.len(), "some claims lapsed before renewal");
+                tracing::warn!(
+                    lost = ids.len() - kept.len(),
+                    "some claims lapsed before renewal"
+                );
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "renewing claims failed"),
@@ -269,7 +272,14 @@ async fn record(
     }
     match ctx
         .store
-        .transition_with_work(node.id, node.state, to, owner, &reason, Some(&work.to_json()))
+        .transition_with_work(
+            node.id,
+            node.state,
+            to,
+            owner,
+            &reason,
+            Some(&work.to_json()),
+        )
         .await
     {
         Ok(_) => {

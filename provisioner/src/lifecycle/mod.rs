@@ -42,7 +42,10 @@ pub async fn repair_done(
     let reason = if note.trim().is_empty() {
         "repaired by a technician; inspecting again".to_string()
     } else {
-        format!("repaired by a technician ({}); inspecting again", note.trim())
+        format!(
+            "repaired by a technician ({}); inspecting again",
+            note.trim()
+        )
     };
     store
         .transition_with_work(

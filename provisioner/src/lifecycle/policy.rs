@@ -124,9 +124,10 @@ mod tests {
 
     #[test]
     fn file_overrides_a_class_and_rejects_nonsense() {
-        let policy =
-            Policy::from_toml("[ladders]\nburn_in = [\"rerun_health\", \"rerun_health\", \"quarantine\"]\n")
-                .expect("parses");
+        let policy = Policy::from_toml(
+            "[ladders]\nburn_in = [\"rerun_health\", \"rerun_health\", \"quarantine\"]\n",
+        )
+        .expect("parses");
         assert_eq!(policy.action(FailureClass::BurnIn, 1), Action::RerunHealth);
         assert_eq!(policy.action(FailureClass::Fabric, 0), Action::RerunHealth);
         let err = Policy::from_toml("[ladders]\nburn_in = [\"pray\"]\n").expect_err("bad action");

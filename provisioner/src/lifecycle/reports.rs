@@ -52,7 +52,11 @@ pub fn step_name(step: &AgentStep) -> &'static str {
 
 fn summary(step: &AgentStep) -> String {
     match step {
-        AgentStep::Booted { environment, kernel, .. } => format!(
+        AgentStep::Booted {
+            environment,
+            kernel,
+            ..
+        } => format!(
             "agent booted in the {environment} (kernel {})",
             kernel.as_deref().unwrap_or("unknown")
         ),
@@ -65,10 +69,17 @@ fn summary(step: &AgentStep) -> String {
         AgentStep::ImageStarted { sha256, target, .. } => {
             format!("agent started writing image {sha256} to {target}")
         }
-        AgentStep::ImageProgress { downloaded_bytes, .. } => {
+        AgentStep::ImageProgress {
+            downloaded_bytes, ..
+        } => {
             format!("image write: {downloaded_bytes} bytes")
         }
-        AgentStep::ImageWritten { sha256, disk_bytes, elapsed_ms, .. } => format!(
+        AgentStep::ImageWritten {
+            sha256,
+            disk_bytes,
+            elapsed_ms,
+            ..
+        } => format!(
             "agent wrote image {sha256} ({disk_bytes} bytes in {elapsed_ms} ms), digest verified"
         ),
         AgentStep::ImageFailed { error, .. } => format!("agent image write failed: {error}"),
@@ -88,7 +99,12 @@ async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes)
     };
     let report: AgentReport = match serde_json::from_slice(&body) {
         Ok(report) => report,
-        Err(err) => return refuse(StatusCode::BAD_REQUEST, format!("not an agent report: {err}")),
+        Err(err) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("not an agent report: {err}"),
+            );
+        }
     };
     let Some(mac) = report.boot_mac else {
         return refuse(StatusCode::BAD_REQUEST, "the report has no boot_mac");
@@ -103,7 +119,13 @@ async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes)
     let node = match owner {
         Some(TokenOwner::Node(node)) => node,
         Some(TokenOwner::Unenrolled) => {
-            return (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"accepted": false, "reason": "not an enrolled node"}))).into_response();
+            return (
+                StatusCode::ACCEPTED,
+                axum::Json(
+                    serde_json::json!({"accepted": false, "reason": "not an enrolled node"}),
+                ),
+            )
+                .into_response();
         }
         None => {
             tracing::warn!(%mac, "agent report with a wrong token refused");
@@ -130,5 +152,9 @@ async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes)
     }
     tracing::info!(%mac, node = %node, step, seq = report.seq, "agent report");
     reports.wake.notify_one();
-    (StatusCode::OK, axum::Json(serde_json::json!({"accepted": true, "id": id}))).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"accepted": true, "id": id})),
+    )
+        .into_response()
 }

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use kiln_health::Verdict;
 use kiln_health::nccl::{
-    CommandNcclRunner, NcclRun, NcclRunError, PinnedHost, RemoteOutput,
-    SshClient, shell_quote,
+    CommandNcclRunner, NcclRun, NcclRunError, PinnedHost, RemoteOutput, SshClient, shell_quote,
 };
 
 use russh::keys::{PrivateKey, PublicKey};
@@ -110,7 +109,11 @@ impl NodeAccess for SshNodeAccess {
     async fn post_image_check(&self, host: &NodeHost) -> Result<PostImageFacts, AccessError> {
         let mut transcript = String::new();
         let mut outputs = Vec::new();
-        for command in ["uname -r", "cat /sys/module/nvidia/version", "nvidia-smi -L"] {
+        for command in [
+            "uname -r",
+            "cat /sys/module/nvidia/version",
+            "nvidia-smi -L",
+        ] {
             let out = self.run(host, command, self.command_timeout).await?;
             finished(host, command, &out)?;
             transcript.push_str(&format!(
@@ -122,7 +125,9 @@ impl NodeAccess for SshNodeAccess {
             outputs.push(out);
         }
         let kernel = outputs[0].stdout.trim().to_string();
-        if outputs[0].exit_code != Some(0) || kernel.is_empty() || kernel.contains(char::is_whitespace)
+        if outputs[0].exit_code != Some(0)
+            || kernel.is_empty()
+            || kernel.contains(char::is_whitespace)
         {
             return Err(AccessError::BadOutput {
                 serial: host.serial.clone(),
@@ -147,7 +152,10 @@ impl NodeAccess for SshNodeAccess {
     }
 
     async fn burn_in(&self, host: &NodeHost, duration: Duration) -> Result<Verdict, AccessError> {
-        let command = format!("kiln-agent burn-in --json --duration-s {}", duration.as_secs().max(1));
+        let command = format!(
+            "kiln-agent burn-in --json --duration-s {}",
+            duration.as_secs().max(1)
+        );
         let out = self
             .run(host, &command, duration + Duration::from_secs(120))
             .await?;

@@ -43,7 +43,10 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             .record_event(
                 node.id,
                 ctx.actor(),
-                &format!("pinned SSH host key {} at {address}", fingerprint(&host_key)),
+                &format!(
+                    "pinned SSH host key {} at {address}",
+                    fingerprint(&host_key)
+                ),
             )
             .await?;
     }

@@ -17,7 +17,9 @@ pub const BMC_ERRORS_TOLERATED: u32 = 4;
 
 /// A boxed BMC operation.
 pub type BmcOp<'a, T> = Box<
-    dyn for<'b> FnOnce(&'b dyn Bmc) -> Pin<Box<dyn Future<Output = Result<T, BmcError>> + Send + 'b>>
+    dyn for<'b> FnOnce(
+            &'b dyn Bmc,
+        ) -> Pin<Box<dyn Future<Output = Result<T, BmcError>> + Send + 'b>>
         + Send
         + 'a,
 >;
@@ -113,7 +115,10 @@ pub async fn request_boot(
             .record_event(
                 node.id,
                 ctx.actor(),
-                &format!("asked the BMC for a one-time {device} boot (boot {} in this state)", previous + 1),
+                &format!(
+                    "asked the BMC for a one-time {device} boot (boot {} in this state)",
+                    previous + 1
+                ),
             )
             .await?;
     }
@@ -187,7 +192,10 @@ async fn boot(
     waiting_for: &str,
 ) -> Result<Outcome, StoreError> {
     Ok(match request_boot(ctx, node, work, kind).await? {
-        Ok(()) => Outcome::wait(format!("booting; waiting for {waiting_for}"), ctx.config.recheck),
+        Ok(()) => Outcome::wait(
+            format!("booting; waiting for {waiting_for}"),
+            ctx.config.recheck,
+        ),
         Err(err) => bmc_trouble(ctx, work, "asking for a boot", &err),
     })
 }

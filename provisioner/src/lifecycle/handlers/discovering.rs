@@ -24,5 +24,12 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             ));
         }
     }
-    await_boot(ctx, node, work, IntentKind::PxeBoot, "the ramdisk's boot report").await
+    await_boot(
+        ctx,
+        node,
+        work,
+        IntentKind::PxeBoot,
+        "the ramdisk's boot report",
+    )
+    .await
 }

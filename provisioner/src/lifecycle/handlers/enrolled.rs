@@ -26,7 +26,10 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     }
     let mut reason = format!(
         "BMC reachable, credentials accepted: {} {}, BIOS {}",
-        inventory.manufacturer.as_deref().unwrap_or("unknown vendor"),
+        inventory
+            .manufacturer
+            .as_deref()
+            .unwrap_or("unknown vendor"),
         inventory.model.as_deref().unwrap_or("unknown model"),
         inventory.bios_version.as_deref().unwrap_or("unknown"),
     );

@@ -40,11 +40,17 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     let coming = rack.iter().filter(|n| still_coming(n.state)).count();
     if coming > 0 {
         return Ok(Outcome::wait(
-            format!("waiting for {coming} node(s) of rack {} to reach fabric_test", node.rack),
+            format!(
+                "waiting for {coming} node(s) of rack {} to reach fabric_test",
+                node.rack
+            ),
             ctx.config.recheck,
         ));
     }
-    let members: Vec<&Node> = rack.iter().filter(|n| n.state == NodeState::FabricTest).collect();
+    let members: Vec<&Node> = rack
+        .iter()
+        .filter(|n| n.state == NodeState::FabricTest)
+        .collect();
     if members.first().map(|n| n.id) != Some(node.id) {
         return Ok(Outcome::wait(
             "the rack's first node leads the NCCL test",
@@ -57,23 +63,34 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         let member_work = if member.id == node.id {
             work.clone()
         } else {
-            Work::parse(member, ctx.store.node_work(member.id).await?.work.as_deref())
+            Work::parse(
+                member,
+                ctx.store.node_work(member.id).await?.work.as_deref(),
+            )
         };
         match pinned_host(member, &member_work) {
             Some(host) => hosts.push(host),
-            None => tracing::warn!(node = %member.serial, "fabric_test member without a pinned host; left out"),
+            None => {
+                tracing::warn!(node = %member.serial, "fabric_test member without a pinned host; left out")
+            }
         }
         works.insert(member.id, member_work);
     }
     let profile = match ctx.skus.get(&node.sku) {
         Ok(profile) => profile.clone(),
         Err(err) => {
-            return Ok(Outcome::fail(FailureClass::Fabric, format!("no SKU profile: {err}")));
+            return Ok(Outcome::fail(
+                FailureClass::Fabric,
+                format!("no SKU profile: {err}"),
+            ));
         }
     };
     let runner = AccessRunner {
         access: ctx.access.as_ref(),
-        hosts: hosts.iter().map(|h| (h.serial.clone(), h.clone())).collect(),
+        hosts: hosts
+            .iter()
+            .map(|h| (h.serial.clone(), h.clone()))
+            .collect(),
     };
     let serials: Vec<String> = hosts.iter().map(|h| h.serial.clone()).collect();
     let started = ctx.store.now();
@@ -135,11 +152,17 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
                 node.rack,
                 serials.len()
             );
-            Outcome::Fail(Failure::new(FailureClass::Fabric, reason).with_evidence(evidence.clone()))
+            Outcome::Fail(
+                Failure::new(FailureClass::Fabric, reason).with_evidence(evidence.clone()),
+            )
         } else {
             Outcome::to(
                 NodeState::Available,
-                format!("rack {} NCCL test passed ({} nodes)", node.rack, serials.len()),
+                format!(
+                    "rack {} NCCL test passed ({} nodes)",
+                    node.rack,
+                    serials.len()
+                ),
             )
         };
         if member.id == node.id {

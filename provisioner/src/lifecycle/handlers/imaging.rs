@@ -60,7 +60,9 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
                     ctx.gates.finish_image(node.id);
                     return Ok(Outcome::fail(FailureClass::ImageWrite, error.clone()));
                 }
-                AgentStep::ImageStarted { .. } | AgentStep::ImageProgress { .. } => under_way = true,
+                AgentStep::ImageStarted { .. } | AgentStep::ImageProgress { .. } => {
+                    under_way = true
+                }
                 _ => {}
             }
         }

@@ -31,7 +31,10 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     let what = format!("{}: {}", class.label(), failed.failure.reason);
     let step = format!("remediation {} of {class}", attempt + 1);
     Ok(match action {
-        Action::Retry => Outcome::to(retry_state, format!("{step}: retry {retry_state} after {what}")),
+        Action::Retry => Outcome::to(
+            retry_state,
+            format!("{step}: retry {retry_state} after {what}"),
+        ),
         Action::PowerCycle => {
             let cycled = with_bmc(
                 ctx,
@@ -51,9 +54,10 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             }
         }
         Action::Reimage => Outcome::to(NodeState::Imaging, format!("{step}: reimage after {what}")),
-        Action::RerunHealth => {
-            Outcome::to(NodeState::BurnIn, format!("{step}: rerun health checks after {what}"))
-        }
+        Action::RerunHealth => Outcome::to(
+            NodeState::BurnIn,
+            format!("{step}: rerun health checks after {what}"),
+        ),
         Action::Quarantine => Outcome::to(
             NodeState::Quarantined,
             format!("{what} (quarantined after {attempt} remediation attempts)"),

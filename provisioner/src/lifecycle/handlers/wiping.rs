@@ -30,5 +30,12 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             }
         }
     }
-    await_boot(ctx, node, work, IntentKind::PxeBoot, "the secure-erase report").await
+    await_boot(
+        ctx,
+        node,
+        work,
+        IntentKind::PxeBoot,
+        "the secure-erase report",
+    )
+    .await
 }
