@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Real PXE boots of QEMU VMs (TCG, no KVM) from kiln's own DHCP, TFTP and HTTP boot services:
-#   (a) BIOS: SeaBIOS + the NIC's iPXE ROM → DHCP (user class iPXE) → HTTP script → kiln ramdisk → report
-#   (b) UEFI: OVMF native PXE → TFTP ipxe.efi → iPXE → HTTP script → kiln ramdisk → report
+#   (a) BIOS: SeaBIOS + the NIC's iPXE ROM → DHCP (user class iPXE) → HTTP script → kiln ramdisk → kiln-agent
+#       reports booted, inspects, reports the hardware
+#   (b) UEFI: OVMF native PXE → TFTP ipxe.efi → iPXE → HTTP script → kiln ramdisk → kiln-agent, as (a)
 #   (c) BIOS, node in a boot-from-disk state (available): iPXE → HTTP script → sanboot / exit → the VM boots its
 #       disk, whose boot sector prints a marker on the serial port and exits QEMU (isa-debug-exit)
 # and asserts on kiln's inventory (events, leases, node state), not only on the serial consoles.
 #
-#   e2e/pxe-boot.sh [KILN_BINARY]    (as root)
+#   e2e/pxe-boot.sh [KILN_BINARY]    (as root; KILN_AGENT=PATH, default kiln-agent beside KILN_BINARY)
 #
 # Needs: qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static iproute2 curl sqlite3, and network access for apt-get download
 # (the ramdisk build fetches linux-image-*-amd64 and busybox-static). Only addresses inside the namespace and veth
@@ -35,9 +36,12 @@ check() {
     if "${@:2}"; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; fi
 }
 
+# The ramdisk carries the real agent: /init runs `kiln-agent run` (report booted, inspect, report the hardware).
+agent=${KILN_AGENT:-$(dirname "$kiln")/kiln-agent}
 assets=${KILN_RAMDISK_DIR:-$work/ramdisk}
 if [ ! -s "$assets/initramfs.img" ]; then
-    bash images/ramdisk/build.sh "$assets" || { echo "ramdisk build failed"; exit 1; }
+    [ -x "$agent" ] || { echo "no kiln-agent binary at $agent (cargo build -p kiln-agent, or set KILN_AGENT)"; exit 1; }
+    bash images/ramdisk/build.sh "$assets" "$agent" || { echo "ramdisk build failed"; exit 1; }
 fi
 
 # Debian's ipxe.efi is a symlink out of /usr/lib/ipxe, which kiln's TFTP (rightly) refuses: serve copies.
@@ -125,7 +129,13 @@ for n in 1 2; do
     events=$("$kiln" --db "$db" node show "SN$n")
     check "SN$n: DHCP lease for iPXE recorded" grep -q "DHCP lease 10.78.0.1[0-5][0-9] for iPXE" <<<"$events"
     check "SN$n: inspect script served" grep -q "served iPXE script: node SN$n is enrolled: kiln ramdisk (inspect)" <<<"$events"
-    check "SN$n: ramdisk report recorded" grep -q "ramdisk reported: booted mode=inspect" <<<"$events"
+    check "SN$n: agent reported booted" grep -q "agent booted in the ramdisk" <<<"$events"
+    check "SN$n: agent reported its inspection" grep -q "agent inspected the hardware: 0 GPUs, [0-9]* disks, [1-9][0-9]* NICs" <<<"$events"
+    # The stored inspection is of this VM: QEMU's DMI vendor, and the NIC with the MAC it booted from.
+    inspected=$(sqlite3 "$work/kiln.db" "SELECT r.body FROM agent_reports r JOIN nodes n ON n.id = r.node_id \
+        WHERE n.serial = 'SN$n' AND r.step = 'inspected'")
+    check "SN$n: inspection lists the VM's NIC 52:54:00:e2:00:0$n" grep -q '"52:54:00:e2:00:0'"$n"'"' <<<"$inspected"
+    check "SN$n: inspection names QEMU as the system vendor" grep -q '"vendor": *"QEMU"' <<<"$inspected"
 done
 check "all three nodes hold pinned leases" test "$("$kiln" --db "$db" --json boot leases | grep -c '"pinned": true')" -eq 3
 check "boot-from-disk VM booted its disk" grep -q "KILN-DISK-BOOTED" "$work/disk.log"
@@ -133,7 +143,7 @@ check "boot-from-disk VM ended through its disk's exit port" test "$disk_rc" -eq
 events=$("$kiln" --db "$db" node show SN3)
 check "SN3: DHCP lease for iPXE recorded" grep -q "DHCP lease 10.78.0.1[0-5][0-9] for iPXE" <<<"$events"
 check "SN3: local-disk script served" grep -q "served iPXE script: node SN3 is available: boot from local disk" <<<"$events"
-check "SN3: no ramdisk ran" bash -c '! grep -q "ramdisk reported" <<<"$0"' "$events"
+check "SN3: no ramdisk ran" bash -c '! grep -q "ramdisk reported\|agent booted" <<<"$0"' "$events"
 check "SN3: still available" grep -q '"state": "available"' <<<"$("$kiln" --db "$db" --json node show SN3)"
 if [ "$failed" -gt 0 ]; then
     for f in bios.log uefi.log disk.log serve.log; do echo "--- $f (tail)"; tail -n 30 "$work/$f"; done

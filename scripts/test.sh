@@ -44,7 +44,7 @@ cargo test --workspace --doc
 # and HTTP against busybox clients (seconds), then QEMU VMs under TCG, BIOS, UEFI and boot-from-disk (about two
 # minutes, each VM under a hard timeout).
 if [ "${KILN_E2E:-on}" != "off" ] && [ "$(id -u)" -eq 0 ]; then
-    cargo build -p kiln
+    cargo build -p kiln -p kiln-agent
     kiln_bin=${CARGO_TARGET_DIR:-target}/debug/kiln
     timeout 300 bash e2e/dhcp-real-client.sh "$kiln_bin"
     timeout 900 bash e2e/pxe-boot.sh "$kiln_bin"

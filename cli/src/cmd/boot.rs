@@ -1,11 +1,14 @@
 //! `kiln boot serve|leases|discovered|explain`: the network boot services and what they know.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
 use kiln_inventory::MacAddr;
 use kiln_provisioner::boot::decision::{BootAction, decide};
+use kiln_provisioner::lifecycle::report_router;
+use tokio::sync::Notify;
 
 use crate::cmd::boot_serve::{BootServeArgs, start_boot_services};
 use crate::global::{KeyUse, print_json};
@@ -161,6 +164,9 @@ async fn serve(mut args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let services = start_boot_services(&args.boot, store.clone()).await?;
     let http = match services.http_router() {
         Some(router) => {
+            // Agents in the ramdisk report here too. No lifecycle engine runs in `kiln boot serve`: reports are
+            // stored and noted in the node's history, and the waker has no one to wake.
+            let router = router.merge(report_router(store.clone(), Arc::new(Notify::new())));
             let listener = tokio::net::TcpListener::bind(args.http_listen)
                 .await
                 .with_context(|| format!("binding HTTP to {}", args.http_listen))?;
