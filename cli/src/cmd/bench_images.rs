@@ -23,7 +23,7 @@ use kiln_inventory::{Store, StoreOptions};
 use serde::Serialize;
 use tokio::process::Command;
 
-use crate::GlobalArgs;
+use crate::{GlobalArgs, table};
 
 /// Longest any single download or write may take before the benchmark gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(900);
@@ -184,24 +184,55 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         dd_write_zstd_mib_s: best[3],
         zstd_image_mb: zst.size_bytes as f64 / f64::from(1 << 20),
     };
+    let row = |what: String, kiln: f64, peer: &str, peer_mib_s: f64, ratio: f64, goal: &str| {
+        vec![
+            what,
+            format!("{kiln:.1}"),
+            peer.to_string(),
+            format!("{peer_mib_s:.1}"),
+            format!("{ratio:.2}"),
+            goal.to_string(),
+        ]
+    };
+    let rows = vec![
+        row(
+            format!("serve {} MiB to {} clients", args.size_mb, args.clients),
+            report.kiln_serve_mib_s,
+            "nginx",
+            report.nginx_serve_mib_s,
+            report.serve_ratio_vs_nginx,
+            "≥ 0.90",
+        ),
+        row(
+            format!("write raw ({} MiB)", args.size_mb),
+            report.kiln_write_raw_mib_s,
+            "curl | dd",
+            report.dd_write_raw_mib_s,
+            report.write_raw_ratio_vs_dd,
+            "≥ 0.95",
+        ),
+        row(
+            format!("write zstd ({:.0} MiB compressed)", report.zstd_image_mb),
+            report.kiln_write_zstd_mib_s,
+            "curl | zstd -d | dd",
+            report.dd_write_zstd_mib_s,
+            report.write_zstd_ratio_vs_dd,
+            "≥ 0.95",
+        ),
+    ];
     println!(
-        "serve {} MiB to {} clients:  kiln {:>8.1} MiB/s   nginx {:>8.1} MiB/s   ratio {:.2} (goal ≥ 0.90)",
-        args.size_mb,
-        args.clients,
-        report.kiln_serve_mib_s,
-        report.nginx_serve_mib_s,
-        report.serve_ratio_vs_nginx
-    );
-    println!(
-        "write raw:                  kiln {:>8.1} MiB/s   curl|dd {:>6.1} MiB/s   ratio {:.2} (goal ≥ 0.95)",
-        report.kiln_write_raw_mib_s, report.dd_write_raw_mib_s, report.write_raw_ratio_vs_dd
-    );
-    println!(
-        "write zstd ({:.0} MiB):      kiln {:>8.1} MiB/s   curl|zstd|dd {:>.1} MiB/s   ratio {:.2} (goal ≥ 0.95)",
-        report.zstd_image_mb,
-        report.kiln_write_zstd_mib_s,
-        report.dd_write_zstd_mib_s,
-        report.write_zstd_ratio_vs_dd
+        "{}",
+        table::render(
+            &[
+                "WHAT",
+                "KILN MiB/s",
+                "AGAINST",
+                "ITS MiB/s",
+                "RATIO",
+                "GOAL"
+            ],
+            &rows
+        )
     );
     if global.json {
         println!("{}", serde_json::to_string(&report)?);
