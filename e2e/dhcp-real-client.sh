@@ -46,9 +46,9 @@ printf 'hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password
 db="sqlite://$work/kiln.db"
 "$kiln" --db "$db" --key-file "$work/k.key" rack import "$work/m.csv" >/dev/null 2>&1
 
-"$kiln" --db "$db" -v boot serve --server-ip 10.77.0.1 --interface kbt-host --pool 10.77.0.100-10.77.0.150 \
-    --tftp-root "$work/tftp" --tftp-listen 10.77.0.1:69 --http-listen 10.77.0.1:18081 \
-    --assets "$work/assets" > "$work/serve.log" 2>&1 &
+"$kiln" --db "$db" -v boot serve --boot-server-ip 10.77.0.1 --dhcp-interface kbt-host \
+    --dhcp-pool 10.77.0.100-10.77.0.150 --tftp-root "$work/tftp" --tftp-listen 10.77.0.1:69 \
+    --http-listen 10.77.0.1:18081 --boot-assets "$work/assets" > "$work/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do grep -q "DHCP server listening" "$work/serve.log" && break; sleep 0.1; done
 

@@ -81,7 +81,13 @@ async fn run(args: Vec<String>) -> anyhow_lite::Result<()> {
                 sources.root = PathBuf::from(args.get(at + 1).ok_or(USAGE)?);
             }
             let found = inspect(&sources)?;
-            println!("{}", serde_json::to_string_pretty(&found)?);
+            // writeln!, not println!: a closed stdout (`| head`) is an error to report, not a panic.
+            use std::io::Write;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&found)?
+            )?;
             Ok(())
         }
         Some("write") if args.len() >= 5 => {

@@ -4,7 +4,8 @@
 #   images/ramdisk/build.sh OUT_DIR [AGENT_BINARY]
 #
 # The kernel comes from linux-image-*-amd64 (the version linux-image-amd64 depends on), userland from
-# busybox-static. With AGENT_BINARY (a static kiln-agent), /init runs it as its worker; without it, /init reports
+# busybox-static. With AGENT_BINARY (kiln-agent; static, or glibc with its libraries copied in), /init runs
+# `kiln-agent run` as its worker (report booted, inspect, report the hardware); without it, /init reports
 # "booted" to the provisioner itself with busybox wget. Either way it prints the marker line
 # "KILN-RAMDISK-BOOTED mac=… mode=…" on the console and powers off.
 #
@@ -46,6 +47,15 @@ for name in $modules; do
 done
 if [ -n "$agent" ]; then
     install -m 0755 "$agent" "$root/bin/kiln-agent"
+    command -v strip >/dev/null 2>&1 && strip "$root/bin/kiln-agent"
+    # A glibc build (no musl target offline): copy its ELF interpreter and shared libraries from this host, at
+    # the same paths. A static binary has none ("not a dynamic executable").
+    if ldd "$agent" >/dev/null 2>&1; then
+        for lib in $(ldd "$agent" | grep -o '/[^ ]*'); do
+            mkdir -p "$root$(dirname "$lib")"
+            cp -L "$lib" "$root$lib"
+        done
+    fi
 fi
 install -m 0755 "$here/init" "$root/init"
 install -m 0755 "$here/udhcpc.script" "$root/usr/share/udhcpc/default.script"

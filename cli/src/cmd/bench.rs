@@ -43,6 +43,8 @@ enum BenchCommand {
     BmcSweep(crate::cmd::bmc::SweepBenchArgs),
     /// A simulated hall brought up by the engine: wall time against the critical path.
     Bringup(crate::cmd::bench_bringup::Args),
+    /// Image serving (kiln vs nginx) and writing (kiln's writer vs curl | dd).
+    Images(crate::cmd::bench_images::Args),
 }
 
 /// Latency figures for one kind of operation on one backend.
@@ -93,6 +95,9 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         BenchCommand::BmcSweep(sweep) => return crate::cmd::bmc::bench_sweep(sweep, global).await,
         BenchCommand::Bringup(bringup) => {
             return crate::cmd::bench_bringup::exec(bringup, global).await;
+        }
+        BenchCommand::Images(images) => {
+            return crate::cmd::bench_images::exec(images, global).await;
         }
     };
     let manifest = generate_manifest(nodes);

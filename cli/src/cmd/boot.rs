@@ -1,16 +1,16 @@
 //! `kiln boot serve|leases|discovered|explain`: the network boot services and what they know.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
 use kiln_inventory::MacAddr;
 use kiln_provisioner::boot::decision::{BootAction, decide};
-use kiln_provisioner::boot::dhcp::{DhcpConfig, DhcpMode, DhcpServer, Pool};
-use kiln_provisioner::boot::http::{BootHttp, BootHttpConfig};
-use kiln_provisioner::boot::tftp::{TftpConfig, TftpServer};
+use kiln_provisioner::lifecycle::report_router;
+use tokio::sync::Notify;
 
+use crate::cmd::boot_serve::{BootServeArgs, start_boot_services};
 use crate::global::{KeyUse, print_json};
 use crate::{GlobalArgs, table};
 
@@ -38,79 +38,11 @@ enum BootCommand {
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// kiln's address on the provisioning network (DHCP server identifier, TFTP server, script URLs).
-    #[arg(long)]
-    server_ip: Ipv4Addr,
-    /// Serve DHCP on this interface only.
-    #[arg(long)]
-    interface: Option<String>,
-    /// First and last address of the dynamic pool, e.g. 10.9.0.100-10.9.0.200.
-    #[arg(long, value_parser = parse_range)]
-    pool: Option<(Ipv4Addr, Ipv4Addr)>,
-    /// Prefix length of the provisioning subnet.
-    #[arg(long, default_value_t = 24)]
-    prefix_len: u8,
-    /// Default gateway to give clients.
-    #[arg(long)]
-    router: Option<Ipv4Addr>,
-    /// Fixed address for a MAC, `MAC=IP` (repeatable).
-    #[arg(long = "reserve", value_parser = parse_reservation)]
-    reservations: Vec<(MacAddr, Ipv4Addr)>,
-    /// ProxyDHCP mode: another DHCP server owns the addresses; answer PXE clients with boot options only.
-    #[arg(long)]
-    proxy: bool,
-    /// Do not serve DHCP at all (TFTP and HTTP only).
-    #[arg(long, conflicts_with = "proxy")]
-    no_dhcp: bool,
-    /// DHCP port (67; change only for tests).
-    #[arg(long, default_value_t = 67)]
-    dhcp_port: u16,
-    /// Lease length in seconds.
-    #[arg(long, default_value_t = 3600)]
-    lease_secs: i64,
-    /// Directory of iPXE binaries served over TFTP (undionly.kpxe, ipxe.efi).
-    #[arg(long, default_value = "/usr/lib/ipxe")]
-    tftp_root: PathBuf,
-    /// TFTP listen address.
-    #[arg(long, default_value = "0.0.0.0:69")]
-    tftp_listen: SocketAddr,
     /// HTTP listen address for the boot endpoints.
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_listen: SocketAddr,
-    /// URL booting machines use for the HTTP endpoints (default http://SERVER_IP:HTTP_PORT).
-    #[arg(long)]
-    public_url: Option<String>,
-    /// Directory with the ramdisk's vmlinuz and initramfs.img (images/ramdisk/build.sh writes them).
-    #[arg(long)]
-    assets: PathBuf,
-    /// Extra kernel arguments for the ramdisk.
-    #[arg(long, default_value = "console=ttyS0")]
-    kernel_args: String,
-}
-
-fn parse_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
-    let (first, last) = text
-        .split_once('-')
-        .ok_or_else(|| format!("{text:?} is not FIRST-LAST"))?;
-    let first: Ipv4Addr = first
-        .trim()
-        .parse()
-        .map_err(|e| format!("{first:?}: {e}"))?;
-    let last: Ipv4Addr = last.trim().parse().map_err(|e| format!("{last:?}: {e}"))?;
-    if first > last {
-        return Err(format!("{first} comes after {last}"));
-    }
-    Ok((first, last))
-}
-
-fn parse_reservation(text: &str) -> Result<(MacAddr, Ipv4Addr), String> {
-    let (mac, ip) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?} is not MAC=IP"))?;
-    Ok((
-        mac.parse().map_err(|e| format!("{e}"))?,
-        ip.parse().map_err(|e| format!("{ip:?}: {e}"))?,
-    ))
+    #[command(flatten)]
+    boot: BootServeArgs,
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -217,76 +149,41 @@ async fn explain(mac: MacAddr, global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+async fn serve(mut args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if !args.boot.any_requested() {
+        anyhow::bail!(
+            "nothing to serve: give --boot-assets (HTTP), --dhcp-pool or --dhcp-proxy (DHCP), --tftp-root (TFTP)"
+        );
+    }
+    if args.boot.public_url.is_none()
+        && let Some(ip) = args.boot.server_ip
+    {
+        args.boot.public_url = Some(format!("http://{ip}:{}", args.http_listen.port()));
+    }
     let store = global.open_store(KeyUse::IfPresent).await?;
-    let public_url = args
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}:{}", args.server_ip, args.http_listen.port()));
-
-    let tftp = TftpServer::bind(TftpConfig::new(&args.tftp_root, args.tftp_listen))
-        .await?
-        .start()?;
-
-    let mut http_config = BootHttpConfig::new(public_url.clone(), &args.assets);
-    http_config.kernel_args = args.kernel_args.clone();
-    let router = BootHttp::new(store.clone(), http_config).router();
-    let listener = tokio::net::TcpListener::bind(args.http_listen)
-        .await
-        .with_context(|| format!("binding HTTP to {}", args.http_listen))?;
-    let http_addr = listener.local_addr()?;
-    let http = tokio::spawn(axum::serve(listener, router).into_future());
-
-    let dhcp = if args.no_dhcp {
-        None
-    } else {
-        let prefix = args.prefix_len.min(32);
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-        let network = Ipv4Addr::from(u32::from(args.server_ip) & mask);
-        let (first, last) = match (args.pool, args.proxy) {
-            (Some(range), _) => range,
-            (None, true) => (args.server_ip, args.server_ip),
-            (None, false) => {
-                anyhow::bail!("--pool FIRST-LAST is needed unless --proxy or --no-dhcp")
-            }
-        };
-        let pool = Pool {
-            network,
-            prefix_len: prefix,
-            first,
-            last,
-            router: args.router,
-            dns: Vec::new(),
-        };
-        let mut config = DhcpConfig::new(args.server_ip, public_url.clone(), pool);
-        config.bind = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.dhcp_port));
-        config.interface = args.interface.clone();
-        config.reservations = args.reservations.clone();
-        config.lease_time = chrono::Duration::seconds(args.lease_secs.max(60));
-        if args.proxy {
-            config.mode = DhcpMode::Proxy;
-            config.proxy_bind = Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 4011)));
+    let services = start_boot_services(&args.boot, store.clone()).await?;
+    let http = match services.http_router() {
+        Some(router) => {
+            // Agents in the ramdisk report here too. No lifecycle engine runs in `kiln boot serve`: reports are
+            // stored and noted in the node's history, and the waker has no one to wake.
+            let router = router.merge(report_router(store.clone(), Arc::new(Notify::new())));
+            let listener = tokio::net::TcpListener::bind(args.http_listen)
+                .await
+                .with_context(|| format!("binding HTTP to {}", args.http_listen))?;
+            eprintln!("kiln boot: HTTP listening on {}", listener.local_addr()?);
+            Some(tokio::spawn(axum::serve(listener, router).into_future()))
         }
-        Some(DhcpServer::bind(config, store.clone()).await?.start()?)
+        None => None,
     };
-
-    eprintln!(
-        "kiln boot: TFTP {} (root {}), HTTP {http_addr} (public {public_url}), DHCP {}",
-        tftp.local_addr,
-        args.tftp_root.display(),
-        dhcp.as_ref()
-            .map(|d| d.local_addr.to_string())
-            .unwrap_or_else(|| "off".into())
-    );
+    eprintln!("kiln boot: {}", services.summary());
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
     eprintln!("kiln boot: stopping");
-    if let Some(dhcp) = dhcp {
-        dhcp.shutdown().await;
+    services.shutdown().await;
+    if let Some(http) = http {
+        http.abort();
     }
-    tftp.shutdown().await;
-    http.abort();
     store.close().await;
     Ok(())
 }

@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod bench_bringup;
+pub mod bench_images;
 pub mod bmc;
 pub mod boot;
+pub mod boot_serve;
 pub mod bringup;
 pub mod db;
 pub mod demo;

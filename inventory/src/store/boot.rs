@@ -1,6 +1,8 @@
 //! Network boot: DHCP leases (so addresses survive a provisioner restart), machines seen on the provisioning
 //! network that no manifest enrolled ("discovered, unenrolled", for a technician to adopt), and the per-boot
 //! tokens a ramdisk's agent presents when it reports.
+//!
+//! Invariant: a boot token is stored only as its SHA-256; checking compares the hashes in constant time.
 
 use std::net::Ipv4Addr;
 
@@ -8,6 +10,7 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sqlx::any::AnyRow;
 
+use super::tokens::hash as token_hash;
 use super::{Store, get, get_opt_time, get_parsed, get_time};
 use crate::clock::to_millis;
 use crate::error::StoreError;
@@ -197,8 +200,9 @@ fn discovered_from_row(row: &AnyRow) -> Result<DiscoveredMachine, StoreError> {
     })
 }
 
-/// Compares without stopping at the first difference, so response timing does not reveal a token's prefix.
-fn same_token(a: &str, b: &str) -> bool {
+/// Compares two token hashes without stopping at the first difference, so response timing reveals nothing
+/// about how much of a guess matched.
+fn same_hash(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -385,7 +389,7 @@ impl Store {
     }
 
     /// Issues a fresh token for the next boot of `mac` (replacing any earlier one) and returns it. The token goes
-    /// on the ramdisk's kernel command line; the agent presents it when it reports.
+    /// on the ramdisk's kernel command line; the agent presents it when it reports. Only its hash is stored.
     pub async fn issue_boot_token(
         &self,
         mac: MacAddr,
@@ -395,13 +399,13 @@ impl Store {
         rand::thread_rng().fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
         sqlx::query(
-            "INSERT INTO boot_tokens (mac, node_id, token, issued_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (mac) DO UPDATE SET node_id = excluded.node_id, token = excluded.token, \
+            "INSERT INTO boot_tokens (mac, node_id, token_hash, issued_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (mac) DO UPDATE SET node_id = excluded.node_id, token_hash = excluded.token_hash, \
              issued_at = excluded.issued_at",
         )
         .bind(mac.to_string())
         .bind(node.map(|id| id.0))
-        .bind(&token)
+        .bind(token_hash(&token))
         .bind(to_millis(self.now()))
         .execute(&self.write)
         .await
@@ -415,14 +419,14 @@ impl Store {
         mac: MacAddr,
         token: &str,
     ) -> Result<Option<TokenOwner>, StoreError> {
-        let row = sqlx::query("SELECT node_id, token FROM boot_tokens WHERE mac = $1")
+        let row = sqlx::query("SELECT node_id, token_hash FROM boot_tokens WHERE mac = $1")
             .bind(mac.to_string())
             .fetch_optional(&self.read)
             .await
             .map_err(StoreError::db("checking a boot token"))?;
         let Some(row) = row else { return Ok(None) };
-        let stored: String = get(&row, "token")?;
-        if !same_token(&stored, token) {
+        let stored: String = get(&row, "token_hash")?;
+        if !same_hash(&stored, &token_hash(token)) {
             return Ok(None);
         }
         Ok(Some(match get::<Option<i64>>(&row, "node_id")? {

@@ -14,7 +14,8 @@ use crate::secret::Secret;
 /// Prefix of kiln API tokens, so they are recognisable in a secret scanner.
 const TOKEN_PREFIX: &str = "kiln_";
 
-fn hash(token: &str) -> String {
+/// Lowercase hex SHA-256 of a token: the only form in which kiln stores API and boot tokens.
+pub(crate) fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

@@ -243,6 +243,15 @@ async fn boot_tokens_match_only_the_latest(db: TestDb) {
             .expect("check"),
         None
     );
+    // At rest only the hash: the token itself is nowhere in the SQLite file or its WAL, its hash is.
+    if let Some(path) = db.url.strip_prefix("sqlite://") {
+        let mut bytes = std::fs::read(path).expect("db file");
+        bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+        let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+        assert!(!contains(&new), "plaintext boot token on disk");
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(new.as_bytes()));
+        assert!(contains(&hash), "the token's hash is what is stored");
+    }
     let stranger = db
         .store
         .issue_boot_token(mac(7), None)

@@ -200,14 +200,23 @@ impl DhcpServer {
         })
     }
 
-    /// Serves in a background task.
-    pub fn start(self) -> std::io::Result<DhcpHandle> {
-        let local_addr = self.socket.local_addr()?;
-        let proxy_addr = self
-            .proxy_socket
+    /// The address the server listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The address the ProxyDHCP listener listens on, if there is one.
+    pub fn proxy_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.proxy_socket
             .as_ref()
             .map(|socket| socket.local_addr())
-            .transpose()?;
+            .transpose()
+    }
+
+    /// Serves in a background task.
+    pub fn start(self) -> std::io::Result<DhcpHandle> {
+        let local_addr = self.local_addr()?;
+        let proxy_addr = self.proxy_addr()?;
         let cancel = CancellationToken::new();
         let task = tokio::spawn(self.run(cancel.clone()));
         Ok(DhcpHandle {
