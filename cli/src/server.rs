@@ -36,6 +36,8 @@ pub struct ServerOptions {
     pub bmcs: Option<Arc<dyn BmcConnector>>,
     /// A listener already bound (its address is known before the server starts); `listen` is then unused.
     pub listener: Option<tokio::net::TcpListener>,
+    /// HTTP boot endpoints built elsewhere (`kiln serve` with network boot flags); `None`: the default ones.
+    pub boot_router: Option<axum::Router>,
 }
 
 /// A running control plane; dropping it does not stop it, [`Running::stop`] does.
@@ -110,7 +112,12 @@ pub async fn start(store: Store, mut options: ServerOptions) -> anyhow::Result<R
     let library = ImageLibrary::new(store.clone(), ContentStore::new(options.image_dir.clone()));
     let app = kiln_api::router(ApiState::new(store.clone()))
         .merge(report_router(store.clone(), wake))
-        .merge(BootHttp::new(store.clone(), boot_config).router())
+        .merge(
+            options
+                .boot_router
+                .take()
+                .unwrap_or_else(|| BootHttp::new(store.clone(), boot_config).router()),
+        )
         .merge(image_router(library));
     let shutdown = cancel.clone();
     tasks.push(tokio::spawn(async move {

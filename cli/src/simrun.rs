@@ -143,6 +143,7 @@ pub async fn start(store: &Store, dir: &Path, options: &SimRunOptions) -> anyhow
             access: Some(access),
             bmcs: None,
             listener: Some(listener),
+            boot_router: None,
         },
     )
     .await?;

@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use kiln_inventory::{ManifestFormat, NodeFilter, NodeState, Store, parse_manifest};
 
-use crate::cmd::engine_args::EngineArgs;
+use crate::cmd::boot_serve::BootServeArgs;
+use crate::cmd::engine_args::{EngineArgs, start_control_plane};
 use crate::global::{KeyUse, print_json, print_json_line};
 use crate::progress::{quarantine_reasons, summary_line, watch};
-use crate::{GlobalArgs, server, table};
+use crate::{GlobalArgs, table};
 
 /// Options of `kiln rack bringup`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +32,8 @@ pub struct BringupArgs {
     pub timeout_s: u64,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub boot: BootServeArgs,
 }
 
 /// Imports the manifest and brings its nodes up.
@@ -52,8 +55,8 @@ pub async fn bringup(args: BringupArgs, global: &GlobalArgs) -> anyhow::Result<(
             summary.unchanged
         );
     }
-    let options = args.engine.server_options(&store, args.listen).await?;
-    let running = server::start(store.clone(), options).await?;
+    let (running, boot) =
+        start_control_plane(&store, args.listen, &args.engine, &args.boot).await?;
     if !global.json {
         eprintln!(
             "kiln: control plane on {} — bringing up {} node(s)",
@@ -70,6 +73,9 @@ pub async fn bringup(args: BringupArgs, global: &GlobalArgs) -> anyhow::Result<(
     )
     .await;
     running.stop().await;
+    if let Some(boot) = boot {
+        boot.shutdown().await;
+    }
     let watched = watched?;
     report(&store, &args.file, &watched, global.json).await?;
     store.close().await;

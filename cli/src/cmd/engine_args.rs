@@ -11,7 +11,8 @@ use kiln_inventory::Store;
 use kiln_provisioner::lifecycle::ssh::{SshNodeAccess, load_or_create_key};
 use kiln_provisioner::lifecycle::{EngineConfig, Policy};
 
-use crate::server::ServerOptions;
+use crate::cmd::boot_serve::{BootServeArgs, BootServices, start_boot_services};
+use crate::server::{self, Running, ServerOptions};
 
 /// Control-plane options.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,12 +41,6 @@ pub struct EngineArgs {
     /// The provisioner's SSH private key (created on first use; its public key goes into the image's seed).
     #[arg(long, env = "KILN_SSH_KEY", default_value = "kiln-ssh.key")]
     pub ssh_key: PathBuf,
-    /// Base URL nodes use to reach this server (default: http:// + the listen address).
-    #[arg(long)]
-    pub public_url: Option<String>,
-    /// Directory with the ramdisk kernel (`vmlinuz`) and initramfs (`initramfs.img`).
-    #[arg(long, default_value = "kiln-assets")]
-    pub assets_dir: PathBuf,
     /// Directory of the content-addressed image store.
     #[arg(long, env = "KILN_IMAGE_DIR", default_value = "kiln-images")]
     pub image_dir: PathBuf,
@@ -90,11 +85,13 @@ impl EngineArgs {
         Ok(config)
     }
 
-    /// Server options for listening on `listen` with SSH node access.
+    /// Server options for listening on `listen` with SSH node access; the boot endpoints use `boot`'s URL,
+    /// ramdisk and image settings.
     pub async fn server_options(
         &self,
         store: &Store,
         listen: SocketAddr,
+        boot: &BootServeArgs,
     ) -> anyhow::Result<ServerOptions> {
         let engine = if self.no_engine {
             None
@@ -119,13 +116,53 @@ impl EngineArgs {
         };
         Ok(ServerOptions {
             listen,
-            public_url: self.public_url.clone(),
+            public_url: boot.public_url.clone(),
             image_dir: self.image_dir.clone(),
-            assets_dir: self.assets_dir.clone(),
+            assets_dir: boot
+                .assets
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("kiln-assets")),
             engine,
             access,
             bmcs: None,
             listener: None,
+            boot_router: None,
         })
     }
+}
+
+/// Starts the control plane for `kiln serve` and `kiln rack bringup`: the HTTP server with the engine, plus the
+/// DHCP/ProxyDHCP/TFTP services `boot` asks for (their HTTP boot endpoints replace the default ones, with the
+/// engine's image in their scripts).
+pub async fn start_control_plane(
+    store: &Store,
+    listen: SocketAddr,
+    engine: &EngineArgs,
+    boot: &BootServeArgs,
+) -> anyhow::Result<(Running, Option<BootServices>)> {
+    let mut boot = boot.clone();
+    if boot.public_url.is_none() && boot.server_ip.is_some() {
+        boot.public_url = boot
+            .server_ip
+            .map(|ip| format!("http://{ip}:{}", listen.port()));
+    }
+    let mut options = engine.server_options(store, listen, &boot).await?;
+    if boot.image.is_none() {
+        boot.image = options.engine.as_ref().and_then(|e| e.image.clone());
+    }
+    let services = if boot.any_requested() {
+        if boot.assets.is_none() {
+            boot.assets = Some(options.assets_dir.clone());
+        }
+        if boot.public_url.is_none() {
+            boot.public_url = Some(format!("http://{listen}"));
+        }
+        let services = start_boot_services(&boot, store.clone()).await?;
+        options.boot_router = services.http_router();
+        Some(services)
+    } else {
+        None
+    };
+    let running = server::start(store.clone(), options).await?;
+    Ok((running, services))
 }

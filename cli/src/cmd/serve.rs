@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 
 use crate::GlobalArgs;
-use crate::cmd::engine_args::EngineArgs;
+use crate::cmd::boot_serve::BootServeArgs;
+use crate::cmd::engine_args::{EngineArgs, start_control_plane};
 use crate::global::KeyUse;
-use crate::server;
 
 /// Serve the API and run the lifecycle engine.
 #[derive(Debug, clap::Args)]
@@ -16,12 +16,14 @@ pub struct Args {
     listen: SocketAddr,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    boot: BootServeArgs,
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let store = global.open_store(KeyUse::IfPresent).await?;
-    let options = args.engine.server_options(&store, args.listen).await?;
-    let running = server::start(store.clone(), options).await?;
+    let (running, boot) =
+        start_control_plane(&store, args.listen, &args.engine, &args.boot).await?;
     let local = running.addr;
     eprintln!(
         "kiln: serving the API on http://{local}/api/v1/ (hall map at http://{local}/, metrics at /metrics)"
@@ -35,9 +37,15 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         ),
         None => eprintln!("kiln: lifecycle engine off (--no-engine)"),
     }
+    if let Some(boot) = &boot {
+        eprintln!("kiln: network boot: {}", boot.summary());
+    }
     let _ = tokio::signal::ctrl_c().await;
     eprintln!("kiln: shutting down");
     running.stop().await;
+    if let Some(boot) = boot {
+        boot.shutdown().await;
+    }
     store.close().await;
     Ok(())
 }

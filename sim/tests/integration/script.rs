@@ -13,7 +13,7 @@ async fn every_script_kiln_renders_parses() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let stub = Stub::start(listener, BootAction::LocalDisk).await;
     let mac: MacAddr = "02:4b:00:00:07:00".parse().expect("mac");
-    let http = reqwest::Client::new();
+    let http = kiln_images::http_client();
     let fetch = |action| {
         stub.set_action(mac, action);
         let url = format!("{}/boot/{mac}.ipxe", stub.url);
