@@ -77,15 +77,11 @@ impl NodeAccess for SimAccess {
         let kernel = run("uname -r");
         let driver = run("cat /sys/module/nvidia/version");
         let gpus = run("nvidia-smi -L");
-        let gpu_count = gpus
-            .output
-            .lines()
-            .filter(|line| line.starts_with("GPU "))
-            .count();
+        let gpu_count = kiln_provisioner::lifecycle::ssh::count_gpus(&gpus.output);
         Ok(PostImageFacts {
             kernel: kernel.output.trim().to_string(),
             driver: (driver.exit_status == 0).then(|| driver.output.trim().to_string()),
-            gpu_count: u32::try_from(gpu_count).unwrap_or(u32::MAX),
+            gpu_count,
             transcript,
         })
     }
