@@ -50,6 +50,8 @@ pub struct SimRun {
     pub hall: SimHall,
     /// Serials of the hall's nodes.
     pub serials: HashSet<String>,
+    /// When the nodes were enrolled (the bring-up's start).
+    pub enrolled_at: std::time::Instant,
 }
 
 /// Writes the demo image (a small raw disk with a marker) and adds it to the catalog, once.
@@ -152,6 +154,7 @@ pub async fn start(store: &Store, dir: &Path, options: &SimRunOptions) -> anyhow
         .context("the simulator's manifest")?;
     let serials = rows.iter().map(|r| r.serial.clone()).collect();
     std::fs::write(dir.join("manifest.csv"), &manifest).ok();
+    let enrolled_at = std::time::Instant::now();
     store
         .import_manifest(&rows, "demo-site", "kiln-sim")
         .await
@@ -160,6 +163,7 @@ pub async fn start(store: &Store, dir: &Path, options: &SimRunOptions) -> anyhow
         running,
         hall,
         serials,
+        enrolled_at,
     })
 }
 

@@ -4,7 +4,7 @@
 //! this process, which runs both kiln and the simulator). With `--json` the last line is `{"nodes", "wall_s",
 //! "critical_path_s", "ratio", "cpu_s", "peak_rss_mb"}`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use kiln_inventory::{NodeState, ScratchDatabase, SecretKey, Store, StoreOptions};
@@ -74,16 +74,25 @@ pub fn critical_path(sim: &SimConfig, engine: &EngineConfig) -> Duration {
     let discover = boot + d.ramdisk_boot + d.inspect;
     let image = boot + d.ramdisk_boot + d.image_write;
     let first_boot = boot + d.installed_boot;
-    let chain = discover + image + first_boot + burn_in + d.nccl;
-    let n = sim.nodes as u32;
     let limits = engine.limits;
+    // The first power-on of a rack's last node waits for the others (K per rack per second).
+    let inrush = Duration::from_secs_f64(
+        sim.nodes_per_rack.saturating_sub(1) as f64 / limits.power_ons_per_rack_per_s.max(1) as f64,
+    );
+    let chain = inrush + discover + image + first_boot + burn_in + d.nccl;
+    let n = sim.nodes as u32;
     let waves = |limit: usize| n.div_ceil(limit.max(1) as u32);
     let by_images = chain - image + image * waves(limits.image_writes);
     let by_burn_in = chain - burn_in + burn_in * waves(limits.burn_ins);
-    // Three power-ons per node, at most K per rack per second.
+    // Three power-ons per node, at most K per rack per second: a rack's last power-on (a disk boot) comes at
+    // least (3 × nodes − 1) / K after its first, and the installed boot, burn-in and NCCL follow it.
     let power_ons = Duration::from_secs_f64(
-        3.0 * sim.nodes_per_rack as f64 / limits.power_ons_per_rack_per_s.max(1) as f64,
-    );
+        (3.0 * sim.nodes_per_rack as f64 - 1.0).max(0.0)
+            / limits.power_ons_per_rack_per_s.max(1) as f64,
+    ) + boot
+        + d.installed_boot
+        + burn_in
+        + d.nccl;
     chain.max(by_images).max(by_burn_in).max(power_ons)
 }
 
@@ -124,9 +133,10 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             "SQLite"
         }
     );
-    let started = Instant::now();
     let (cpu_before, _) = usage();
     let run = simrun::start(&store, dir.path(), &options).await?;
+    // The clock starts when the nodes are enrolled: the hall's own start-up (certificates, keys) is not kiln's.
+    let started = run.enrolled_at;
     let engine_config = run
         .running
         .engine

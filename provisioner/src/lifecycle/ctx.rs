@@ -96,6 +96,7 @@ pub struct Gates {
     pub burn_in: Semaphore,
     image_capacity: usize,
     images: Mutex<HashSet<NodeId>>,
+    image_waiters: Mutex<VecDeque<NodeId>>,
     power_ons_per_s: u32,
     power_ons: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
@@ -109,29 +110,40 @@ impl Gates {
             burn_in: Semaphore::new(limits.burn_ins.max(1)),
             image_capacity: limits.image_writes.max(1),
             images: Mutex::new(HashSet::new()),
+            image_waiters: Mutex::new(VecDeque::new()),
             power_ons_per_s: limits.power_ons_per_rack_per_s.max(1),
             power_ons: Mutex::new(HashMap::new()),
         }
     }
 
     /// Takes one of the image-write slots for `node` (held until [`Gates::finish_image`]); `false` when all
-    /// are taken. A node that already holds one keeps it.
+    /// are taken, and the node joins the queue woken as slots free up. A node that already holds one keeps it.
     pub fn start_image(&self, node: NodeId) -> bool {
         let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
         if images.contains(&node) {
             return true;
         }
         if images.len() >= self.image_capacity {
+            let mut waiters = self.image_waiters.lock().unwrap_or_else(|p| p.into_inner());
+            if !waiters.contains(&node) {
+                waiters.push_back(node);
+            }
             return false;
         }
         images.insert(node);
+        let mut waiters = self.image_waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.retain(|w| *w != node);
         true
     }
 
-    /// Frees `node`'s image-write slot.
-    pub fn finish_image(&self, node: NodeId) {
+    /// Frees `node`'s image-write slot; returns the next node waiting for one (to be woken).
+    pub fn finish_image(&self, node: NodeId) -> Option<NodeId> {
         let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
-        images.remove(&node);
+        if !images.remove(&node) {
+            return None;
+        }
+        let mut waiters = self.image_waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.pop_front()
     }
 
     /// Image writes under way.

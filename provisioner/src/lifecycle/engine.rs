@@ -275,8 +275,11 @@ async fn record(
             (NodeState::Remediating, reason)
         }
     };
-    if node.state == NodeState::Imaging {
-        ctx.gates.finish_image(node.id);
+    if node.state == NodeState::Imaging
+        && let Some(next) = ctx.gates.finish_image(node.id)
+    {
+        // The slot goes to the node that waited longest for it.
+        ctx.store.wake_node(next).await?;
     }
     match ctx
         .store

@@ -26,9 +26,10 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         ));
     };
     if !ctx.gates.start_image(node.id) {
+        // Queued: the engine wakes the next waiter when a write finishes; the long recheck is a fallback.
         return Ok(Outcome::wait(
             "all image-write slots are busy",
-            ctx.config.recheck,
+            ctx.config.recheck * 20,
         ));
     }
     if let Some(intent) = work.current_intent(node).cloned() {
@@ -37,7 +38,6 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         for step in reports.iter().rev() {
             match step {
                 AgentStep::ImageWritten { sha256, .. } if *sha256 == image.sha256 => {
-                    ctx.gates.finish_image(node.id);
                     return Ok(Outcome::to(
                         NodeState::Booting,
                         format!(
@@ -47,7 +47,6 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
                     ));
                 }
                 AgentStep::ImageWritten { sha256, .. } => {
-                    ctx.gates.finish_image(node.id);
                     return Ok(Outcome::fail(
                         FailureClass::ImageWrite,
                         format!(
@@ -57,7 +56,6 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
                     ));
                 }
                 AgentStep::ImageFailed { error, .. } | AgentStep::Failed { error } => {
-                    ctx.gates.finish_image(node.id);
                     return Ok(Outcome::fail(FailureClass::ImageWrite, error.clone()));
                 }
                 AgentStep::ImageStarted { .. } | AgentStep::ImageProgress { .. } => {
