@@ -27,8 +27,8 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 64)]
     pub workers: usize,
     /// Image written to nodes, as NAME:VERSION (default: the newest image in the catalog).
-    #[arg(long)]
-    pub image: Option<String>,
+    #[arg(long = "image", value_name = "NAME:VERSION")]
+    pub engine_image: Option<String>,
     /// Remediation policy file (TOML, `[ladders]` per failure class) replacing the default ladders it names.
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -60,7 +60,7 @@ impl EngineArgs {
                 .with_context(|| format!("reading the policy {}", path.display()))?;
             config.policy = Policy::from_toml(&text)?;
         }
-        config.image = match &self.image {
+        config.image = match &self.engine_image {
             Some(spec) => {
                 let (name, version) = spec
                     .split_once(':')

@@ -5,32 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_inventory::{NodeFilter, NodeState, Store, StoreOptions};
-use kiln_provisioner::lifecycle::ssh::load_or_create_key;
-use kiln_sim::{DiskMode, FaultFractions, SimConfig, SimHall, SshMode};
+use kiln_sim::FaultFractions;
 use rand::Rng;
 
-fn kiln(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command
-        .current_dir(dir)
-        .env_remove(kiln_inventory::SECRET_KEY_ENV)
-        .env_remove("KILN_SERVER")
-        .args(["--db", "sqlite://kiln.db", "--key-file", "kiln.key"]);
-    command
-}
-
-fn run_ok(mut command: Command) {
-    let out = command.output().expect("kiln runs");
-    assert!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::sim_site::{SimSite, kiln, run_ok};
 
 fn serve(dir: &Path, port: u16) -> Child {
     let mut command = kiln(dir);
@@ -42,12 +24,19 @@ fn serve(dir: &Path, port: u16) -> Child {
             "--ssh-key",
             "kiln-ssh.key",
             "--image",
-            "crash-os:1",
+            "sim-os:1",
         ])
         .args(["--image-dir", "images", "--instance", "crash-test"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("serve.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        );
     command.spawn().expect("kiln serve starts")
 }
 
@@ -57,46 +46,15 @@ async fn bringup_survives_sigkill_at_random_moments() {
         .ok()
         .and_then(|k| k.parse().ok())
         .unwrap_or(20);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let (key, _) = load_or_create_key(&dir.path().join("kiln-ssh.key")).expect("ssh key");
-    let mut config = SimConfig::new(64);
-    config.time_scale = 0.01;
-    config.seed = 11;
-    config.faults = FaultFractions {
+    let faults = FaultFractions {
         dead_bmc: 0.05,
         wrong_gpu_count: 0.05,
         ..FaultFractions::default()
     };
-    config.ssh = SshMode::Servers {
-        client_key: key.public_key().clone(),
-    };
-    std::fs::create_dir_all(dir.path().join("disks")).expect("disks");
-    config.disk = DiskMode::SparseFiles(dir.path().join("disks"));
-    let hall = SimHall::start(config, &format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("simulated hall");
-    std::fs::write(dir.path().join("hall.csv"), hall.manifest_csv()).expect("manifest");
-    std::fs::write(dir.path().join("os.img"), vec![7u8; 256 * 1024]).expect("image");
+    let SimSite { dir, port, hall } = SimSite::start(64, faults).await;
     let mut import = kiln(dir.path());
     import.args(["rack", "import", "hall.csv", "--site", "crash"]);
     run_ok(import);
-    let mut image = kiln(dir.path());
-    image.args([
-        "image",
-        "--image-dir",
-        "images",
-        "add",
-        "os.img",
-        "--name",
-        "crash-os",
-        "--version",
-        "1",
-    ]);
-    run_ok(image);
 
     let mut rng = rand::thread_rng();
     let started = Instant::now();
@@ -130,6 +88,9 @@ async fn bringup_survives_sigkill_at_random_moments() {
     };
     let _ = child.kill();
     let _ = child.wait();
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    let tail: String = log.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+    eprintln!("kiln serve's last log lines (newest first):\n{tail}");
     eprintln!(
         "{kills} kills in {killed_after:?}; settled {:?} after the start",
         started.elapsed()

@@ -1,6 +1,8 @@
 //! `kiln` binary integration tests: one binary, one module per subcommand family.
 
 mod bmc;
+mod bringup;
 mod crash;
 mod demo;
 mod health;
+mod sim_site;
