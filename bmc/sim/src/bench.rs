@@ -46,6 +46,10 @@ pub struct SweepBenchReport {
     pub fleet_start_s: f64,
     /// Seconds the sweep took.
     pub sweep_s: f64,
+    /// CPU seconds (user + system, all threads) the process spent during the sweep: the simulated fleet's
+    /// and kiln's work together. On a shared, loaded machine this says more than the wall time; `None` where
+    /// `/proc/self/stat` cannot be read.
+    pub sweep_cpu_s: Option<f64>,
     /// BMCs per second, kiln.
     pub kiln_per_s: f64,
     /// BMCs per second, a sequential ipmitool loop (`None` where it was not measured).
@@ -83,6 +87,19 @@ fn sweep_client(
     config.auth = AuthMode::Basic;
     config.request_timeout = timeout;
     RedfishClient::new(config)
+}
+
+/// CPU seconds (user + system, every thread) this process has used, from `/proc/self/stat` (Linux reports
+/// them in USER_HZ = 100 ticks per second).
+fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesized command name, which may itself contain spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) as f64 / 100.0)
 }
 
 /// Runs `ipmitool -I lanplus -C 3 … power status` once per port, one after another (as an operator's shell
@@ -159,12 +176,16 @@ pub async fn bmc_sweep(config: &SweepBenchConfig) -> Result<SweepBenchReport, Si
         ..FleetOptions::default()
     };
     let timeout = config.attempt_timeout;
+    let cpu_before = process_cpu_s();
     let summary = fleet::run(targets, options, move |target, _attempt| async move {
         let (url, tls) = &*target;
         let client = sweep_client(url, *tls, timeout)?;
         client.power_state().await
     })
     .await;
+    let sweep_cpu_s = cpu_before
+        .zip(process_cpu_s())
+        .map(|(before, after)| after - before);
     let sweep_s = summary.elapsed.as_secs_f64();
     let kiln_per_s = if sweep_s > 0.0 {
         config.count as f64 / sweep_s
@@ -184,6 +205,7 @@ pub async fn bmc_sweep(config: &SweepBenchConfig) -> Result<SweepBenchReport, Si
         count: config.count,
         fleet_start_s,
         sweep_s,
+        sweep_cpu_s,
         kiln_per_s,
         ipmitool_per_s,
         ratio,

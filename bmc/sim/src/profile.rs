@@ -73,6 +73,9 @@ pub struct VendorProfile {
     pub log_id: &'static str,
     /// Whether the session service exists (else 404 on login: clients must fall back to basic auth).
     pub sessions: bool,
+    /// `$expand` support advertised in `ProtocolFeaturesSupported.ExpandQuery`: `Some("ExpandAll")`
+    /// (`$expand=*`) or `Some("NoLinks")` (`$expand=.`); `None`: not advertised and the query is ignored.
+    pub expand: Option<&'static str>,
     /// NIC ids under `EthernetInterfaces`.
     pub nic_ids: &'static [&'static str],
     /// BMC firmware version.
@@ -121,6 +124,7 @@ pub const DELL: VendorProfile = VendorProfile {
     log_under: Under::Manager,
     log_id: "Sel",
     sessions: true,
+    expand: Some("ExpandAll"),
     nic_ids: &["NIC.Integrated.1-1-1", "NIC.Integrated.1-2-1"],
     bmc_firmware: "7.10.30.00",
 };
@@ -168,6 +172,7 @@ pub const HPE: VendorProfile = VendorProfile {
     log_under: Under::System,
     log_id: "IML",
     sessions: true,
+    expand: Some("NoLinks"),
     nic_ids: &["1", "2"],
     bmc_firmware: "iLO 6 v1.62",
 };
@@ -204,6 +209,7 @@ pub const SUPERMICRO: VendorProfile = VendorProfile {
     log_under: Under::Manager,
     log_id: "Log1",
     sessions: false,
+    expand: None,
     nic_ids: &["1"],
     bmc_firmware: "01.01.10",
 };
@@ -240,6 +246,7 @@ pub const OPENBMC: VendorProfile = VendorProfile {
     log_under: Under::System,
     log_id: "EventLog",
     sessions: true,
+    expand: None,
     nic_ids: &["eth0", "eth1"],
     bmc_firmware: "2.17.0-dev",
 };

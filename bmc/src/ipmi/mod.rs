@@ -4,7 +4,8 @@
 //! `todo!()` branches and `unwrap()`s on unexpected answers: each exchange also runs under `catch_unwind`, so a
 //! bad BMC yields [`BmcError::Protocol`], never a dead process. One session is kept per client and re-opened
 //! after any failure; after opening it, kiln raises the session to administrator (Set Session Privilege Level),
-//! without which chassis control fails with completion code 0xD4.
+//! without which chassis control fails with completion code 0xD4. The server's identity (manufacturer, model,
+//! serial) comes from FRU device 0 ([`fru`]).
 
 pub mod commands;
 pub mod fru;

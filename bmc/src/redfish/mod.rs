@@ -24,7 +24,7 @@ use crate::{
 };
 use model::{
     Collection, ComputerSystem, EthernetInterface, Manager, OverrideEnabled, RfPowerState,
-    ServiceRoot, Task,
+    ServiceRoot, SystemCollection, Task,
 };
 use quirks::{Quirks, boot_target, quirks_for, reset_plan};
 pub use tls::{CertFingerprint, TlsPolicy, probe_fingerprint};
@@ -124,12 +124,36 @@ impl RedfishClient {
         self.transport.has_session().await
     }
 
-    /// Reads the service root and the Systems/Managers collections once.
+    /// Reads the service root and the Systems collection once.
     async fn discovery(&self) -> Result<&Discovery, BmcError> {
-        self.discovery.get_or_try_init(|| self.discover()).await
+        Ok(self.discovery_and_system().await?.0)
     }
 
-    async fn discover(&self) -> Result<Discovery, BmcError> {
+    /// Like [`Self::discovery`], plus the system resource itself when this very call did the discovery and
+    /// the BMC expanded the Systems collection (`$expand`): a read just now, which spares a power-status
+    /// read its third request. Later calls get `None` and read the system again.
+    async fn discovery_and_system(&self) -> Result<(&Discovery, Option<ComputerSystem>), BmcError> {
+        let mut fresh = None;
+        let discovery = self
+            .discovery
+            .get_or_try_init(|| async {
+                let (discovery, system) = self.discover().await?;
+                fresh = system;
+                Ok::<_, BmcError>(discovery)
+            })
+            .await?;
+        Ok((discovery, fresh))
+    }
+
+    /// The system resource for a read-only look: the one discovery just expanded, else a fresh GET.
+    async fn system_for_reading(&self) -> Result<ComputerSystem, BmcError> {
+        match self.discovery_and_system().await? {
+            (_, Some(system)) => Ok(system),
+            (_, None) => Ok(self.system().await?.0),
+        }
+    }
+
+    async fn discover(&self) -> Result<(Discovery, Option<ComputerSystem>), BmcError> {
         let t = &self.transport;
         let response = t.send_anonymous(Method::GET, "/redfish/v1/", None).await?;
         // Some BMCs want credentials even for the service root.
@@ -155,21 +179,60 @@ impl RedfishClient {
         t.set_sessions_path(sessions);
         let systems_path = root
             .systems
-            .and_then(|link| link.odata_id)
+            .as_ref()
+            .and_then(|link| link.odata_id.clone())
             .ok_or_else(|| t.protocol("service root has no Systems collection"))?;
-        let (systems, _) = t.get::<Collection>(&systems_path).await?;
+        let (system, expanded) = self
+            .first_system(&systems_path, root.expand_members_query())
+            .await?;
+        debug!(bmc = %t.addr(), system = %system, expanded = expanded.is_some(), "discovered");
+        let discovery = Discovery {
+            system,
+            managers: root.managers.and_then(|link| link.odata_id),
+            manager: OnceCell::new(),
+            vendor: root.vendor,
+        };
+        Ok((discovery, expanded))
+    }
+
+    /// The first member of the Systems collection, and the member itself when the BMC expanded it. A BMC
+    /// that advertises `$expand` but refuses it (4xx) is asked again without.
+    async fn first_system(
+        &self,
+        systems_path: &str,
+        expand: Option<&str>,
+    ) -> Result<(String, Option<ComputerSystem>), BmcError> {
+        let t = &self.transport;
+        if let Some(query) = expand {
+            let separator = if systems_path.contains('?') { '&' } else { '?' };
+            let expanded = t
+                .get::<SystemCollection>(&format!("{systems_path}{separator}{query}"))
+                .await;
+            match expanded {
+                Ok((collection, _)) => {
+                    if let Some(first) = collection.members.into_iter().next() {
+                        let path = first
+                            .odata_id
+                            .clone()
+                            .ok_or_else(|| t.protocol("Systems member without @odata.id"))?;
+                        // Only a member with a power state was really expanded.
+                        let system = first.power_state.is_some().then_some(first);
+                        return Ok((path, system));
+                    }
+                }
+                Err(BmcError::Rejected { status, .. }) if (400..500).contains(&status) => {
+                    debug!(bmc = %t.addr(), status, "$expand refused, reading the collection plainly");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let (systems, _) = t.get::<Collection>(systems_path).await?;
         let system = systems
             .members
             .into_iter()
             .find_map(|link| link.odata_id)
             .ok_or_else(|| t.protocol("Systems collection is empty"))?;
-        debug!(bmc = %t.addr(), system = %system, "discovered");
-        Ok(Discovery {
-            system,
-            managers: root.managers.and_then(|link| link.odata_id),
-            manager: OnceCell::new(),
-            vendor: root.vendor,
-        })
+        Ok((system, None))
     }
 
     async fn system(&self) -> Result<(ComputerSystem, RfResponse), BmcError> {
@@ -304,7 +367,7 @@ impl Bmc for RedfishClient {
     }
 
     async fn power_state(&self) -> Result<PowerState, BmcError> {
-        let (system, _) = self.system().await?;
+        let system = self.system_for_reading().await?;
         let state = system
             .power_state
             .ok_or_else(|| self.transport.protocol("system has no PowerState"))?;
@@ -461,7 +524,7 @@ impl Bmc for RedfishClient {
     }
 
     async fn inspect(&self) -> Result<Inspection, BmcError> {
-        let (system, _) = self.system().await?;
+        let system = self.system_for_reading().await?;
         let power_state = system
             .power_state
             .as_ref()

@@ -151,6 +151,44 @@ pub struct ServiceRoot {
     /// The vendor that built the service.
     #[serde(rename = "Vendor", deserialize_with = "lenient")]
     pub vendor: Option<String>,
+    /// Optional protocol features, `$expand` among them.
+    #[serde(rename = "ProtocolFeaturesSupported", deserialize_with = "lenient")]
+    pub protocol_features: Option<ProtocolFeatures>,
+}
+
+/// `ServiceRoot.ProtocolFeaturesSupported`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ProtocolFeatures {
+    /// Which forms of `$expand` the service honours.
+    #[serde(rename = "ExpandQuery", deserialize_with = "lenient")]
+    pub expand_query: Option<ExpandQuery>,
+}
+
+/// `ProtocolFeaturesSupported.ExpandQuery`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ExpandQuery {
+    /// `$expand=*` (every hyperlink).
+    #[serde(rename = "ExpandAll", deserialize_with = "lenient")]
+    pub expand_all: Option<bool>,
+    /// `$expand=.` (hyperlinks outside `Links`, e.g. collection members).
+    #[serde(rename = "NoLinks", deserialize_with = "lenient")]
+    pub no_links: Option<bool>,
+}
+
+impl ServiceRoot {
+    /// The query that expands a collection's members in place, if the service advertises one.
+    pub fn expand_members_query(&self) -> Option<&'static str> {
+        let expand = self.protocol_features.as_ref()?.expand_query.as_ref()?;
+        if expand.no_links == Some(true) {
+            Some("$expand=.")
+        } else if expand.expand_all == Some(true) {
+            Some("$expand=*")
+        } else {
+            None
+        }
+    }
 }
 
 /// `ServiceRoot.Links`.
@@ -169,6 +207,16 @@ pub struct Collection {
     /// The members.
     #[serde(rename = "Members", deserialize_with = "lenient_vec")]
     pub members: Vec<Link>,
+}
+
+/// The Systems collection read with `$expand`: whole systems as members (or only their `@odata.id` where the
+/// service ignored the query).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SystemCollection {
+    /// The members.
+    #[serde(rename = "Members", deserialize_with = "lenient_vec")]
+    pub members: Vec<ComputerSystem>,
 }
 
 /// An action's target and allowable values (`"#ComputerSystem.Reset": {...}`).
@@ -229,6 +277,9 @@ pub struct Boot {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ComputerSystem {
+    /// The system's path.
+    #[serde(rename = "@odata.id", deserialize_with = "lenient")]
+    pub odata_id: Option<String>,
     /// The system's id.
     #[serde(rename = "Id", deserialize_with = "lenient")]
     pub id: Option<String>,

@@ -422,3 +422,33 @@ async fn an_expired_session_is_renewed_once() {
         .expect("call after expiry logs in again");
     assert_eq!(bmc.lock().sessions.len(), 1);
 }
+
+#[tokio::test]
+async fn power_status_uses_expand_where_offered_and_never_a_stale_copy() {
+    for profile in ALL {
+        let fleet = one_bmc(profile).await;
+        let endpoint = &fleet.endpoints()[0];
+        let mut config = kiln_bmc::redfish::RedfishConfig::new(
+            endpoint.redfish_url.clone(),
+            kiln_bmc::Credentials::new("admin", "password"),
+            endpoint
+                .fingerprint
+                .map(kiln_bmc::redfish::TlsPolicy::Pinned),
+        );
+        config.auth = kiln_bmc::redfish::AuthMode::Basic;
+        let client = kiln_bmc::redfish::RedfishClient::new(config).expect("client");
+        let requests = || endpoint.bmc.lock().requests;
+        assert_eq!(client.power_state().await.expect("status"), PowerState::Off);
+        // Service root + Systems (expanded) where the profile advertises $expand; else one more GET.
+        let first = if profile.expand.is_some() { 2 } else { 3 };
+        assert_eq!(requests(), first, "{}", profile.name);
+        endpoint.bmc.force_power(PowerState::On);
+        assert_eq!(
+            client.power_state().await.expect("status"),
+            PowerState::On,
+            "{}: the expanded copy is used once, by the call that discovered",
+            profile.name
+        );
+        assert_eq!(requests(), first + 1, "{}", profile.name);
+    }
+}

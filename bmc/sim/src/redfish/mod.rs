@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -273,6 +273,12 @@ async fn service_root(State(bmc): State<Arc<SimBmc>>) -> Response {
         if let Some(vendor) = p.vendor {
             map.insert("Vendor".into(), json!(vendor));
         }
+        if let Some(feature) = p.expand {
+            map.insert(
+                "ProtocolFeaturesSupported".into(),
+                json!({ "ExpandQuery": { feature: true, "Levels": true, "MaxLevels": 1 } }),
+            );
+        }
         if p.sessions {
             map.insert(
                 "SessionService".into(),
@@ -287,11 +293,19 @@ async fn service_root(State(bmc): State<Arc<SimBmc>>) -> Response {
     reply(StatusCode::OK, root)
 }
 
-async fn systems(State(bmc): State<Arc<SimBmc>>) -> Response {
-    reply(
-        StatusCode::OK,
-        collection(&format!("{ROOT}/Systems"), &[system_path(bmc.profile)]),
-    )
+/// The Systems collection; with `$expand` (where the profile advertises it) the member is the whole system.
+async fn systems(State(bmc): State<Arc<SimBmc>>, uri: Uri) -> Response {
+    let mut body = collection(&format!("{ROOT}/Systems"), &[system_path(bmc.profile)]);
+    let expand = uri
+        .query()
+        .is_some_and(|query| query.split('&').any(|q| q.starts_with("$expand=")));
+    if expand
+        && bmc.profile.expand.is_some()
+        && let Some(map) = body.as_object_mut()
+    {
+        map.insert("Members".into(), json!([system_body(&bmc).0]));
+    }
+    reply(StatusCode::OK, body)
 }
 
 fn power_text(power: PowerState) -> &'static str {
@@ -308,6 +322,18 @@ fn etag_of(version: u64) -> String {
 }
 
 async fn system(State(bmc): State<Arc<SimBmc>>) -> Response {
+    let (body, version) = system_body(&bmc);
+    let mut response = reply(StatusCode::OK, body);
+    if bmc.profile.etag == EtagStyle::HeaderRequired
+        && let Ok(value) = HeaderValue::from_str(&etag_of(version))
+    {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// The ComputerSystem resource and the version its ETag is made from.
+fn system_body(bmc: &SimBmc) -> (Value, u64) {
     let p = bmc.profile;
     let sys = system_path(p);
     let (power, boot, version) = {
@@ -354,13 +380,7 @@ async fn system(State(bmc): State<Arc<SimBmc>>) -> Response {
             map.insert("@odata.etag".into(), json!(etag_of(version)));
         }
     }
-    let mut response = reply(StatusCode::OK, body);
-    if p.etag == EtagStyle::HeaderRequired
-        && let Ok(value) = HeaderValue::from_str(&etag_of(version))
-    {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
+    (body, version)
 }
 
 async fn patch_system(State(bmc): State<Arc<SimBmc>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -14,6 +14,10 @@ async fn sweep_bench_sweeps_every_bmc_and_reports_the_contract_line() {
     assert_eq!(report.count, 40);
     assert_eq!(report.failed, 0, "{:?}", report.failures_by_kind);
     assert!(report.kiln_per_s > 0.0);
+    assert!(
+        report.sweep_cpu_s.is_some_and(|cpu| cpu >= 0.0),
+        "Linux has /proc/self/stat"
+    );
     let line = report.contract_json();
     let keys: Vec<&str> = line
         .as_object()

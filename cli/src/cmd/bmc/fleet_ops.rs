@@ -240,6 +240,9 @@ pub async fn bench_sweep(args: SweepBenchArgs, global: &GlobalArgs) -> anyhow::R
             "kiln sweep:     {:.2} s  ({:.0} BMCs/s)",
             report.sweep_s, report.kiln_per_s
         );
+        if let Some(cpu) = report.sweep_cpu_s {
+            println!("sweep CPU:      {cpu:.2} s (fleet and kiln, all threads)");
+        }
         match (report.ipmitool_per_s, report.ratio) {
             (Some(rate), Some(ratio)) => {
                 println!("ipmitool:       {rate:.1} BMCs/s  (kiln is {ratio:.0}x)")
