@@ -3,8 +3,9 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+mod client;
 mod cmd;
 mod global;
 mod table;
@@ -25,11 +26,11 @@ struct Cli {
 enum Command {
     /// Database maintenance (migrations).
     Db(cmd::db::Args),
-    /// Racks: import manifests.
+    /// Racks: import manifests, list and show racks.
     Rack(cmd::rack::Args),
-    /// Nodes: list and show.
+    /// Nodes: list, show, power.
     Node(cmd::node::Args),
-    /// Halls: list.
+    /// Halls: list, lease, release, acceptance report.
     Hall(cmd::hall::Args),
     /// Images: add, list, rm (catalog + content-addressed store).
     Image(cmd::image::Args),
@@ -47,11 +48,17 @@ enum Command {
     Token(cmd::token::Args),
     /// Network boot: DHCP/ProxyDHCP, TFTP, HTTP iPXE scripts; leases and discovered machines.
     Boot(cmd::boot::Args),
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions(cmd::completions::Args),
 }
 
 fn main() -> ExitCode {
     // clap exits with status 2 on usage errors by itself.
     let cli = Cli::parse();
+    if let Command::Completions(args) = cli.command {
+        cmd::completions::exec(args, &mut Cli::command());
+        return ExitCode::SUCCESS;
+    }
     global::init_tracing(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,6 +84,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cmd::serve::exec(args, &cli.global).await,
             Command::Token(args) => cmd::token::exec(args, &cli.global).await,
             Command::Boot(args) => cmd::boot::exec(args, &cli.global).await,
+            Command::Completions(_) => Ok(()),
         }
     });
     match result {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bmc;
 pub mod boot;
+pub mod completions;
 pub mod db;
 pub mod demo;
 pub mod hall;

@@ -17,7 +17,18 @@ pub struct Args {
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+    global.local_only("kiln serve")?;
     let store = global.open_store(KeyUse::IfPresent).await?;
+    // Acceptance reports are signed with the site's ed25519 key, kept beside the database key unless named.
+    let signing_path = global.signing_key_path();
+    let (signing_key, created) = kiln_health::evidence::load_or_create_signing_key(&signing_path)
+        .with_context(|| format!("loading the site signing key {}", signing_path.display()))?;
+    if created {
+        eprintln!(
+            "note: created a new site signing key in {} (keep it safe and back it up)",
+            signing_path.display()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -25,11 +36,16 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     eprintln!(
         "kiln: serving the API on http://{local}/api/v1/ (hall map at http://{local}/, metrics at /metrics)"
     );
+    eprintln!(
+        "kiln: acceptance records are signed with public key {}",
+        hex::encode(signing_key.verifying_key().as_bytes())
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("kiln: shutting down");
     };
-    kiln_api::serve(listener, ApiState::new(store.clone()), shutdown)
+    let state = ApiState::new(store.clone()).with_signing_key(signing_key);
+    kiln_api::serve(listener, state, shutdown)
         .await
         .context("serving the API")?;
     store.close().await;
