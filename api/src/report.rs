@@ -174,11 +174,10 @@ pub async fn build(
             nccl: nccl_figures(&runs),
             created_at_unix_s,
         };
-        let signed_record =
-            evidence::sign(&record, key).map_err(|source| ReportError::Record {
-                serial: node.serial.clone(),
-                source,
-            })?;
+        let signed_record = evidence::sign(&record, key).map_err(|source| ReportError::Record {
+            serial: node.serial.clone(),
+            source,
+        })?;
         records.push(record);
         nodes.push(NodeRecord {
             serial: node.serial,
@@ -213,11 +212,10 @@ pub fn verify(text: &str, trusted: &VerifyingKey) -> Result<VerifiedReport, Repo
     let mut records = Vec::with_capacity(report.nodes.len());
     for row in &report.nodes {
         let signed = serde_json::to_string(&row.signed_record).map_err(ReportError::Malformed)?;
-        let record =
-            evidence::verify(&signed, trusted).map_err(|source| ReportError::Record {
-                serial: row.serial.clone(),
-                source,
-            })?;
+        let record = evidence::verify(&signed, trusted).map_err(|source| ReportError::Record {
+            serial: row.serial.clone(),
+            source,
+        })?;
         if record.node != row.serial {
             return Err(ReportError::Mismatch {
                 serial: row.serial.clone(),
@@ -259,7 +257,9 @@ pub fn verify(text: &str, trusted: &VerifyingKey) -> Result<VerifiedReport, Repo
         hall: report.hall,
         nodes: records.len(),
         gpu_count,
-        all_verdicts_passed: records.iter().all(|r| r.verdicts.iter().all(Verdict::passed)),
+        all_verdicts_passed: records
+            .iter()
+            .all(|r| r.verdicts.iter().all(Verdict::passed)),
         nodes_owed: claimed.nodes_owed,
     })
 }
@@ -290,7 +290,8 @@ fn distribution(mut values: Vec<f64>) -> Option<BusbwDistribution> {
         return None;
     }
     values.sort_by(f64::total_cmp);
-    let rank = |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+    let rank =
+        |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
     Some(BusbwDistribution {
         nodes: values.len(),
         min: values[0],
@@ -356,7 +357,9 @@ fn latest_verdicts(sku: &str, runs: &[HealthRun]) -> Vec<Verdict> {
                 kind,
                 sku: sku.to_string(),
                 started_at_unix_s: u64::try_from(run.started_at.timestamp()).unwrap_or(0),
-                checks: vec![Check::judged(run.passed, &name, "node", run.passed, None, reason)],
+                checks: vec![Check::judged(
+                    run.passed, &name, "node", run.passed, None, reason,
+                )],
                 evidence: run.evidence.clone(),
             })
         })

@@ -12,8 +12,8 @@ use kiln_api::report::AcceptanceReport;
 use kiln_api::routes::halls::HallList;
 use kiln_api::routes::leases::{LeaseProgress, LeaseRequest, ReleaseResult};
 use kiln_api::routes::nodes::{EventList, HealthList, NodeDetail, NodePage};
-use kiln_api::routes::site::{ImageList, SigningKeyInfo};
 use kiln_api::routes::racks::ImportRequest;
+use kiln_api::routes::site::{ImageList, SigningKeyInfo};
 use kiln_inventory::{
     HallSummary, Hardware, HealthRun, Image, ImportSummary, LeaseOutcome, ManifestFormat, Node,
     NodeEvent, NodeFilter, NodeId, NodeState, Store, parse_manifest,
@@ -59,8 +59,8 @@ pub struct NodeView {
 pub enum Client {
     /// The inventory database itself.
     Local {
-        /// The open store.
-        store: Store,
+        /// The open store (boxed: a store handle is about a kilobyte).
+        store: Box<Store>,
         /// Where the site signing key lives (read, or created, only for reports).
         signing_key: std::path::PathBuf,
     },
@@ -85,7 +85,7 @@ impl Client {
         match &global.server {
             Some(url) => Ok(Client::Remote(Remote::new(url, global.token.clone())?)),
             None => Ok(Client::Local {
-                store: global.open_store(key_use).await?,
+                store: Box::new(global.open_store(key_use).await?),
                 signing_key: global.signing_key_path(),
             }),
         }
@@ -117,7 +117,9 @@ impl Client {
                 let mut nodes = Vec::new();
                 let mut after = query.after;
                 loop {
-                    let want = query.limit.map_or(1000, |l| (l - nodes.len() as i64).min(1000));
+                    let want = query
+                        .limit
+                        .map_or(1000, |l| (l - nodes.len() as i64).min(1000));
                     if want <= 0 {
                         break;
                     }
@@ -189,18 +191,25 @@ impl Client {
     }
 
     /// Leases a hall.
-    pub async fn lease(&self, hall_id: i64, request: &LeaseRequest) -> anyhow::Result<LeaseOutcome> {
+    pub async fn lease(
+        &self,
+        hall_id: i64,
+        request: &LeaseRequest,
+    ) -> anyhow::Result<LeaseOutcome> {
         match self {
-            Client::Local { store, .. } => Ok(kiln_api::routes::leases::lease_hall(
-                store,
-                hall_id,
-                request,
-                LOCAL_ACTOR,
-            )
-            .await?),
+            Client::Local { store, .. } => {
+                Ok(
+                    kiln_api::routes::leases::lease_hall(store, hall_id, request, LOCAL_ACTOR)
+                        .await?,
+                )
+            }
             Client::Remote(remote) => {
                 remote
-                    .send(reqwest::Method::POST, &format!("/halls/{hall_id}/lease"), Some(request))
+                    .send(
+                        reqwest::Method::POST,
+                        &format!("/halls/{hall_id}/lease"),
+                        Some(request),
+                    )
                     .await
             }
         }
@@ -209,12 +218,9 @@ impl Client {
     /// Releases a lease.
     pub async fn release(&self, lease_id: i64) -> anyhow::Result<ReleaseResult> {
         match self {
-            Client::Local { store, .. } => Ok(kiln_api::routes::leases::release_lease(
-                store,
-                lease_id,
-                LOCAL_ACTOR,
-            )
-            .await?),
+            Client::Local { store, .. } => {
+                Ok(kiln_api::routes::leases::release_lease(store, lease_id, LOCAL_ACTOR).await?)
+            }
             Client::Remote(remote) => {
                 remote
                     .send::<(), _>(
@@ -288,7 +294,9 @@ impl Client {
         match self {
             Client::Local { store, .. } => {
                 let rows = parse_manifest(text, format, &|var| std::env::var(var).ok())?;
-                Ok(store.import_manifest(&rows, site, "cli:rack-import").await?)
+                Ok(store
+                    .import_manifest(&rows, site, "cli:rack-import")
+                    .await?)
             }
             Client::Remote(remote) => {
                 let request = ImportRequest {
@@ -409,8 +417,9 @@ impl Remote {
             .await
             .with_context(|| format!("reading the answer to {path}"))?;
         if status.is_success() {
-            return serde_json::from_str(&text)
-                .with_context(|| format!("the server's answer to {path} is not what kiln expects"));
+            return serde_json::from_str(&text).with_context(|| {
+                format!("the server's answer to {path} is not what kiln expects")
+            });
         }
         let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         let message = body["message"].as_str().unwrap_or(text.trim());

@@ -257,7 +257,9 @@ pub async fn release(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ReleaseResult>, ApiError> {
     caller.require(&[])?;
-    Ok(Json(release_lease(&state.store, id, &caller.actor()).await?))
+    Ok(Json(
+        release_lease(&state.store, id, &caller.actor()).await?,
+    ))
 }
 
 /// Swap a failing leased node for a spare (technician, admin); recorded in the lease's history.

@@ -66,7 +66,11 @@ async fn power_actions_reach_the_bmc_and_the_history() {
             Some(json!({"action": "explode"})),
         )
         .await;
-    assert_eq!((status, bad["error"].as_str()), (422, Some("bad_request")), "{bad}");
+    assert_eq!(
+        (status, bad["error"].as_str()),
+        (422, Some("bad_request")),
+        "{bad}"
+    );
 }
 
 #[tokio::test]
@@ -115,7 +119,12 @@ async fn the_report_is_signed_and_verifies_offline() {
     let report: serde_json::Value = serde_json::from_str(&text).expect("json");
     let busbw = &report["aggregates"]["nccl_busbw_gbps"];
     assert_eq!(
-        (busbw["nodes"].as_u64(), busbw["min"].as_f64(), busbw["p50"].as_f64(), busbw["max"].as_f64()),
+        (
+            busbw["nodes"].as_u64(),
+            busbw["min"].as_f64(),
+            busbw["p50"].as_f64(),
+            busbw["max"].as_f64()
+        ),
         (Some(4), Some(360.0), Some(370.0), Some(390.0)),
         "{report}"
     );
@@ -129,7 +138,10 @@ async fn the_report_is_signed_and_verifies_offline() {
     inflated["aggregates"]["gpu_count"] = json!(64);
     assert!(matches!(
         verify(&inflated.to_string(), &server.signing_public),
-        Err(ReportError::Aggregate { what: "gpu_count", .. })
+        Err(ReportError::Aggregate {
+            what: "gpu_count",
+            ..
+        })
     ));
     let mut forged = report.clone();
     forged["nodes"][1]["signed_record"]["record"]["sku"] = json!("b200");
@@ -160,7 +172,10 @@ async fn release_progress_follows_the_released_nodes() {
     let admin = Some(server.tokens.admin.as_str());
     let path = format!("/api/v1/leases/{}/progress", server.lease_id);
     let (_, before) = server.call("GET", &path, admin, None).await;
-    assert_eq!((before["released"].as_u64(), before["done"].as_bool()), (Some(0), Some(false)));
+    assert_eq!(
+        (before["released"].as_u64(), before["done"].as_bool()),
+        (Some(0), Some(false))
+    );
     let (status, _) = server
         .call(
             "POST",
@@ -179,10 +194,20 @@ async fn release_progress_follows_the_released_nodes() {
         let node = server.store.node_by_serial(serial).await.expect("node");
         server
             .store
-            .transition(node.id, kiln_inventory::NodeState::Wiping, kiln_inventory::NodeState::Imaging, "test", "wiped")
+            .transition(
+                node.id,
+                kiln_inventory::NodeState::Wiping,
+                kiln_inventory::NodeState::Imaging,
+                "test",
+                "wiped",
+            )
             .await
             .expect("wiped");
     }
     let (_, later) = server.call("GET", &path, admin, None).await;
-    assert_eq!(later["states"], json!({"imaging": 2, "wiping": 2}), "{later}");
+    assert_eq!(
+        later["states"],
+        json!({"imaging": 2, "wiping": 2}),
+        "{later}"
+    );
 }

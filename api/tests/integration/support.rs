@@ -67,7 +67,10 @@ impl Server {
         .await
         .expect("fleet");
         // Port 1 on loopback refuses connections: a dead BMC.
-        let bmcs = [fleet.endpoints()[0].redfish_url.as_str(), "http://127.0.0.1:1"];
+        let bmcs = [
+            fleet.endpoints()[0].redfish_url.as_str(),
+            "http://127.0.0.1:1",
+        ];
         for (i, bmc) in bmcs.iter().enumerate() {
             csv.push_str(&format!("H2,R2,{i},B-{i},h100-sxm-80gb,{bmc},redfish,admin,{PASSWORD},02:00:00:00:02:{i:02x}\n"));
         }

@@ -73,9 +73,8 @@ fn parse_end(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
-    let span = parse_duration(text).map_err(|_| {
-        format!("{text:?} is neither an RFC 3339 time nor a duration like 720h")
-    })?;
+    let span = parse_duration(text)
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a duration like 720h"))?;
     chrono::Duration::from_std(span)
         .ok()
         .and_then(|span| Utc::now().checked_add_signed(span))

@@ -192,7 +192,11 @@ fn render_node(view: &NodeView) -> String {
             .as_deref()
             .unwrap_or("(not pinned)")
     );
-    let _ = writeln!(out, "  in state   since {}", node.state_entered_at.to_rfc3339());
+    let _ = writeln!(
+        out,
+        "  in state   since {}",
+        node.state_entered_at.to_rfc3339()
+    );
     if let Some(lease) = node.lease_id {
         let _ = writeln!(out, "  lease      {lease}");
     }

@@ -21,8 +21,9 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let store = global.open_store(KeyUse::IfPresent).await?;
     // Acceptance reports are signed with the site's ed25519 key, kept beside the database key unless named.
     let signing_path = global.signing_key_path();
-    let (signing_key, created) = kiln_health::evidence::load_or_create_signing_key(&signing_path)
-        .with_context(|| format!("loading the site signing key {}", signing_path.display()))?;
+    let (signing_key, created) =
+        kiln_health::evidence::load_or_create_signing_key(&signing_path)
+            .with_context(|| format!("loading the site signing key {}", signing_path.display()))?;
     if created {
         eprintln!(
             "note: created a new site signing key in {} (keep it safe and back it up)",
