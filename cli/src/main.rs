@@ -56,8 +56,13 @@ fn main() -> ExitCode {
     // clap exits with status 2 on usage errors by itself.
     let cli = Cli::parse();
     if let Command::Completions(args) = cli.command {
-        cmd::completions::exec(args, &mut Cli::command());
-        return ExitCode::SUCCESS;
+        return match cmd::completions::exec(args, &mut Cli::command()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: writing the completion script: {err}");
+                ExitCode::from(1)
+            }
+        };
     }
     global::init_tracing(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

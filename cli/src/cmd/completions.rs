@@ -10,8 +10,15 @@ pub struct Args {
     shell: Shell,
 }
 
-/// Writes the script for `args.shell` describing `command` to stdout.
-pub fn exec(args: Args, command: &mut clap::Command) {
+/// Writes the script for `args.shell` describing `command` to stdout. A closed pipe (`| head`) is not an error.
+pub fn exec(args: Args, command: &mut clap::Command) -> std::io::Result<()> {
+    use std::io::Write;
     let name = command.get_name().to_string();
-    clap_complete::generate(args.shell, command, name, &mut std::io::stdout());
+    // Rendered into memory first: clap_complete panics when its writer fails.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, command, name, &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
