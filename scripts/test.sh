@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # chromium: the hall map page test renders in headless Chromium.
 # ipmitool, openipmi: real IPMI peers for the BMC tests (ipmitool client, ipmi_sim BMC).
 # curl: real TFTP client for the boot tests; procps: /bin/kill for burn-in process groups; qemu-utils: qemu-img cross-check of the qcow2 reader.
-APT_PACKAGES=(chromium ipmitool openipmi curl procps qemu-utils)
+# python3-venv: a virtual environment for schemathesis (scripts/api-fuzz.sh).
+APT_PACKAGES=(chromium ipmitool openipmi curl procps qemu-utils python3-venv)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -37,3 +38,6 @@ fi
 
 cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc
+# Property-based API test: schemathesis against a seeded `kiln serve`, no 5xx allowed (bounded to 3 minutes).
+cargo build -p kiln
+scripts/api-fuzz.sh "${CARGO_TARGET_DIR:-target}/debug/kiln"
