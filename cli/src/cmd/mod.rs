@@ -1,6 +1,7 @@
 //! One module per `kiln` subcommand: `Args` (its clap definition) and `exec` (what it does).
 
 pub mod bench;
+pub mod bench_api;
 pub mod bmc;
 pub mod boot;
 pub mod completions;
