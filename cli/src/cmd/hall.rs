@@ -138,6 +138,13 @@ async fn run(command: HallCommand, client: &Client, global: &GlobalArgs) -> anyh
             timeout,
             poll,
         } => {
+            // With --wait, an already released lease is only followed (so a timed-out wait can be resumed).
+            let already = wait && client.progress(lease).await?.lease.status != "active";
+            if already {
+                eprintln!("lease {lease} is already released; following its nodes");
+                let progress = follow(client, lease, timeout, poll, global.json).await?;
+                return print_release_progress(lease, &progress, global);
+            }
             let released = client.release(lease).await?;
             if !wait {
                 if global.json {
@@ -150,14 +157,7 @@ async fn run(command: HallCommand, client: &Client, global: &GlobalArgs) -> anyh
                 return Ok(());
             }
             let progress = follow(client, lease, timeout, poll, global.json).await?;
-            if global.json {
-                return print_json(&progress);
-            }
-            println!(
-                "lease {lease}: {} of {} node(s) available again, {} quarantined",
-                progress.available, progress.released, progress.quarantined
-            );
-            Ok(())
+            print_release_progress(lease, &progress, global)
         }
         HallCommand::Report { lease, out } => {
             let report = client.report(lease).await?;
@@ -218,7 +218,7 @@ async fn follow(
             bail!(
                 "gave up after {}: {} of {} node(s) of lease {lease} are available again ({}); wiping, reimaging \
                  and re-verifying are driven by the lifecycle engine of `kiln serve` — check that it is running, \
-                 then follow again with `kiln hall release {lease} --wait` once it is (release is done already)",
+                 then follow again with `kiln hall release {lease} --wait` (the release itself is done)",
                 humantime(timeout),
                 progress.available,
                 progress.released,
@@ -228,6 +228,21 @@ async fn follow(
         tokio::time::sleep(poll.min(timeout.saturating_sub(started.elapsed()))).await;
         progress = client.progress(lease).await?;
     }
+}
+
+fn print_release_progress(
+    lease: i64,
+    progress: &LeaseProgress,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    if global.json {
+        return print_json(progress);
+    }
+    println!(
+        "lease {lease}: {} of {} node(s) available again, {} quarantined",
+        progress.available, progress.released, progress.quarantined
+    );
+    Ok(())
 }
 
 fn humantime(span: Duration) -> String {

@@ -17,7 +17,6 @@ pub struct Args {
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
-    global.local_only("kiln serve")?;
     let store = global.open_store(KeyUse::IfPresent).await?;
     // Acceptance reports are signed with the site's ed25519 key, kept beside the database key unless named.
     let signing_path = global.signing_key_path();

@@ -221,6 +221,25 @@ async fn reads_print_the_same_over_the_api_as_on_the_local_database() {
         let remote = ok(&site.remote(admin, &args).await);
         assert_eq!(local, remote, "kiln {args:?} differs over the API");
     }
+    // A manifest imported over the API (inline passwords) shows up in both views.
+    let manifest = site.dir.path().join("h2.csv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\n\
+             H2,S0,0,M-0,h100-sxm-80gb,10.9.1.0,ipmi,admin,{PASSWORD},02:00:00:00:0a:00\n"
+        ),
+    )
+    .expect("manifest");
+    let imported = ok(&site
+        .remote(admin, &["rack", "import", manifest.to_str().expect("utf8")])
+        .await);
+    assert!(imported.contains("1 node(s) enrolled"), "{imported}");
+    let halls = ok(&site.local(&["hall", "list"]).await);
+    assert!(
+        halls.contains("H2") && halls.contains("enrolled=1"),
+        "{halls}"
+    );
     let listed = ok(&site.remote(admin, &["node", "list", "--limit", "3"]).await);
     assert!(
         listed.contains("N-2") && !listed.contains("N-3"),
@@ -383,10 +402,44 @@ async fn lease_report_verify_release_and_power() {
             && message.contains("lifecycle engine"),
         "{message}"
     );
+    // Waiting again only follows (the lease is released already); walked back by hand, the wait ends.
+    let store = Store::open(StoreOptions::new(site.db.clone()))
+        .await
+        .expect("store");
+    for i in 0..4 {
+        let node = store.node_by_serial(&format!("N-{i}")).await.expect("node");
+        let path: &[NodeState] = if i == 3 {
+            &[NodeState::Wiping, NodeState::Quarantined]
+        } else {
+            &[
+                NodeState::Wiping,
+                NodeState::Imaging,
+                NodeState::Booting,
+                NodeState::BurnIn,
+                NodeState::FabricTest,
+                NodeState::Available,
+            ]
+        };
+        for step in path.windows(2) {
+            store
+                .transition(node.id, step[0], step[1], "test", "by hand")
+                .await
+                .expect("walk");
+        }
+    }
+    store.close().await;
+    let followed = site
+        .remote(admin, &["hall", "release", "1", "--wait", "--poll", "1s"])
+        .await;
+    assert_eq!(
+        ok(&followed),
+        "lease 1: 3 of 4 node(s) available again, 1 quarantined\n"
+    );
+    assert!(text(&followed.stderr).contains("already released"));
     let nodes = ok(&site
-        .remote(admin, &["node", "list", "--state", "wiping"])
+        .remote(admin, &["node", "list", "--state", "available"])
         .await);
-    assert!(nodes.ends_with("4 node(s)\n"), "{nodes}");
+    assert!(nodes.ends_with("3 node(s)\n"), "{nodes}");
 }
 
 #[test]
