@@ -40,6 +40,8 @@ done
 [ -n "$url" ] || { echo "api-fuzz: kiln serve did not start"; cat "$work/serve.log"; exit 1; }
 
 echo "api-fuzz: schemathesis against $url"
+# Run from the scratch directory: schemathesis keeps a cache (.schemathesis/) in its working directory.
+cd "$work"
 timeout 180 "$venv/bin/st" run "$url/api/v1/openapi.json" \
     --url "$url" \
     --header "Authorization: Bearer $token" \
