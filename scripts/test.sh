@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # ipmitool, openipmi: real IPMI peers for the BMC tests (ipmitool client, ipmi_sim BMC).
 # curl: real TFTP client for the boot tests; procps: /bin/kill for burn-in process groups; qemu-utils: qemu-img cross-check of the qcow2 reader.
 # qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2: the network boot E2E (e2e/*.sh, root only).
-APT_PACKAGES=(chromium ipmitool openipmi curl procps qemu-utils
+# python3-venv: a virtual environment for schemathesis (scripts/api-fuzz.sh).
+APT_PACKAGES=(chromium ipmitool openipmi curl procps qemu-utils python3-venv
     qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -39,13 +40,7 @@ fi
 
 cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc
-
-# Real network boots (needs root for the network namespace and taps; KILN_E2E=off skips them): kiln's DHCP, TFTP
-# and HTTP against busybox clients (seconds), then QEMU VMs under TCG, BIOS, UEFI and boot-from-disk (about two
-# minutes, each VM under a hard timeout).
-if [ "${KILN_E2E:-on}" != "off" ] && [ "$(id -u)" -eq 0 ]; then
-    cargo build -p kiln -p kiln-agent
-    kiln_bin=${CARGO_TARGET_DIR:-target}/debug/kiln
-    timeout 300 bash e2e/dhcp-real-client.sh "$kiln_bin"
-    timeout 900 bash e2e/pxe-boot.sh "$kiln_bin"
-fi
+# qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2: the network boot E2E (e2e/*.sh, root only).
+# python3-venv: a virtual environment for schemathesis (scripts/api-fuzz.sh).
+APT_PACKAGES=(chromium ipmitool openipmi curl procps qemu-utils python3-venv
+    qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2)

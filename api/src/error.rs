@@ -58,6 +58,30 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<crate::report::ReportError> for ApiError {
+    fn from(err: crate::report::ReportError) -> Self {
+        match err {
+            crate::report::ReportError::Store(err) => err.into(),
+            other => {
+                tracing::error!(error = %other, "building an acceptance report");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

@@ -11,6 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::Html;
 use axum::routing::{get, post};
+use ed25519_dalek::SigningKey;
 use kiln_inventory::Store;
 use utoipa::OpenApi;
 
@@ -19,7 +20,9 @@ mod error;
 mod extract;
 mod metrics;
 mod openapi;
-mod routes;
+pub mod power;
+pub mod report;
+pub mod routes;
 
 pub use error::{ApiError, ErrorBody};
 pub use metrics::Metrics;
@@ -35,6 +38,8 @@ pub struct ApiState {
     pub store: Store,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// The site's ed25519 key that signs acceptance records (reports answer 503 without one).
+    pub signing_key: Option<Arc<SigningKey>>,
 }
 
 impl ApiState {
@@ -43,13 +48,31 @@ impl ApiState {
         Self {
             store,
             metrics: Arc::new(Metrics::default()),
+            signing_key: None,
         }
+    }
+
+    /// Sets the key that signs acceptance records.
+    pub fn with_signing_key(mut self, key: SigningKey) -> Self {
+        self.signing_key = Some(Arc::new(key));
+        self
+    }
+
+    /// The signing key, or the 503 that says the server has none.
+    pub(crate) fn signing_key(&self) -> Result<&SigningKey, ApiError> {
+        self.signing_key.as_deref().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "no_signing_key",
+                "the server has no site signing key (kiln serve --signing-key)",
+            )
+        })
     }
 }
 
 /// The whole HTTP surface: API, OpenAPI document, metrics and the hall map page.
 pub fn router(state: ApiState) -> Router {
-    use routes::{halls, leases, nodes, racks};
+    use routes::{halls, leases, nodes, racks, site};
     let api = Router::new()
         .route("/nodes", get(nodes::list))
         .route("/nodes/{serial}", get(nodes::show))
@@ -57,6 +80,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/nodes/{serial}/health", get(nodes::health))
         .route("/nodes/{serial}/drain", post(nodes::drain))
         .route("/nodes/{serial}/repair", post(nodes::repair))
+        .route("/nodes/{serial}/power", post(power::power))
         .route("/halls", get(halls::list))
         .route("/halls/{id}", get(halls::show))
         .route("/halls/{id}/lease", post(leases::lease))
@@ -64,10 +88,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/leases", get(leases::list))
         .route("/leases/{id}", get(leases::show))
         .route("/leases/{id}/report", get(leases::report))
+        .route("/leases/{id}/progress", get(leases::progress))
         .route("/leases/{id}/release", post(leases::release))
         .route("/leases/{id}/swap", post(leases::swap))
         .route("/racks/import", post(racks::import))
         .route("/lessees", get(racks::lessees).post(racks::create_lessee))
+        .route("/images", get(site::images))
+        .route("/signing-key", get(site::signing_key))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(ApiDoc::openapi()) }),

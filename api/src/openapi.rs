@@ -3,17 +3,18 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{halls, leases, nodes, racks};
+use crate::power;
+use crate::routes::{halls, leases, nodes, racks, site};
 
 /// kiln's API description, served at `/api/v1/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "kiln inventory API", description = "Nodes, halls, leases and evidence of a kiln site."),
     paths(
-        nodes::list, nodes::show, nodes::events, nodes::health, nodes::drain, nodes::repair,
+        nodes::list, nodes::show, nodes::events, nodes::health, nodes::drain, nodes::repair, power::power,
         halls::list, halls::show, halls::map,
-        leases::lease, leases::list, leases::show, leases::report, leases::release, leases::swap,
-        racks::import, racks::lessees, racks::create_lessee,
+        leases::lease, leases::list, leases::show, leases::report, leases::progress, leases::release,
+        leases::swap, racks::import, racks::lessees, racks::create_lessee, site::images, site::signing_key,
     ),
     modifiers(&BearerAuth)
 )]

@@ -23,6 +23,17 @@ pub struct GlobalArgs {
     /// File holding the site secret key (used when KILN_SECRET_KEY is not set). Created when first needed.
     #[arg(long, global = true, env = "KILN_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// A kiln server to talk to (`http://HOST:PORT`) instead of the local database: node, hall, rack and image
+    /// reads and the hall and power actions then go over its API.
+    #[arg(long, global = true, env = "KILN_SERVER")]
+    pub server: Option<String>,
+    /// API token for --server (`kiln token create` prints one).
+    #[arg(long, global = true, env = "KILN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the site's ed25519 signing key (hex seed) that signs acceptance records; default
+    /// `kiln-signing.key` beside the key file. Created when first needed.
+    #[arg(long, global = true, env = "KILN_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -43,6 +54,23 @@ impl GlobalArgs {
         self.key_file
             .clone()
             .unwrap_or_else(|| PathBuf::from("kiln.key"))
+    }
+
+    /// The signing key path: `--signing-key`, else `kiln-signing.key` beside the key file.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key
+            .clone()
+            .unwrap_or_else(|| self.key_path().with_file_name("kiln-signing.key"))
+    }
+
+    /// Refuses commands that only work on the local database when `--server` is given.
+    pub fn local_only(&self, what: &str) -> anyhow::Result<()> {
+        match &self.server {
+            Some(server) => anyhow::bail!(
+                "{what} works on the local database only; drop --server {server} (or unset KILN_SERVER)"
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Opens the inventory named by `--db`, applying migrations.

@@ -3,8 +3,9 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+mod client;
 mod cmd;
 mod global;
 mod progress;
@@ -28,11 +29,11 @@ struct Cli {
 enum Command {
     /// Database maintenance (migrations).
     Db(cmd::db::Args),
-    /// Racks: import manifests.
+    /// Racks: import manifests, list and show racks.
     Rack(cmd::rack::Args),
-    /// Nodes: list and show.
+    /// Nodes: list, show, power.
     Node(cmd::node::Args),
-    /// Halls: list.
+    /// Halls: list, lease, release, acceptance report.
     Hall(cmd::hall::Args),
     /// Images: add, list, rm (catalog + content-addressed store).
     Image(cmd::image::Args),
@@ -44,17 +45,28 @@ enum Command {
     Bench(cmd::bench::Args),
     /// GPU health: NVML checks, burn-in, NCCL runs and parsing, signed acceptance records.
     Health(cmd::health::Args),
-    /// Serve the inventory web API, metrics and hall map page.
-    Serve(cmd::serve::Args),
+    /// Run the control plane: web API, boot endpoints, image server and the lifecycle engine.
+    Serve(Box<cmd::serve::Args>),
     /// API tokens.
     Token(cmd::token::Args),
     /// Network boot: DHCP/ProxyDHCP, TFTP, HTTP iPXE scripts; leases and discovered machines.
     Boot(cmd::boot::Args),
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions(cmd::completions::Args),
 }
 
 fn main() -> ExitCode {
     // clap exits with status 2 on usage errors by itself.
     let cli = Cli::parse();
+    if let Command::Completions(args) = cli.command {
+        return match cmd::completions::exec(args, &mut Cli::command()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: writing the completion script: {err}");
+                ExitCode::from(1)
+            }
+        };
+    }
     global::init_tracing(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,9 +89,10 @@ fn main() -> ExitCode {
             Command::Bmc(args) => cmd::bmc::exec(args, &cli.global).await,
             Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
             Command::Health(args) => cmd::health::exec(args, &cli.global).await,
-            Command::Serve(args) => cmd::serve::exec(args, &cli.global).await,
+            Command::Serve(args) => cmd::serve::exec(*args, &cli.global).await,
             Command::Token(args) => cmd::token::exec(args, &cli.global).await,
             Command::Boot(args) => cmd::boot::exec(args, &cli.global).await,
+            Command::Completions(_) => Ok(()),
         }
     });
     match result {

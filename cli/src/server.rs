@@ -38,6 +38,8 @@ pub struct ServerOptions {
     pub listener: Option<tokio::net::TcpListener>,
     /// HTTP boot endpoints built elsewhere (`kiln serve` with network boot flags); `None`: the default ones.
     pub boot_router: Option<axum::Router>,
+    /// The site key acceptance reports are signed with (`None`: reports are refused).
+    pub signing_key: Option<kiln_health::evidence::SigningKey>,
 }
 
 /// A running control plane; dropping it does not stop it, [`Running::stop`] does.
@@ -110,7 +112,11 @@ pub async fn start(store: Store, mut options: ServerOptions) -> anyhow::Result<R
         .map(Engine::waker)
         .unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
     let library = ImageLibrary::new(store.clone(), ContentStore::new(options.image_dir.clone()));
-    let app = kiln_api::router(ApiState::new(store.clone()))
+    let mut api = ApiState::new(store.clone());
+    if let Some(key) = options.signing_key.take() {
+        api = api.with_signing_key(key);
+    }
+    let app = kiln_api::router(api)
         .merge(report_router(store.clone(), wake))
         .merge(
             options

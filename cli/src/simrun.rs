@@ -146,6 +146,9 @@ pub async fn start(store: &Store, dir: &Path, options: &SimRunOptions) -> anyhow
             bmcs: None,
             listener: Some(listener),
             boot_router: None,
+            signing_key: Some(
+                kiln_health::evidence::load_or_create_signing_key(&dir.join("kiln-signing.key"))?.0,
+            ),
         },
     )
     .await?;

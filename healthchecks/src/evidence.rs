@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+pub use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signature, Signer, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -18,6 +19,15 @@ pub enum EvidenceError {
     /// A key file could not be read.
     #[error("cannot read key file {path}")]
     ReadKey {
+        /// The file named.
+        path: PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file could not be written.
+    #[error("cannot write key file {path}")]
+    WriteKey {
         /// The file named.
         path: PathBuf,
         /// The I/O failure.
@@ -203,4 +213,30 @@ pub fn load_public_key(arg: &str) -> Result<VerifyingKey, EvidenceError> {
 /// A fresh random site key.
 pub fn generate_signing_key() -> SigningKey {
     SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+/// Writes a fresh site key to `path` (hex seed, owner-only permissions); refuses to overwrite a file.
+pub fn create_signing_key(path: &Path) -> Result<SigningKey, EvidenceError> {
+    use std::io::Write;
+    let write_err = |source| EvidenceError::WriteKey {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(write_err)?;
+    let key = generate_signing_key();
+    file.write_all(format!("{}\n", hex::encode(key.to_bytes())).as_bytes())
+        .map_err(write_err)?;
+    Ok(key)
+}
+
+/// Reads the site key at `path`, creating one there when the file does not exist; `true` when created.
+pub fn load_or_create_signing_key(path: &Path) -> Result<(SigningKey, bool), EvidenceError> {
+    if path.exists() {
+        return Ok((load_signing_key(path)?, false));
+    }
+    Ok((create_signing_key(path)?, true))
 }

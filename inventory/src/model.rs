@@ -121,7 +121,7 @@ impl FromStr for BmcProtocol {
 
 /// A node's BMC as stored; the password stays sealed and is only available through
 /// [`crate::Store::bmc_credentials`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BmcEndpoint {
     /// Database id.
@@ -155,7 +155,7 @@ pub struct Sku {
 }
 
 /// A server in a rack slot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Node {
     /// Database id.
@@ -260,7 +260,7 @@ pub struct Hardware {
 }
 
 /// One line of a node's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeEvent {
     /// Database id (increasing).
@@ -281,7 +281,7 @@ pub struct NodeEvent {
 }
 
 /// A health check run and its evidence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthRun {
     /// Database id.
@@ -303,7 +303,7 @@ pub struct HealthRun {
 }
 
 /// A customer that leases halls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Lessee {
     /// Database id.
@@ -315,7 +315,7 @@ pub struct Lessee {
 }
 
 /// A hall handed to a lessee.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HallLease {
     /// Database id.
@@ -338,7 +338,7 @@ pub struct HallLease {
 }
 
 /// A hall with node counts per state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HallSummary {
     /// Database id.

@@ -14,7 +14,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiPath;
 
 /// Halls visible to the caller.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct HallList {
     /// Halls with node counts per state.
     pub halls: Vec<HallSummary>,

@@ -4,8 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+
 use kiln_inventory::{
-    AcceptanceRule, HallLease, HealthRun, LeaseEvent, LeaseOutcome, NodeFilter, Role,
+    AcceptanceRule, HallLease, LeaseEvent, LeaseOutcome, NodeFilter, NodeState, Role, Store,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,9 +16,10 @@ use crate::ApiState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath};
+use crate::report::AcceptanceReport;
 
 /// Body of `POST /api/v1/halls/{id}/lease`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     /// Lessee name (created if new).
@@ -30,14 +33,14 @@ pub struct LeaseRequest {
 }
 
 /// Leases visible to the caller.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LeaseList {
     /// Newest first.
     pub leases: Vec<HallLease>,
 }
 
 /// A lease with its history.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LeaseDetail {
     /// The lease.
     pub lease: HallLease,
@@ -58,7 +61,7 @@ pub struct SwapRequest {
 }
 
 /// Answer to a swap.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SwapResult {
     /// The node taken out.
     pub swapped_out: String,
@@ -67,59 +70,12 @@ pub struct SwapResult {
 }
 
 /// Answer to a release.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReleaseResult {
     /// The released lease.
     pub lease: HallLease,
     /// Nodes sent to wiping (erase, reimage, re-verify).
     pub nodes_wiping: i64,
-}
-
-/// Acceptance report of a lease: what the lessee received, with the evidence behind each node.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AcceptanceReport {
-    /// The lease.
-    pub lease: HallLease,
-    /// Hall name.
-    pub hall: String,
-    /// When the report was made.
-    pub generated_at: DateTime<Utc>,
-    /// Per-node records.
-    pub nodes: Vec<NodeRecord>,
-    /// Hall aggregates.
-    pub aggregates: Aggregates,
-}
-
-/// One node of an acceptance report.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NodeRecord {
-    /// Serial.
-    pub serial: String,
-    /// Rack.
-    pub rack: String,
-    /// Slot.
-    pub slot: i64,
-    /// SKU.
-    pub sku: String,
-    /// GPUs found by inspection.
-    pub gpu_count: usize,
-    /// Health runs with evidence.
-    pub health_runs: Vec<HealthRun>,
-}
-
-/// Hall-level figures of an acceptance report.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Aggregates {
-    /// Nodes in the hall.
-    pub nodes_total: i64,
-    /// Nodes under the lease.
-    pub nodes_leased: i64,
-    /// Nodes still owed to the lessee.
-    pub nodes_owed: i64,
-    /// GPUs across leased nodes.
-    pub gpu_count: usize,
-    /// NCCL bus bandwidth over the leased nodes' latest NCCL runs (min / median / max), when there are any.
-    pub nccl_busbw_gbps: Option<[f64; 3]>,
 }
 
 /// Lease a hall (admin). All available nodes move to `leased` atomically, or nothing changes.
@@ -133,6 +89,19 @@ pub async fn lease(
     ApiJson(request): ApiJson<LeaseRequest>,
 ) -> Result<(StatusCode, Json<LeaseOutcome>), ApiError> {
     caller.require(&[])?;
+    let outcome = lease_hall(&state.store, hall_id, &request, &caller.actor()).await?;
+    state.metrics.leases_created.inc();
+    Ok((StatusCode::CREATED, Json(outcome)))
+}
+
+/// Checks a lease request and leases the hall (creating the lessee if new). One code path for the API and the
+/// CLI's local transport.
+pub async fn lease_hall(
+    store: &Store,
+    hall_id: i64,
+    request: &LeaseRequest,
+    actor: &str,
+) -> Result<LeaseOutcome, ApiError> {
     if request.lessee.trim().is_empty() {
         return Err(ApiError::bad_request("lessee must not be empty"));
     }
@@ -143,25 +112,21 @@ pub async fn lease(
             "acceptance fraction must be in (0, 1]",
         ));
     }
-    let lessee = state
-        .store
-        .upsert_lessee(request.lessee.trim(), None)
-        .await?;
+    let lessee = store.upsert_lessee(request.lessee.trim(), None).await?;
     let rule = request.acceptance.unwrap_or(AcceptanceRule::AllNodes);
-    let starts_at = request.starts_at.unwrap_or_else(|| state.store.now());
-    let outcome = state
-        .store
-        .lease_hall(
-            hall_id,
-            lessee.id,
-            starts_at,
-            request.ends_at,
-            rule,
-            &caller.actor(),
-        )
-        .await?;
-    state.metrics.leases_created.inc();
-    Ok((StatusCode::CREATED, Json(outcome)))
+    let starts_at = request.starts_at.unwrap_or_else(|| store.now());
+    Ok(store
+        .lease_hall(hall_id, lessee.id, starts_at, request.ends_at, rule, actor)
+        .await?)
+}
+
+/// Releases a lease: its nodes go to wiping. One code path for the API and the CLI's local transport.
+pub async fn release_lease(store: &Store, id: i64, actor: &str) -> Result<ReleaseResult, ApiError> {
+    let nodes_wiping = store.release_lease(id, actor).await?;
+    Ok(ReleaseResult {
+        lease: store.lease(id).await?,
+        nodes_wiping,
+    })
 }
 
 fn visible(caller: &Caller, lease: &HallLease) -> bool {
@@ -205,69 +170,82 @@ pub async fn show(
     Ok(Json(LeaseDetail { lease, history }))
 }
 
-/// The lease's acceptance report (downloadable JSON).
+/// The lease's acceptance report (downloadable JSON): per-node records signed with the site key, plus hall
+/// aggregates; verify offline with `kiln health verify REPORT --public-key KEY`.
 #[utoipa::path(get, path = "/api/v1/leases/{id}/report", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = AcceptanceReport), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AcceptanceReport), (status = 404, body = ErrorBody),
+    (status = 503, description = "the server has no signing key", body = ErrorBody)))]
 pub async fn report(
     State(state): State<ApiState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<AcceptanceReport>, ApiError> {
-    let lease = visible_lease(&state, &caller, id).await?;
-    let hall = state.store.hall(lease.hall_id).await?;
+    visible_lease(&state, &caller, id).await?;
+    let key = state.signing_key()?;
+    Ok(Json(crate::report::build(&state.store, key, id).await?))
+}
+
+/// How far the nodes of a released lease are on their way back to `available`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeaseProgress {
+    /// The lease.
+    pub lease: HallLease,
+    /// Nodes the release sent to wiping (0 while the lease is active).
+    pub released: usize,
+    /// Those nodes per current state.
+    pub states: BTreeMap<NodeState, usize>,
+    /// Of them, available again.
+    pub available: usize,
+    /// Of them, quarantined (a technician must repair them).
+    pub quarantined: usize,
+    /// Every released node is available or quarantined.
+    pub done: bool,
+}
+
+/// Progress of the nodes of a lease, as read from the inventory. One code path for the API and the CLI.
+pub async fn lease_progress(store: &Store, id: i64) -> Result<LeaseProgress, ApiError> {
+    let lease = store.lease(id).await?;
+    let history = store.lease_events(id).await?;
+    let serials: BTreeSet<String> = history
+        .iter()
+        .filter(|event| event.kind == "released")
+        .filter_map(|event| event.detail["serials"].as_array())
+        .flatten()
+        .filter_map(|serial| serial.as_str().map(str::to_string))
+        .collect();
+    let hall = store.hall(lease.hall_id).await?;
     let filter = NodeFilter {
-        hall: Some(hall.name.clone()),
+        hall: Some(hall.name),
         ..NodeFilter::default()
     };
-    let leased: Vec<_> = state
-        .store
-        .list_nodes(&filter)
-        .await?
-        .into_iter()
-        .filter(|n| n.lease_id == Some(id))
-        .collect();
-    let mut nodes = Vec::with_capacity(leased.len());
-    let mut busbw = Vec::new();
-    for node in &leased {
-        let hardware = state.store.hardware(node.id).await?;
-        let health_runs = state.store.health_runs(node.id).await?;
-        if let Some(nccl) = health_runs.iter().rev().find(|run| run.kind == "nccl")
-            && let Some(value) = nccl
-                .evidence
-                .get("busbw_gbps")
-                .and_then(serde_json::Value::as_f64)
-        {
-            busbw.push(value);
+    let mut states: BTreeMap<NodeState, usize> = BTreeMap::new();
+    for node in store.list_nodes(&filter).await? {
+        if serials.contains(&node.serial) {
+            *states.entry(node.state).or_default() += 1;
         }
-        nodes.push(NodeRecord {
-            serial: node.serial.clone(),
-            rack: node.rack.clone(),
-            slot: node.slot,
-            sku: node.sku.clone(),
-            gpu_count: hardware.gpus.len(),
-            health_runs,
-        });
     }
-    busbw.sort_by(f64::total_cmp);
-    let nccl_busbw_gbps = match (busbw.first(), busbw.get(busbw.len() / 2), busbw.last()) {
-        (Some(min), Some(median), Some(max)) => Some([*min, *median, *max]),
-        _ => None,
-    };
-    let nodes_leased = nodes.len() as i64;
-    let aggregates = Aggregates {
-        nodes_total: hall.nodes,
-        nodes_leased,
-        nodes_owed: (hall.nodes - nodes_leased).max(0),
-        gpu_count: nodes.iter().map(|n| n.gpu_count).sum(),
-        nccl_busbw_gbps,
-    };
-    Ok(Json(AcceptanceReport {
+    let count = |s| states.get(&s).copied().unwrap_or(0);
+    let (available, quarantined) = (count(NodeState::Available), count(NodeState::Quarantined));
+    Ok(LeaseProgress {
+        released: serials.len(),
+        done: lease.status != "active" && available + quarantined == serials.len(),
         lease,
-        hall: hall.name,
-        generated_at: state.store.now(),
-        nodes,
-        aggregates,
-    }))
+        states,
+        available,
+        quarantined,
+    })
+}
+
+/// Where the released nodes of a lease are on their way back to `available`.
+#[utoipa::path(get, path = "/api/v1/leases/{id}/progress", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = LeaseProgress), (status = 404, body = ErrorBody)))]
+pub async fn progress(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<LeaseProgress>, ApiError> {
+    visible_lease(&state, &caller, id).await?;
+    Ok(Json(lease_progress(&state.store, id).await?))
 }
 
 /// Release a lease (admin): its nodes go to wiping.
@@ -279,11 +257,9 @@ pub async fn release(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ReleaseResult>, ApiError> {
     caller.require(&[])?;
-    let nodes_wiping = state.store.release_lease(id, &caller.actor()).await?;
-    Ok(Json(ReleaseResult {
-        lease: state.store.lease(id).await?,
-        nodes_wiping,
-    }))
+    Ok(Json(
+        release_lease(&state.store, id, &caller.actor()).await?,
+    ))
 }
 
 /// Swap a failing leased node for a spare (technician, admin); recorded in the lease's history.

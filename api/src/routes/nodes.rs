@@ -32,7 +32,7 @@ pub struct NodeQuery {
 }
 
 /// A page of nodes.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NodePage {
     /// The nodes.
     pub nodes: Vec<Node>,
@@ -41,7 +41,7 @@ pub struct NodePage {
 }
 
 /// One node with its hardware.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NodeDetail {
     /// The node (BMC credentials are never included).
     pub node: Node,
@@ -50,21 +50,21 @@ pub struct NodeDetail {
 }
 
 /// A node's history.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventList {
     /// Events, oldest first.
     pub events: Vec<NodeEvent>,
 }
 
 /// A node's health runs.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HealthList {
     /// Runs with evidence, oldest first.
     pub health_runs: Vec<HealthRun>,
 }
 
 /// Body of `POST /nodes/{serial}/drain`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrainRequest {
     /// `true` takes the node out of allocation, `false` puts it back.
@@ -212,16 +212,13 @@ pub async fn repair(
 ) -> Result<Json<NodeDetail>, ApiError> {
     let node = visible_node(&state, &caller, &serial).await?;
     caller.require(&[Role::Technician])?;
-    let reason = format!("repair done: {}", request.reason);
-    state
-        .store
-        .transition(
-            node.id,
-            NodeState::Quarantined,
-            NodeState::Inspecting,
-            &caller.actor(),
-            &reason,
-        )
-        .await?;
+    // The lifecycle engine's repair: clears the quarantine (failure, attempt counts) with the transition.
+    kiln_provisioner::lifecycle::repair_done(
+        &state.store,
+        &node.serial,
+        &caller.actor(),
+        &request.reason,
+    )
+    .await?;
     show(State(state), caller, ApiPath(serial)).await
 }

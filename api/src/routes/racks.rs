@@ -13,7 +13,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 
 /// Body of `POST /api/v1/racks/import`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     /// `csv` or `toml`.

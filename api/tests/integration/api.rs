@@ -191,6 +191,10 @@ async fn openapi_document_is_complete() {
         "/api/v1/nodes/{serial}",
         "/api/v1/halls/{id}/lease",
         "/api/v1/leases/{id}/report",
+        "/api/v1/leases/{id}/progress",
+        "/api/v1/nodes/{serial}/power",
+        "/api/v1/images",
+        "/api/v1/signing-key",
     ] {
         assert!(paths.contains_key(path), "missing {path}");
     }

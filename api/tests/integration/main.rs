@@ -2,5 +2,6 @@
 
 mod api;
 mod map_page;
+mod power_report;
 mod roles;
 mod support;

@@ -104,6 +104,18 @@ async fn role_endpoint_matrix() {
             [401, 409, 409, 403, 404, 404],
         ),
         (
+            "POST",
+            "/api/v1/nodes/B-0/power".into(),
+            Some(json!({"action": "on"})),
+            [401, 200, 200, 403, 404, 404],
+        ),
+        (
+            "POST",
+            "/api/v1/nodes/NOPE/power".into(),
+            Some(json!({"action": "cycle"})),
+            [401, 404, 404, 404, 404, 404],
+        ),
+        (
             "GET",
             "/api/v1/halls".into(),
             None,
@@ -144,6 +156,24 @@ async fn role_endpoint_matrix() {
             format!("/api/v1/leases/{lease}/report"),
             None,
             [401, 200, 200, 200, 200, 404],
+        ),
+        (
+            "GET",
+            format!("/api/v1/leases/{lease}/progress"),
+            None,
+            [401, 200, 200, 200, 200, 404],
+        ),
+        (
+            "GET",
+            "/api/v1/images".into(),
+            None,
+            [401, 200, 200, 200, 403, 403],
+        ),
+        (
+            "GET",
+            "/api/v1/signing-key".into(),
+            None,
+            [401, 200, 200, 200, 200, 200],
         ),
         (
             "POST",

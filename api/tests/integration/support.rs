@@ -1,11 +1,14 @@
-//! A seeded server: hall H1 (4 available nodes) leased to lessee `acme`, hall H2 (one available, one enrolled),
-//! lessee `globex` with no lease, and a token for every role.
+//! A seeded server: hall H1 (4 available nodes, 8 GPUs and an NCCL run each) leased to lessee `acme`, hall H2
+//! (B-0 available, its BMC a simulated one over plain HTTP; B-1 enrolled, its BMC dead), lessee `globex` with
+//! no lease, a site signing key, and a token for every role.
 
 use std::net::SocketAddr;
 
 use kiln_api::ApiState;
+use kiln_bmc_sim::{SimFleet, SimFleetConfig, Timing};
 use kiln_inventory::{
-    AcceptanceRule, ManifestFormat, NodeState, Role, SecretKey, Store, StoreOptions, parse_manifest,
+    AcceptanceRule, Gpu, Hardware, ManifestFormat, NewHealthRun, NodeState, Role, SecretKey, Store,
+    StoreOptions, parse_manifest,
 };
 
 pub const PASSWORD: &str = "bmc-Secr3t-value";
@@ -19,6 +22,12 @@ pub struct Server {
     pub lease_id: i64,
     pub h2_id: i64,
     pub client: reqwest::Client,
+    /// The simulated BMC behind B-0.
+    #[allow(dead_code)]
+    pub fleet: SimFleet,
+    /// The site's signing public key.
+    #[allow(dead_code)]
+    pub signing_public: ed25519_dalek::VerifyingKey,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -44,8 +53,26 @@ impl Server {
         for i in 0..4 {
             csv.push_str(&format!("H1,R1,{i},A-{i},h100-sxm-80gb,10.0.1.{i},redfish,admin,{PASSWORD},02:00:00:00:01:{i:02x}\n"));
         }
-        for i in 0..2 {
-            csv.push_str(&format!("H2,R2,{i},B-{i},h100-sxm-80gb,10.0.2.{i},ipmi,admin,{PASSWORD},02:00:00:00:02:{i:02x}\n"));
+        let fleet = SimFleet::start(SimFleetConfig {
+            count: 1,
+            tls: false,
+            password: PASSWORD.into(),
+            ipmi_count: Some(0),
+            timing: Timing {
+                power_on: std::time::Duration::ZERO,
+                ..Timing::default()
+            },
+            ..SimFleetConfig::default()
+        })
+        .await
+        .expect("fleet");
+        // Port 1 on loopback refuses connections: a dead BMC.
+        let bmcs = [
+            fleet.endpoints()[0].redfish_url.as_str(),
+            "http://127.0.0.1:1",
+        ];
+        for (i, bmc) in bmcs.iter().enumerate() {
+            csv.push_str(&format!("H2,R2,{i},B-{i},h100-sxm-80gb,{bmc},redfish,admin,{PASSWORD},02:00:00:00:02:{i:02x}\n"));
         }
         let rows = parse_manifest(&csv, ManifestFormat::Csv, &|_| None).expect("manifest");
         store
@@ -54,6 +81,9 @@ impl Server {
             .expect("import");
         for serial in ["A-0", "A-1", "A-2", "A-3", "B-0"] {
             make_available(&store, serial).await;
+        }
+        for (i, serial) in ["A-0", "A-1", "A-2", "A-3"].iter().enumerate() {
+            seed_evidence(&store, serial, 360.0 + 10.0 * i as f64).await;
         }
         let acme = store.upsert_lessee("acme", None).await.expect("acme");
         store.upsert_lessee("globex", None).await.expect("globex");
@@ -94,7 +124,9 @@ impl Server {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = ApiState::new(store.clone());
+        let signing = kiln_health::evidence::generate_signing_key();
+        let signing_public = signing.verifying_key();
+        let state = ApiState::new(store.clone()).with_signing_key(signing);
         tokio::spawn(kiln_api::serve(listener, state, async move {
             let _ = rx.await;
         }));
@@ -105,6 +137,8 @@ impl Server {
             lease_id: outcome.lease.id,
             h2_id,
             client: kiln_images::http_client(),
+            fleet,
+            signing_public,
             _dir: dir,
             _shutdown: tx,
         }
@@ -158,4 +192,45 @@ async fn make_available(store: &Store, serial: &str) {
             .await
             .expect("walk");
     }
+}
+
+/// Eight GPUs and one passing NCCL run (a kiln-health verdict, as `kiln health nccl --record` stores it).
+async fn seed_evidence(store: &Store, serial: &str, busbw_gbps: f64) {
+    let node = store.node_by_serial(serial).await.expect("node");
+    let gpus = (0..8)
+        .map(|index| Gpu {
+            index,
+            model: "NVIDIA H100 80GB HBM3".into(),
+            uuid: Some(format!("GPU-{serial}-{index}")),
+            serial: None,
+            pci_bus_id: None,
+            memory_mib: Some(81559),
+            vbios: Some("96.00.99.00.01".into()),
+        })
+        .collect();
+    let hardware = Hardware {
+        gpus,
+        ..Hardware::default()
+    };
+    store
+        .replace_hardware(node.id, &hardware)
+        .await
+        .expect("hardware");
+    let verdict = serde_json::json!({
+        "kind": "nccl", "sku": "h100-sxm-80gb", "started_at_unix_s": 1_790_000_000u64,
+        "checks": [{"name": "nccl.busbw", "subject": "run", "status": "pass", "measured": busbw_gbps,
+                    "threshold": {"min_busbw_gbps": 300.0}, "reason": "mean busbw at large messages meets the floor"}],
+        "evidence": {"avg_busbw_gbps": busbw_gbps, "hosts": [serial]},
+    });
+    store
+        .record_health_run(&NewHealthRun {
+            node: node.id,
+            kind: "nccl",
+            passed: true,
+            started_at: store.now(),
+            finished_at: Some(store.now()),
+            evidence: &verdict,
+        })
+        .await
+        .expect("health run");
 }

@@ -45,6 +45,9 @@ enum BenchCommand {
     Bringup(crate::cmd::bench_bringup::Args),
     /// Image serving (kiln vs nginx) and writing (kiln's writer vs curl | dd).
     Images(crate::cmd::bench_images::Args),
+    /// The web API under load: `wrk` at 64 connections on a page of nodes and a node's detail, and leasing a
+    /// 4,096-node hall through the API.
+    Api(crate::cmd::bench_api::Args),
 }
 
 /// Latency figures for one kind of operation on one backend.
@@ -99,6 +102,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         BenchCommand::Images(images) => {
             return crate::cmd::bench_images::exec(images, global).await;
         }
+        BenchCommand::Api(api) => return crate::cmd::bench_api::exec(api, global).await,
     };
     let manifest = generate_manifest(nodes);
     let mut stats = Vec::new();
@@ -172,7 +176,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
 const RACKS_PER_HALL: u32 = 128;
 
 /// A manifest of `nodes` H100 nodes, 32 per rack, 4,096 per hall.
-fn generate_manifest(nodes: u32) -> String {
+pub(crate) fn generate_manifest(nodes: u32) -> String {
     let mut text = String::from(
         "hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\n",
     );
@@ -277,19 +281,14 @@ async fn run_backend(
     Ok(out)
 }
 
-/// Brings hall-0 to `available` with 16 concurrent walkers (throughput), then times leasing and releasing it.
-async fn lease_hall0(
-    backend: &'static str,
+/// Walks `nodes` along `path` with 16 concurrent walkers; returns each transition's latency.
+pub(crate) async fn walk_concurrently(
     store: &Store,
-    hall0: &[kiln_inventory::Node],
+    nodes: &[kiln_inventory::Node],
     path: &[NodeState],
-) -> anyhow::Result<Vec<OpStats>> {
-    if hall0.is_empty() {
-        return Ok(Vec::new());
-    }
-    let started = Instant::now();
+) -> anyhow::Result<Vec<Duration>> {
     let mut walkers = tokio::task::JoinSet::new();
-    for chunk in hall0.chunks(hall0.len().div_ceil(16)) {
+    for chunk in nodes.chunks(nodes.len().div_ceil(16).max(1)) {
         let (store, ids, path) = (
             store.clone(),
             chunk.iter().map(|n| n.id).collect::<Vec<_>>(),
@@ -313,6 +312,21 @@ async fn lease_hall0(
     while let Some(result) = walkers.join_next().await {
         samples.extend(result??);
     }
+    Ok(samples)
+}
+
+/// Brings hall-0 to `available` with 16 concurrent walkers (throughput), then times leasing and releasing it.
+async fn lease_hall0(
+    backend: &'static str,
+    store: &Store,
+    hall0: &[kiln_inventory::Node],
+    path: &[NodeState],
+) -> anyhow::Result<Vec<OpStats>> {
+    if hall0.is_empty() {
+        return Ok(Vec::new());
+    }
+    let started = Instant::now();
+    let samples = walk_concurrently(store, hall0, path).await?;
     let mut out = vec![OpStats::new(
         backend,
         "transition (16 concurrent)",

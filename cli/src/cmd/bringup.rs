@@ -1,20 +1,19 @@
 //! `kiln rack bringup MANIFEST` (import, then drive every node of the manifest to available or quarantined with
-//! the control plane running in this process, showing progress) and `kiln rack status` (nodes per rack and
-//! state).
+//! the control plane running in this process, showing progress). `kiln rack status` is `kiln rack list`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use kiln_inventory::{ManifestFormat, NodeFilter, NodeState, Store, parse_manifest};
+use kiln_inventory::{ManifestFormat, NodeState, Store, parse_manifest};
 
+use crate::GlobalArgs;
 use crate::cmd::boot_serve::BootServeArgs;
 use crate::cmd::engine_args::{EngineArgs, start_control_plane};
-use crate::global::{KeyUse, print_json, print_json_line};
+use crate::global::{KeyUse, print_json_line};
 use crate::progress::{quarantine_reasons, summary_line, watch};
-use crate::{GlobalArgs, table};
 
 /// Options of `kiln rack bringup`.
 #[derive(Debug, clap::Args)]
@@ -56,7 +55,7 @@ pub async fn bringup(args: BringupArgs, global: &GlobalArgs) -> anyhow::Result<(
         );
     }
     let (running, boot) =
-        start_control_plane(&store, args.listen, &args.engine, &args.boot).await?;
+        start_control_plane(&store, args.listen, &args.engine, &args.boot, None).await?;
     if !global.json {
         eprintln!(
             "kiln: control plane on {} — bringing up {} node(s)",
@@ -118,63 +117,5 @@ async fn report(
     for (serial, reason) in &reasons {
         println!("  quarantined {serial}: {reason}");
     }
-    Ok(())
-}
-
-/// Nodes per rack and state.
-pub async fn status(hall: Option<String>, global: &GlobalArgs) -> anyhow::Result<()> {
-    let store = global.open_store(KeyUse::IfPresent).await?;
-    let nodes = store
-        .list_nodes(&NodeFilter {
-            hall,
-            ..NodeFilter::default()
-        })
-        .await?;
-    store.close().await;
-    let mut racks: BTreeMap<(String, String), BTreeMap<NodeState, usize>> = BTreeMap::new();
-    for node in &nodes {
-        *racks
-            .entry((node.hall.clone(), node.rack.clone()))
-            .or_default()
-            .entry(node.state)
-            .or_default() += 1;
-    }
-    if global.json {
-        let racks: Vec<_> = racks
-            .iter()
-            .map(|((hall, rack), states)| {
-                let states: BTreeMap<&str, usize> =
-                    states.iter().map(|(s, n)| (s.as_str(), *n)).collect();
-                serde_json::json!({"hall": hall, "rack": rack, "states": states})
-            })
-            .collect();
-        return print_json(&serde_json::json!({ "racks": racks }));
-    }
-    let rows: Vec<Vec<String>> = racks
-        .iter()
-        .map(|((hall, rack), states)| {
-            let total: usize = states.values().sum();
-            let settled: usize = states
-                .iter()
-                .filter(|(s, _)| crate::progress::settled(**s))
-                .map(|(_, n)| n)
-                .sum();
-            vec![
-                hall.clone(),
-                rack.clone(),
-                total.to_string(),
-                settled.to_string(),
-                states
-                    .iter()
-                    .map(|(s, n)| format!("{s} {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table::render(&["HALL", "RACK", "NODES", "SETTLED", "STATES"], &rows)
-    );
     Ok(())
 }

@@ -127,6 +127,7 @@ impl EngineArgs {
             bmcs: None,
             listener: None,
             boot_router: None,
+            signing_key: None,
         })
     }
 }
@@ -139,6 +140,7 @@ pub async fn start_control_plane(
     listen: SocketAddr,
     engine: &EngineArgs,
     boot: &BootServeArgs,
+    signing_key: Option<kiln_health::evidence::SigningKey>,
 ) -> anyhow::Result<(Running, Option<BootServices>)> {
     let mut boot = boot.clone();
     if boot.public_url.is_none() && boot.server_ip.is_some() {
@@ -147,6 +149,7 @@ pub async fn start_control_plane(
             .map(|ip| format!("http://{ip}:{}", listen.port()));
     }
     let mut options = engine.server_options(store, listen, &boot).await?;
+    options.signing_key = signing_key;
     if boot.image.is_none() {
         boot.image = options.engine.as_ref().and_then(|e| e.image.clone());
     }

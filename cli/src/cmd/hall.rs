@@ -1,8 +1,19 @@
-//! `kiln hall list`: halls with rack and node counts per state.
+//! `kiln hall list|lease|release|report`: halls with node counts, leasing a hall, releasing a lease (with a
+//! progress bar while its nodes go back to available), and the signed acceptance report. On the local database
+//! or over the API (`--server`).
 
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use kiln_inventory::HallSummary;
+use kiln_api::report::AcceptanceReport;
+use kiln_api::routes::leases::{LeaseProgress, LeaseRequest};
+use kiln_health::duration::parse_duration;
+use kiln_inventory::{AcceptanceRule, HallSummary};
 
+use crate::client::Client;
 use crate::global::{KeyUse, print_json};
 use crate::{GlobalArgs, table};
 
@@ -17,15 +28,70 @@ pub struct Args {
 enum HallCommand {
     /// List halls with node counts per state.
     List,
+    /// Lease a hall to a lessee: every available node moves under the lease at once, or nothing changes.
+    Lease {
+        /// Hall name (or id).
+        hall: String,
+        /// Lessee name (created if new).
+        #[arg(long)]
+        lessee: String,
+        /// Accept the lease when at least this fraction of the hall's nodes is verified (default: all nodes);
+        /// the rest are owed.
+        #[arg(long, value_name = "F")]
+        min_fraction: Option<f64>,
+        /// End of the lease: an RFC 3339 time (2027-01-31T00:00:00Z) or a duration from now (720h).
+        #[arg(long, value_parser = parse_end)]
+        end: Option<DateTime<Utc>>,
+    },
+    /// Release a lease: its nodes go to wiping (erase, reimage, re-verify) before they are available again.
+    Release {
+        /// Lease id.
+        lease: i64,
+        /// Follow the nodes with a progress bar until all are available (or quarantined).
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this long (90s, 30m, 2h).
+        #[arg(long, value_parser = parse_duration, default_value = "30m")]
+        timeout: Duration,
+        /// Time between progress polls.
+        #[arg(long, value_parser = parse_duration, default_value = "2s", hide = true)]
+        poll: Duration,
+    },
+    /// The lease's acceptance report: per-node signed records and hall aggregates (verify it offline with
+    /// `kiln health verify FILE --public-key KEY`).
+    Report {
+        /// Lease id.
+        lease: i64,
+        /// Write the report (JSON) to this file instead of printing a summary.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `--end`: an RFC 3339 time or a duration from now.
+fn parse_end(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let span = parse_duration(text)
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a duration like 720h"))?;
+    chrono::Duration::from_std(span)
+        .ok()
+        .and_then(|span| Utc::now().checked_add_signed(span))
+        .ok_or_else(|| format!("{text:?} is too far in the future"))
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
-    match args.command {
+    let client = Client::open(global, KeyUse::IfPresent).await?;
+    let result = run(args.command, &client, global).await;
+    client.close().await;
+    result
+}
+
+async fn run(command: HallCommand, client: &Client, global: &GlobalArgs) -> anyhow::Result<()> {
+    match command {
         HallCommand::List => {
-            let store = global.open_store(KeyUse::IfPresent).await?;
-            let halls = store.list_halls().await;
-            store.close().await;
-            let halls = halls?;
+            let halls = client.halls().await?;
             if global.json {
                 print_json(&halls)?;
             } else if halls.is_empty() {
@@ -35,7 +101,216 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        HallCommand::Lease {
+            hall,
+            lessee,
+            min_fraction,
+            end,
+        } => {
+            let hall_id = client.hall_id(&hall).await?;
+            let request = LeaseRequest {
+                lessee,
+                starts_at: None,
+                ends_at: end,
+                acceptance: min_fraction
+                    .map(|fraction| AcceptanceRule::MinVerifiedFraction { fraction }),
+            };
+            let outcome = client
+                .lease(hall_id, &request)
+                .await
+                .with_context(|| format!("leasing hall {hall}"))?;
+            if global.json {
+                return print_json(&outcome);
+            }
+            println!(
+                "lease {}: hall {hall} leased to {}: {} of {} node(s), {} owed",
+                outcome.lease.id,
+                request.lessee,
+                outcome.nodes_leased,
+                outcome.nodes_total,
+                outcome.nodes_owed
+            );
+            Ok(())
+        }
+        HallCommand::Release {
+            lease,
+            wait,
+            timeout,
+            poll,
+        } => {
+            // With --wait, an already released lease is only followed (so a timed-out wait can be resumed).
+            let already = wait && client.progress(lease).await?.lease.status != "active";
+            if already {
+                eprintln!("lease {lease} is already released; following its nodes");
+                let progress = follow(client, lease, timeout, poll, global.json).await?;
+                return print_release_progress(lease, &progress, global);
+            }
+            let released = client.release(lease).await?;
+            if !wait {
+                if global.json {
+                    return print_json(&released);
+                }
+                println!(
+                    "lease {lease} released: {} node(s) sent to wiping (erase, reimage, re-verify)",
+                    released.nodes_wiping
+                );
+                return Ok(());
+            }
+            let progress = follow(client, lease, timeout, poll, global.json).await?;
+            print_release_progress(lease, &progress, global)
+        }
+        HallCommand::Report { lease, out } => {
+            let report = client.report(lease).await?;
+            match out {
+                Some(path) => {
+                    let text = serde_json::to_string_pretty(&report)?;
+                    std::fs::write(&path, format!("{text}\n"))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    let key = client.signing_public_key().await?;
+                    eprintln!(
+                        "wrote the acceptance report of lease {lease} to {}; verify it offline with\n  kiln health verify {} --public-key {key}",
+                        path.display(),
+                        path.display()
+                    );
+                    Ok(())
+                }
+                None if global.json => print_json(&report),
+                None => {
+                    print!("{}", render_report(&report));
+                    Ok(())
+                }
+            }
+        }
     }
+}
+
+/// Polls the release progress with a progress bar until done or `timeout`.
+async fn follow(
+    client: &Client,
+    lease: i64,
+    timeout: Duration,
+    poll: Duration,
+    quiet: bool,
+) -> anyhow::Result<LeaseProgress> {
+    let started = Instant::now();
+    let mut progress = client.progress(lease).await?;
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(progress.released as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} available  {msg}",
+        )
+        .map_err(|err| anyhow::anyhow!("progress bar template: {err}"))?
+        .progress_chars("=> "),
+    );
+    loop {
+        bar.set_position((progress.available + progress.quarantined) as u64);
+        bar.set_message(states_text(&progress));
+        if progress.done {
+            bar.finish();
+            return Ok(progress);
+        }
+        if started.elapsed() >= timeout {
+            bar.abandon();
+            bail!(
+                "gave up after {}: {} of {} node(s) of lease {lease} are available again ({}); wiping, reimaging \
+                 and re-verifying are driven by the lifecycle engine of `kiln serve` — check that it is running, \
+                 then follow again with `kiln hall release {lease} --wait` (the release itself is done)",
+                humantime(timeout),
+                progress.available,
+                progress.released,
+                states_text(&progress)
+            );
+        }
+        tokio::time::sleep(poll.min(timeout.saturating_sub(started.elapsed()))).await;
+        progress = client.progress(lease).await?;
+    }
+}
+
+fn print_release_progress(
+    lease: i64,
+    progress: &LeaseProgress,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    if global.json {
+        return print_json(progress);
+    }
+    println!(
+        "lease {lease}: {} of {} node(s) available again, {} quarantined",
+        progress.available, progress.released, progress.quarantined
+    );
+    Ok(())
+}
+
+fn humantime(span: Duration) -> String {
+    let secs = span.as_secs();
+    match secs {
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn states_text(progress: &LeaseProgress) -> String {
+    let parts: Vec<String> = progress
+        .states
+        .iter()
+        .map(|(state, count)| format!("{state}={count}"))
+        .collect();
+    if parts.is_empty() {
+        "no released nodes".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The human summary of an acceptance report.
+fn render_report(report: &AcceptanceReport) -> String {
+    let a = &report.aggregates;
+    let mut out = format!(
+        "acceptance report of lease {} (hall {}, {}), generated {}\n",
+        report.lease.id,
+        report.hall,
+        report.lease.status,
+        report.generated_at.to_rfc3339()
+    );
+    out.push_str(&format!(
+        "  nodes      {} leased of {}, {} owed\n  gpus       {}\n",
+        a.nodes_leased, a.nodes_total, a.nodes_owed, a.gpu_count
+    ));
+    match &a.nccl_busbw_gbps {
+        Some(d) => out.push_str(&format!(
+            "  nccl busbw {} node(s): min {:.1} p10 {:.1} p50 {:.1} p90 {:.1} max {:.1} GB/s\n",
+            d.nodes, d.min, d.p10, d.p50, d.p90, d.max
+        )),
+        None => out.push_str("  nccl busbw no NCCL runs recorded\n"),
+    }
+    out.push_str(&format!("  signed by  {}\n", report.public_key_hex));
+    let rows: Vec<Vec<String>> = report
+        .nodes
+        .iter()
+        .map(|n| {
+            let verdicts = n.signed_record.record["verdicts"]
+                .as_array()
+                .map_or(0, Vec::len);
+            vec![
+                n.serial.clone(),
+                n.rack.clone(),
+                n.slot.to_string(),
+                n.sku.clone(),
+                verdicts.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &["SERIAL", "RACK", "SLOT", "SKU", "VERDICTS"],
+        &rows,
+    ));
+    out.push('\n');
+    out
 }
 
 /// The hall table of `kiln hall list` (also printed by `kiln demo`).

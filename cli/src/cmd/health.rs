@@ -116,9 +116,10 @@ enum HealthCommand {
         #[arg(required = true)]
         verdicts: Vec<PathBuf>,
     },
-    /// Verify a signed acceptance record offline with the site's public key.
+    /// Verify offline, with the site's public key, a signed acceptance record or a whole lease acceptance report
+    /// (`kiln hall report LEASE --out FILE`).
     Verify {
-        /// The signed record file.
+        /// The signed record or report file.
         record: PathBuf,
         /// Site public key: hex, or a file holding hex.
         #[arg(long)]
@@ -262,6 +263,9 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             let key = evidence::load_public_key(&public_key)?;
             let text = std::fs::read_to_string(&record)
                 .with_context(|| format!("reading {}", record.display()))?;
+            if kiln_api::report::is_report(&text) {
+                return verify_report(&text, &key, &record, global);
+            }
             let verified = evidence::verify(&text, &key)
                 .with_context(|| format!("verifying {}", record.display()))?;
             let passed = verified.verdicts.iter().all(Verdict::passed);
@@ -287,13 +291,37 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                     out.display()
                 );
             }
-            let key = evidence::generate_signing_key();
-            std::fs::write(&out, format!("{}\n", hex::encode(key.to_bytes())))
-                .with_context(|| format!("writing {}", out.display()))?;
+            let key = evidence::create_signing_key(&out)?;
             println!("{}", hex::encode(key.verifying_key().as_bytes()));
             Ok(())
         }
     }
+}
+
+/// Verifies a lease acceptance report (`kiln hall report`): every node's signature and the derivable aggregates.
+fn verify_report(
+    text: &str,
+    key: &ed25519_dalek::VerifyingKey,
+    path: &std::path::Path,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let verified = kiln_api::report::verify(text, key)
+        .with_context(|| format!("verifying the acceptance report {}", path.display()))?;
+    if global.json {
+        let mut value = serde_json::to_value(&verified)?;
+        value["valid"] = serde_json::Value::Bool(true);
+        return print_json(&value);
+    }
+    println!(
+        "report valid: lease {} of hall {}: {} signed node record(s), {} GPU(s), all verdicts passed: {}, nodes owed: {}",
+        verified.lease_id,
+        verified.hall,
+        verified.nodes,
+        verified.gpu_count,
+        verified.all_verdicts_passed,
+        verified.nodes_owed
+    );
+    Ok(())
 }
 
 async fn run_nccl<R: NcclRunner>(

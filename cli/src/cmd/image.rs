@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use kiln_images::{ContentStore, ImageFormat, ImageLibrary, ImageMeta};
+use kiln_inventory::Image;
 
+use crate::client::Client;
 use crate::global::{KeyUse, print_json};
 use crate::{GlobalArgs, table};
 
@@ -65,6 +67,13 @@ enum ImageCommand {
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+    if let ImageCommand::List = args.command {
+        let client = Client::open(global, KeyUse::IfPresent).await?;
+        let images = client.images().await;
+        client.close().await;
+        return list(&images?, global);
+    }
+    global.local_only("kiln image add/rm (it writes the local image store)")?;
     let store = global.open_store(KeyUse::IfPresent).await?;
     let library = ImageLibrary::new(store.clone(), ContentStore::new(args.image_dir));
     let result = run(args.command, &library, global).await;
@@ -111,42 +120,7 @@ async fn run(
             }
         }
         ImageCommand::List => {
-            let images = library.catalog.images().await?;
-            if global.json {
-                print_json(&images)?;
-            } else if images.is_empty() {
-                println!("no images yet: add one with `kiln image add FILE --name N --version V`");
-            } else {
-                let rows: Vec<Vec<String>> = images
-                    .iter()
-                    .map(|i| {
-                        vec![
-                            i.name.clone(),
-                            i.version.clone(),
-                            i.format.to_string(),
-                            i.size_bytes.to_string(),
-                            i.os.clone().unwrap_or_default(),
-                            i.sha256[..16].to_string(),
-                            i.signing_key_id.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    table::render(
-                        &[
-                            "NAME",
-                            "VERSION",
-                            "FORMAT",
-                            "BYTES",
-                            "OS",
-                            "SHA256",
-                            "SIGNED BY"
-                        ],
-                        &rows
-                    )
-                );
-            }
+            list(&library.catalog.images().await?, global)?;
         }
         ImageCommand::Rm { name, version } => {
             let removed = library.remove(&name, &version).await?;
@@ -156,6 +130,42 @@ async fn run(
             );
         }
     }
+    Ok(())
+}
+
+/// Prints the catalog as a table or JSON.
+fn list(images: &[Image], global: &GlobalArgs) -> anyhow::Result<()> {
+    if global.json {
+        return print_json(&images);
+    }
+    if images.is_empty() {
+        println!("no images yet: add one with `kiln image add FILE --name N --version V`");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .map(|i| {
+            vec![
+                i.name.clone(),
+                i.version.clone(),
+                i.format.to_string(),
+                i.size_bytes.to_string(),
+                i.os.clone().unwrap_or_default(),
+                i.sha256.chars().take(16).collect(),
+                i.signing_key_id.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "VERSION",
+        "FORMAT",
+        "BYTES",
+        "OS",
+        "SHA256",
+        "SIGNED BY",
+    ];
+    println!("{}", table::render(&header, &rows));
     Ok(())
 }
 

@@ -1,12 +1,14 @@
 //! One module per `kiln` subcommand: `Args` (its clap definition) and `exec` (what it does).
 
 pub mod bench;
+pub mod bench_api;
 pub mod bench_bringup;
 pub mod bench_images;
 pub mod bmc;
 pub mod boot;
 pub mod boot_serve;
 pub mod bringup;
+pub mod completions;
 pub mod db;
 pub mod demo;
 pub mod engine_args;

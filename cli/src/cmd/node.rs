@@ -1,8 +1,11 @@
-//! `kiln node list`, `kiln node show SERIAL` and `kiln node repair SERIAL --done`.
+//! `kiln node list`, `kiln node show SERIAL`, `kiln node power SERIAL on|off|cycle` and `kiln node repair SERIAL
+//! --done`, on the local database or over the API (`--server`).
 
 use clap::Subcommand;
-use kiln_inventory::{Node, NodeFilter, NodeId, NodeState};
+use kiln_api::power::NodePower;
+use kiln_inventory::{Node, NodeState};
 
+use crate::client::{Client, NodeQuery, NodeView};
 use crate::global::{KeyUse, print_json};
 use crate::{GlobalArgs, table};
 
@@ -41,6 +44,14 @@ enum NodeCommand {
         /// Chassis serial.
         serial: String,
     },
+    /// Power a node on, off (immediately) or cycle it through its BMC; recorded in its history.
+    Power {
+        /// Chassis serial.
+        serial: String,
+        /// What to do.
+        #[arg(value_enum)]
+        action: PowerArg,
+    },
     /// Mark a quarantined node repaired: clears the quarantine and sends it back to be inspected again.
     Repair {
         /// Chassis serial.
@@ -54,9 +65,37 @@ enum NodeCommand {
     },
 }
 
+/// `kiln node power` actions.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PowerArg {
+    /// Power on.
+    On,
+    /// Cut power now.
+    Off,
+    /// Power off, then on.
+    Cycle,
+}
+
+impl From<PowerArg> for NodePower {
+    fn from(arg: PowerArg) -> Self {
+        match arg {
+            PowerArg::On => NodePower::On,
+            PowerArg::Off => NodePower::Off,
+            PowerArg::Cycle => NodePower::Cycle,
+        }
+    }
+}
+
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
-    let store = global.open_store(KeyUse::IfPresent).await?;
-    let result = match args.command {
+    // The site key, when there is one, opens BMC passwords for `power` on the local database.
+    let client = Client::open(global, KeyUse::IfPresent).await?;
+    let result = run(args.command, &client, global).await;
+    client.close().await;
+    result
+}
+
+async fn run(command: NodeCommand, client: &Client, global: &GlobalArgs) -> anyhow::Result<()> {
+    match command {
         NodeCommand::List {
             hall,
             rack,
@@ -65,49 +104,59 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             limit,
             after,
         } => {
-            let filter = NodeFilter {
+            let query = NodeQuery {
                 hall,
                 rack,
                 state,
                 sku,
-                lessee: None,
-                serial: None,
-                after_id: after.map(NodeId),
                 limit,
+                after,
             };
-            let nodes = store.list_nodes(&filter).await;
-            match nodes {
-                Ok(nodes) if global.json => print_json(&nodes),
-                Ok(nodes) => {
-                    println!("{}", render_nodes(&nodes));
-                    Ok(())
-                }
-                Err(err) => Err(err.into()),
+            let nodes = client.nodes(&query).await?;
+            if global.json {
+                print_json(&nodes)
+            } else {
+                println!("{}", render_nodes(&nodes));
+                Ok(())
             }
         }
-        NodeCommand::Show { serial } => show(&store, &serial, global.json).await,
+        NodeCommand::Show { serial } => {
+            let view = client.node(&serial).await?;
+            if global.json {
+                print_json(&view)
+            } else {
+                print!("{}", render_node(&view));
+                Ok(())
+            }
+        }
         NodeCommand::Repair { serial, note, .. } => {
-            let actor = format!("technician:{}", std::env::var("USER").unwrap_or_default());
-            match kiln_provisioner::lifecycle::repair_done(&store, &serial, &actor, &note).await {
-                Ok(event) if global.json => print_json(&event),
-                Ok(event) => {
-                    println!("{serial}: {}", event.reason);
-                    Ok(())
-                }
-                Err(kiln_inventory::StoreError::StateChanged { actual, .. }) => {
-                    Err(anyhow::anyhow!(
-                        "{serial} is {actual}, not quarantined: only quarantined nodes are repaired"
-                    ))
-                }
-                Err(err) => Err(err.into()),
+            let what = client.repair(&serial, &note).await?;
+            if global.json {
+                print_json(&serde_json::json!({ "serial": serial, "result": what }))
+            } else {
+                println!("{serial}: {what}");
+                Ok(())
             }
         }
-    };
-    store.close().await;
-    result
+        NodeCommand::Power { serial, action } => {
+            let result = client.power(&serial, action.into()).await?;
+            if global.json {
+                print_json(&result)
+            } else {
+                println!(
+                    "{}: power {} done; BMC reports {}",
+                    result.serial,
+                    result.action.as_str(),
+                    result.power_state
+                );
+                Ok(())
+            }
+        }
+    }
 }
 
-fn render_nodes(nodes: &[Node]) -> String {
+/// The node table of `kiln node list` (also `kiln rack show`).
+pub fn render_nodes(nodes: &[Node]) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
@@ -133,26 +182,26 @@ fn render_nodes(nodes: &[Node]) -> String {
     out
 }
 
-async fn show(store: &kiln_inventory::Store, serial: &str, json: bool) -> anyhow::Result<()> {
-    let node = store.node_by_serial(serial).await?;
-    let hardware = store.hardware(node.id).await?;
-    let events = store.node_events(node.id).await?;
-    let health = store.health_runs(node.id).await?;
-    let bmc_status = store.bmc_status(node.id).await?;
-    if json {
-        return print_json(&serde_json::json!({
-            "node": node, "hardware": hardware, "events": events, "health_runs": health,
-            "bmc_status": bmc_status,
-        }));
-    }
-    println!("node {} ({})", node.serial, node.state);
-    println!(
+/// The human form of `kiln node show`.
+fn render_node(view: &NodeView) -> String {
+    use std::fmt::Write;
+    let NodeView {
+        node,
+        hardware,
+        events,
+        health_runs,
+    } = view;
+    let mut out = String::new();
+    let _ = writeln!(out, "node {} ({})", node.serial, node.state);
+    let _ = writeln!(
+        out,
         "  place      site {} / hall {} / rack {} / slot {}",
         node.site, node.hall, node.rack, node.slot
     );
-    println!("  sku        {}", node.sku);
-    println!("  boot mac   {}", node.boot_mac);
-    println!(
+    let _ = writeln!(out, "  sku        {}", node.sku);
+    let _ = writeln!(out, "  boot mac   {}", node.boot_mac);
+    let _ = writeln!(
+        out,
         "  bmc        {} {} user {} vendor {} tls {}",
         node.bmc.protocol,
         node.bmc.address,
@@ -163,20 +212,28 @@ async fn show(store: &kiln_inventory::Store, serial: &str, json: bool) -> anyhow
             .as_deref()
             .unwrap_or("(not pinned)")
     );
-    if let Some(status) = &bmc_status {
-        println!("  bmc seen   {}", describe_bmc_status(status));
+    let _ = writeln!(
+        out,
+        "  in state   since {}",
+        node.state_entered_at.to_rfc3339()
+    );
+    if let Some(lease) = node.lease_id {
+        let _ = writeln!(out, "  lease      {lease}");
     }
-    println!("  in state   since {}", node.state_entered_at.to_rfc3339());
+    if node.drained {
+        let _ = writeln!(out, "  drained    yes (out of allocation)");
+    }
     if let Some(owner) = &node.claimed_by {
-        println!("  claimed by {owner}");
+        let _ = writeln!(out, "  claimed by {owner}");
     }
-    println!(
+    let _ = writeln!(
+        out,
         "  hardware   {} GPU(s), {} NIC(s), {} disk(s)",
         hardware.gpus.len(),
         hardware.nics.len(),
         hardware.disks.len()
     );
-    println!("history:");
+    let _ = writeln!(out, "history:");
     let rows: Vec<Vec<String>> = events
         .iter()
         .map(|e| {
@@ -188,41 +245,17 @@ async fn show(store: &kiln_inventory::Store, serial: &str, json: bool) -> anyhow
             vec![e.at.to_rfc3339(), e.actor.clone(), change, e.reason.clone()]
         })
         .collect();
-    println!(
+    let _ = writeln!(
+        out,
         "{}",
         table::render(&["AT", "ACTOR", "CHANGE", "REASON"], &rows)
     );
-    if !health.is_empty() {
-        println!("health runs:");
-        for run in &health {
-            println!(
-                "  #{} {} {}",
-                run.id,
-                run.kind,
-                if run.passed { "PASS" } else { "FAIL" }
-            );
+    if !health_runs.is_empty() {
+        let _ = writeln!(out, "health runs:");
+        for run in health_runs {
+            let verdict = if run.passed { "PASS" } else { "FAIL" };
+            let _ = writeln!(out, "  #{} {} {verdict}", run.id, run.kind);
         }
     }
-    Ok(())
-}
-
-/// One line on what the last sweep saw of a node's BMC.
-fn describe_bmc_status(status: &kiln_inventory::BmcStatus) -> String {
-    let power = match (status.power_state, status.power_seen_at) {
-        (Some(power), Some(at)) => format!("power {power} at {}", at.to_rfc3339()),
-        _ => "power never read".to_string(),
-    };
-    let checked = status.checked_at.to_rfc3339();
-    match (&status.error_kind, &status.error) {
-        (None, _) => format!("{power}; reachable"),
-        (Some(kind), error) => format!(
-            "{power}; last try {checked} failed ({kind}{}): {}",
-            if status.reachable {
-                ", BMC answered"
-            } else {
-                ", no answer"
-            },
-            error.as_deref().unwrap_or("")
-        ),
-    }
+    out
 }

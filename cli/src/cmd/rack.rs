@@ -1,15 +1,21 @@
-//! `kiln rack import FILE`: enroll the nodes of a rack manifest; `bringup` and `status` live in `bringup.rs`.
+//! `kiln rack import FILE`, `kiln rack list` (alias `status`) and `kiln rack show RACK`: enroll the nodes of a rack
+//! manifest, and read racks with their nodes, on the local database or over the API (`--server`). `kiln rack
+//! bringup` lives in `bringup.rs`.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Subcommand;
-use kiln_inventory::{ManifestFormat, parse_manifest};
+use kiln_inventory::{ManifestFormat, Node, NodeState};
+use serde::Serialize;
 
-use crate::GlobalArgs;
+use crate::client::{Client, NodeQuery};
+use crate::cmd::node::render_nodes;
 use crate::global::{KeyUse, print_json};
+use crate::{GlobalArgs, table};
 
-/// Racks: import manifests, bring them up, see their progress.
+/// Racks: import manifests, bring them up, list and show racks.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -19,6 +25,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum RackCommand {
     /// Import a rack manifest (CSV or TOML). Re-importing is harmless; any conflict rejects the whole file.
+    /// Over --server, BMC passwords must be inline (bmc_password), not read from the environment.
     Import {
         /// The manifest file.
         file: PathBuf,
@@ -31,27 +38,132 @@ enum RackCommand {
     },
     /// Import a manifest and drive its nodes to available (or quarantined) with a live progress view.
     Bringup(Box<crate::cmd::bringup::BringupArgs>),
-    /// Nodes per rack and lifecycle state.
-    Status {
+    /// List racks with node counts per state (the bring-up status).
+    #[command(alias = "status")]
+    List {
         /// Only this hall.
+        #[arg(long)]
+        hall: Option<String>,
+    },
+    /// Show a rack's nodes by slot.
+    Show {
+        /// Rack name.
+        rack: String,
+        /// The hall, when several halls have a rack of that name.
         #[arg(long)]
         hall: Option<String>,
     },
 }
 
+/// A rack with its node counts.
+#[derive(Debug, Serialize)]
+struct RackSummary {
+    site: String,
+    hall: String,
+    rack: String,
+    nodes: usize,
+    states: BTreeMap<NodeState, usize>,
+}
+
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
-    match args.command {
+    if let RackCommand::Bringup(bringup) = args.command {
+        return crate::cmd::bringup::bringup(*bringup, global).await;
+    }
+    // Importing seals BMC passwords, so a local import needs (and creates) the site key.
+    let key_use = match args.command {
+        RackCommand::Import { .. } => KeyUse::CreateIfMissing,
+        _ => KeyUse::IfPresent,
+    };
+    let client = Client::open(global, key_use).await?;
+    let result = run(args.command, &client, global).await;
+    client.close().await;
+    result
+}
+
+async fn run(command: RackCommand, client: &Client, global: &GlobalArgs) -> anyhow::Result<()> {
+    match command {
         RackCommand::Import { file, site, format } => {
-            import(&file, &site, format.as_deref(), global).await
+            import(client, &file, &site, format.as_deref(), global).await
         }
-        RackCommand::Bringup(bringup) => crate::cmd::bringup::bringup(*bringup, global).await,
-        RackCommand::Status { hall } => crate::cmd::bringup::status(hall, global).await,
+        RackCommand::List { hall } => {
+            let nodes = client
+                .nodes(&NodeQuery {
+                    hall,
+                    ..NodeQuery::default()
+                })
+                .await?;
+            let racks = summarize(&nodes);
+            if global.json {
+                return print_json(&racks);
+            }
+            let rows: Vec<Vec<String>> = racks
+                .iter()
+                .map(|r| {
+                    let states: Vec<String> =
+                        r.states.iter().map(|(s, n)| format!("{s}={n}")).collect();
+                    vec![
+                        r.site.clone(),
+                        r.hall.clone(),
+                        r.rack.clone(),
+                        r.nodes.to_string(),
+                        states.join(" "),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table::render(&["SITE", "HALL", "RACK", "NODES", "STATES"], &rows)
+            );
+            Ok(())
+        }
+        RackCommand::Show { rack, hall } => {
+            let mut nodes = client
+                .nodes(&NodeQuery {
+                    hall,
+                    rack: Some(rack.clone()),
+                    ..NodeQuery::default()
+                })
+                .await?;
+            if nodes.is_empty() {
+                bail!("no rack {rack:?} (see `kiln rack list`)");
+            }
+            let halls: std::collections::BTreeSet<&str> =
+                nodes.iter().map(|n| n.hall.as_str()).collect();
+            if halls.len() > 1 {
+                bail!("rack {rack:?} exists in halls {halls:?}; name one with --hall");
+            }
+            nodes.sort_by_key(|n| n.slot);
+            if global.json {
+                return print_json(&nodes);
+            }
+            println!("{}", render_nodes(&nodes));
+            Ok(())
+        }
+        RackCommand::Bringup(_) => bail!("rack bringup runs without a client"),
     }
 }
 
-/// Reads, checks and imports a manifest file; prints what it did.
-pub async fn import(
-    file: &PathBuf,
+fn summarize(nodes: &[Node]) -> Vec<RackSummary> {
+    let mut racks: BTreeMap<(String, String, String), RackSummary> = BTreeMap::new();
+    for node in nodes {
+        let key = (node.site.clone(), node.hall.clone(), node.rack.clone());
+        let rack = racks.entry(key).or_insert_with(|| RackSummary {
+            site: node.site.clone(),
+            hall: node.hall.clone(),
+            rack: node.rack.clone(),
+            nodes: 0,
+            states: BTreeMap::new(),
+        });
+        rack.nodes += 1;
+        *rack.states.entry(node.state).or_default() += 1;
+    }
+    racks.into_values().collect()
+}
+
+/// Reads and imports a manifest file; prints what it did.
+async fn import(
+    client: &Client,
+    file: &Path,
     site: &str,
     format: Option<&str>,
     global: &GlobalArgs,
@@ -68,11 +180,7 @@ pub async fn import(
     };
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading manifest {}", file.display()))?;
-    let rows = parse_manifest(&text, format, &|var| std::env::var(var).ok())?;
-    let store = global.open_store(KeyUse::CreateIfMissing).await?;
-    let summary = store.import_manifest(&rows, site, "cli:rack-import").await;
-    store.close().await;
-    let summary = summary?;
+    let summary = client.import_manifest(&text, format, site).await?;
     if global.json {
         print_json(&summary)?;
     } else {

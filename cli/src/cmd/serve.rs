@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use anyhow::Context;
+
 use crate::GlobalArgs;
 use crate::cmd::boot_serve::BootServeArgs;
 use crate::cmd::engine_args::{EngineArgs, start_control_plane};
@@ -22,8 +24,29 @@ pub struct Args {
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let store = global.open_store(KeyUse::IfPresent).await?;
-    let (running, boot) =
-        start_control_plane(&store, args.listen, &args.engine, &args.boot).await?;
+    // Acceptance reports are signed with the site's ed25519 key, kept beside the database key unless named.
+    let signing_path = global.signing_key_path();
+    let (signing_key, created) =
+        kiln_health::evidence::load_or_create_signing_key(&signing_path)
+            .with_context(|| format!("loading the site signing key {}", signing_path.display()))?;
+    if created {
+        eprintln!(
+            "note: created a new site signing key in {} (keep it safe and back it up)",
+            signing_path.display()
+        );
+    }
+    eprintln!(
+        "kiln: acceptance records are signed with public key {}",
+        hex::encode(signing_key.verifying_key().as_bytes())
+    );
+    let (running, boot) = start_control_plane(
+        &store,
+        args.listen,
+        &args.engine,
+        &args.boot,
+        Some(signing_key),
+    )
+    .await?;
     let local = running.addr;
     eprintln!(
         "kiln: serving the API on http://{local}/api/v1/ (hall map at http://{local}/, metrics at /metrics)"

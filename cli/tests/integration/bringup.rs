@@ -60,7 +60,14 @@ async fn rack_bringup_drives_a_manifest_to_available_with_json_progress() {
     status.args(["--json", "rack", "status"]);
     let out = status.output().expect("kiln runs");
     let racks: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-    let racks = racks["racks"].as_array().expect("racks");
+    let racks = racks.as_array().expect("racks");
     assert_eq!(racks.len(), 2, "16 nodes in racks of 8");
+    let settled: u64 = racks
+        .iter()
+        .flat_map(|r| r["states"].as_object().cloned().unwrap_or_default())
+        .filter(|(state, _)| state == "available" || state == "quarantined")
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(settled, 16);
     site.hall.shutdown();
 }

@@ -1,5 +1,6 @@
 //! `kiln` binary integration tests: one binary, one module per subcommand family.
 
+mod api_cli;
 mod bmc;
 mod bringup;
 mod crash;

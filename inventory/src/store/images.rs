@@ -13,6 +13,7 @@ use crate::clock::to_millis;
 use crate::error::StoreError;
 
 /// How an image's bytes are laid out.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ImageFormat {
     /// A raw disk image, written byte for byte.
@@ -62,7 +63,8 @@ impl FromStr for ImageFormat {
 }
 
 /// A cataloged image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Image {
     /// Database id.
     pub id: i64,

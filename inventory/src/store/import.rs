@@ -15,7 +15,7 @@ use crate::state::NodeState;
 
 /// What an import did.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ImportSummary {
     /// Nodes enrolled by this import.
     pub created: usize,

@@ -2,7 +2,7 @@
 //! sends them to wiping; a failing leased node can be swapped for a spare. Every step is in the lease history.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Store, get, get_json, get_time};
 use crate::access::AcceptanceRule;
@@ -13,7 +13,7 @@ use crate::state::NodeState;
 
 /// What leasing a hall did.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseOutcome {
     /// The new lease.
     pub lease: HallLease,
@@ -27,7 +27,7 @@ pub struct LeaseOutcome {
 
 /// One line of a lease's history.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseEvent {
     /// Database id.
     pub id: i64,
@@ -192,6 +192,17 @@ impl Store {
             self.lease(lease_id).await?;
             return Err(StoreError::LeaseNotActive(lease_id));
         }
+        // The serials go into the release event so release progress can follow exactly these nodes.
+        let released: Vec<String> = sqlx::query(
+            "SELECT serial FROM nodes WHERE lease_id = $1 AND state = 'leased' ORDER BY serial",
+        )
+        .bind(lease_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::db("listing a lease's nodes"))?
+        .iter()
+        .map(|row| get(row, "serial"))
+        .collect::<Result<_, _>>()?;
         sqlx::query(
             "INSERT INTO node_events (node_id, at, actor, from_state, to_state, reason) \
              SELECT id, $1, $2, 'leased', 'wiping', $3 FROM nodes WHERE lease_id = $4 AND state = 'leased'",
@@ -225,7 +236,7 @@ impl Store {
             at,
             actor,
             "released",
-            &serde_json::json!({"nodes_wiping": wiping}),
+            &serde_json::json!({"nodes_wiping": wiping, "serials": released}),
         )
         .await?;
         tx.commit()

@@ -41,22 +41,27 @@ impl InventoryBmcs {
     }
 }
 
-/// Connects to an inventory node's BMC: endpoint from the inventory, credentials opened with the site key, the
-/// certificate pinned (and recorded) on first use. Shared by the engine, the API and the CLI.
-pub async fn connect_node_bmc(
+/// Why a node's BMC could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeBmcError {
+    /// Reading the node's BMC record (or opening its password) failed.
+    #[error(transparent)]
+    Store(#[from] kiln_inventory::StoreError),
+    /// The BMC failed or could not be reached.
+    #[error(transparent)]
+    Bmc(#[from] BmcError),
+}
+
+/// Connects to an inventory node's BMC with its stored credentials (opened with the site key). An `https`
+/// Redfish BMC seen for the first time has its certificate pinned and recorded; the fingerprint is returned so
+/// callers can say so. Shared by the engine, the API and the CLI.
+pub async fn connect_node(
     store: &Store,
     node: &Node,
     insecure: bool,
     options: ConnectOptions,
-) -> Result<Box<dyn Bmc>, BmcError> {
-    let config_err = |detail: String| BmcError::Config {
-        addr: node.bmc.address.clone(),
-        detail,
-    };
-    let credentials = store
-        .bmc_credentials(node.id)
-        .await
-        .map_err(|err| config_err(err.to_string()))?;
+) -> Result<(Box<dyn Bmc>, Option<String>), NodeBmcError> {
+    let credentials = store.bmc_credentials(node.id).await?;
     let mut endpoint = match credentials.protocol {
         BmcProtocol::Redfish => {
             let fingerprint = if insecure {
@@ -68,22 +73,32 @@ pub async fn connect_node_bmc(
         }
         BmcProtocol::Ipmi => Endpoint::ipmi(&credentials.address)?,
     };
-    if let Some(pinned) = endpoint.pin_on_first_use(options.request_timeout).await? {
-        let text = pinned.to_string();
-        store
-            .update_bmc_identity(node.bmc.id, None, Some(&text))
-            .await
-            .map_err(|err| config_err(err.to_string()))?;
-        tracing::info!(node = %node.serial, fingerprint = %text, "pinned the BMC certificate (trust on first use)");
-    }
+    let pinned = match endpoint.pin_on_first_use(options.request_timeout).await? {
+        Some(fingerprint) => {
+            let text = fingerprint.to_string();
+            store
+                .update_bmc_identity(node.bmc.id, None, Some(&text))
+                .await?;
+            tracing::info!(node = %node.serial, fingerprint = %text, "pinned the BMC certificate (trust on first use)");
+            Some(text)
+        }
+        None => None,
+    };
     let login = Credentials::new(credentials.username.clone(), credentials.password.expose());
-    connect(&endpoint, login, options)
+    Ok((connect(&endpoint, login, options)?, pinned))
 }
 
 #[async_trait::async_trait]
 impl BmcConnector for InventoryBmcs {
     async fn connect(&self, node: &Node) -> Result<Box<dyn Bmc>, BmcError> {
-        connect_node_bmc(&self.store, node, false, self.options).await
+        match connect_node(&self.store, node, false, self.options).await {
+            Ok((bmc, _)) => Ok(bmc),
+            Err(NodeBmcError::Bmc(err)) => Err(err),
+            Err(NodeBmcError::Store(err)) => Err(BmcError::Config {
+                addr: node.bmc.address.clone(),
+                detail: err.to_string(),
+            }),
+        }
     }
 }
 

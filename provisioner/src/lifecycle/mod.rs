@@ -17,7 +17,7 @@ use kiln_inventory::{NodeEvent, NodeState, Store, StoreError};
 
 pub use access::{AccessError, NodeAccess, NodeHost, PostImageFacts};
 pub use config::{EngineConfig, Limits};
-pub use ctx::{BmcConnector, Ctx, Gates, InventoryBmcs, connect_node_bmc};
+pub use ctx::{BmcConnector, Ctx, Gates, InventoryBmcs, NodeBmcError, connect_node};
 pub use engine::Engine;
 pub use handlers::fingerprint;
 pub use outcome::{Failure, FailureClass, Outcome};

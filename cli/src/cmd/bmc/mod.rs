@@ -9,7 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use kiln_bmc::redfish::probe_fingerprint;
 use kiln_bmc::target::{ConnectOptions, Endpoint, connect};
 use kiln_bmc::{Bmc, BootDevice, BootMode, BootOverride, Credentials, PowerAction};
-use kiln_inventory::{BmcProtocol, Store};
+use kiln_inventory::Store;
 
 use crate::GlobalArgs;
 use crate::global::KeyUse;
@@ -106,27 +106,11 @@ async fn connect_node(
     options: ConnectOptions,
 ) -> anyhow::Result<Box<dyn Bmc>> {
     let node = store.node_by_serial(serial).await?;
-    let credentials = store.bmc_credentials(node.id).await?;
-    let mut endpoint = match credentials.protocol {
-        BmcProtocol::Redfish => {
-            let fingerprint = if insecure {
-                None
-            } else {
-                credentials.tls_fingerprint.as_deref()
-            };
-            Endpoint::redfish(&credentials.address, fingerprint, insecure)?
-        }
-        BmcProtocol::Ipmi => Endpoint::ipmi(&credentials.address)?,
-    };
-    if let Some(pinned) = endpoint.pin_on_first_use(options.request_timeout).await? {
-        let text = pinned.to_string();
-        store
-            .update_bmc_identity(node.bmc.id, None, Some(&text))
-            .await?;
-        eprintln!("note: {serial}: pinned the BMC certificate {text} (trust on first use)");
+    let (bmc, pinned) = kiln_api::power::connect_node(store, &node, insecure, options).await?;
+    if let Some(fingerprint) = pinned {
+        eprintln!("note: {serial}: pinned the BMC certificate {fingerprint} (trust on first use)");
     }
-    let password = Credentials::new(credentials.username.clone(), credentials.password.expose());
-    Ok(connect(&endpoint, password, options)?)
+    Ok(bmc)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

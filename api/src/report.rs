@@ -1,0 +1,396 @@
+//! A lease's acceptance report: per leased node, an acceptance record signed with the site's ed25519 key, plus
+//! hall aggregates (GPU count, NCCL bus bandwidth distribution, nodes owed). Built here for both the API and the
+//! CLI's local transport, and verified here offline (`kiln health verify REPORT --public-key KEY`).
+//!
+//! Invariant: the aggregates a verifier can recompute (leased nodes, GPU count, busbw distribution) are derived
+//! from the signed records by the same function when building and when verifying.
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use kiln_health::evidence::{self, AcceptanceRecord, EvidenceError, SignedRecord};
+use kiln_health::{Check, RunKind, Verdict};
+use kiln_inventory::{HallLease, HealthRun, Node, NodeFilter, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+/// Acceptance report of a lease: what the lessee received, with signed evidence behind each node.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AcceptanceReport {
+    /// The lease.
+    pub lease: HallLease,
+    /// Hall name.
+    pub hall: String,
+    /// When the report was made.
+    pub generated_at: DateTime<Utc>,
+    /// Public key (hex) that signed the records: a hint; verify against the key you trust.
+    pub public_key_hex: String,
+    /// Per-node records, by serial.
+    pub nodes: Vec<NodeRecord>,
+    /// Hall aggregates.
+    pub aggregates: Aggregates,
+}
+
+/// One node of an acceptance report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeRecord {
+    /// Serial.
+    pub serial: String,
+    /// Rack.
+    pub rack: String,
+    /// Slot.
+    pub slot: i64,
+    /// SKU.
+    pub sku: String,
+    /// The node's acceptance record (hardware, latest verdict per check kind, NCCL figures), signed.
+    #[schema(value_type = Object)]
+    pub signed_record: SignedRecord,
+}
+
+/// Hall-level figures of an acceptance report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Aggregates {
+    /// Nodes in the hall.
+    pub nodes_total: i64,
+    /// Nodes under the lease.
+    pub nodes_leased: i64,
+    /// Nodes still owed to the lessee.
+    pub nodes_owed: i64,
+    /// GPUs across leased nodes (from the signed hardware).
+    pub gpu_count: usize,
+    /// Distribution of the leased nodes' latest NCCL bus bandwidth, when any node has an NCCL run.
+    pub nccl_busbw_gbps: Option<BusbwDistribution>,
+}
+
+/// Distribution of per-node NCCL bus bandwidth, GB/s (nearest-rank percentiles).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BusbwDistribution {
+    /// Nodes with a figure.
+    pub nodes: usize,
+    /// Lowest.
+    pub min: f64,
+    /// 10th percentile.
+    pub p10: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// Highest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// Why a report could not be made or did not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The inventory failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The text is not an acceptance report.
+    #[error("not a kiln acceptance report")]
+    Malformed(#[source] serde_json::Error),
+    /// A node's signed record failed verification.
+    #[error("node {serial}: signed record does not verify")]
+    Record {
+        /// The node.
+        serial: String,
+        /// What failed.
+        #[source]
+        source: EvidenceError,
+    },
+    /// A record signs another node than the report row it sits in.
+    #[error("report row {serial} carries the signed record of node {signed}")]
+    Mismatch {
+        /// Serial of the row.
+        serial: String,
+        /// Node named inside the signed record.
+        signed: String,
+    },
+    /// An aggregate differs from what the signed records say.
+    #[error("aggregate {what} is {claimed} in the report but {derived} from the signed records")]
+    Aggregate {
+        /// Which aggregate.
+        what: &'static str,
+        /// As written in the report.
+        claimed: String,
+        /// As derived from the signed records.
+        derived: String,
+    },
+}
+
+/// What a verified report says.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifiedReport {
+    /// The lease.
+    pub lease_id: i64,
+    /// Hall name.
+    pub hall: String,
+    /// Signed node records checked.
+    pub nodes: usize,
+    /// GPUs across them.
+    pub gpu_count: usize,
+    /// Whether every verdict of every record passed.
+    pub all_verdicts_passed: bool,
+    /// Nodes still owed (not signed: as the report states it).
+    pub nodes_owed: i64,
+}
+
+/// Builds lease `lease_id`'s report, signing each leased node's record with `key`.
+pub async fn build(
+    store: &Store,
+    key: &SigningKey,
+    lease_id: i64,
+) -> Result<AcceptanceReport, ReportError> {
+    let lease = store.lease(lease_id).await?;
+    let hall = store.hall(lease.hall_id).await?;
+    let filter = NodeFilter {
+        hall: Some(hall.name.clone()),
+        ..NodeFilter::default()
+    };
+    let mut leased: Vec<Node> = store
+        .list_nodes(&filter)
+        .await?
+        .into_iter()
+        .filter(|n| n.lease_id == Some(lease_id))
+        .collect();
+    leased.sort_by(|a, b| a.serial.cmp(&b.serial));
+    let now = store.now();
+    let created_at_unix_s = u64::try_from(now.timestamp()).unwrap_or(0);
+    let mut nodes = Vec::with_capacity(leased.len());
+    let mut records = Vec::with_capacity(leased.len());
+    for node in leased {
+        let hardware = store.hardware(node.id).await?;
+        let runs = store.health_runs(node.id).await?;
+        let record = AcceptanceRecord {
+            node: node.serial.clone(),
+            sku: node.sku.clone(),
+            hardware: json!(hardware),
+            firmware: json!({
+                "vbios": hardware.gpus.iter().map(|g| g.vbios.clone()).collect::<Vec<_>>(),
+            }),
+            image_digest: None,
+            verdicts: latest_verdicts(&node.sku, &runs),
+            nccl: nccl_figures(&runs),
+            created_at_unix_s,
+        };
+        let signed_record = evidence::sign(&record, key).map_err(|source| ReportError::Record {
+            serial: node.serial.clone(),
+            source,
+        })?;
+        records.push(record);
+        nodes.push(NodeRecord {
+            serial: node.serial,
+            rack: node.rack,
+            slot: node.slot,
+            sku: node.sku,
+            signed_record,
+        });
+    }
+    let (gpu_count, nccl_busbw_gbps) = derive(&records);
+    let nodes_leased = nodes.len() as i64;
+    Ok(AcceptanceReport {
+        lease,
+        hall: hall.name,
+        generated_at: now,
+        public_key_hex: hex::encode(key.verifying_key().as_bytes()),
+        aggregates: Aggregates {
+            nodes_total: hall.nodes,
+            nodes_leased,
+            nodes_owed: (hall.nodes - nodes_leased).max(0),
+            gpu_count,
+            nccl_busbw_gbps,
+        },
+        nodes,
+    })
+}
+
+/// Verifies a downloaded report offline: every node's signature under `trusted`, each record belonging to its
+/// row, and the derivable aggregates matching the signed records.
+pub fn verify(text: &str, trusted: &VerifyingKey) -> Result<VerifiedReport, ReportError> {
+    let report: AcceptanceReport = serde_json::from_str(text).map_err(ReportError::Malformed)?;
+    let mut records = Vec::with_capacity(report.nodes.len());
+    for row in &report.nodes {
+        let signed = serde_json::to_string(&row.signed_record).map_err(ReportError::Malformed)?;
+        let record = evidence::verify(&signed, trusted).map_err(|source| ReportError::Record {
+            serial: row.serial.clone(),
+            source,
+        })?;
+        if record.node != row.serial {
+            return Err(ReportError::Mismatch {
+                serial: row.serial.clone(),
+                signed: record.node,
+            });
+        }
+        records.push(record);
+    }
+    let claimed = &report.aggregates;
+    let (gpu_count, busbw) = derive(&records);
+    let mismatch = |what, claimed: String, derived: String| ReportError::Aggregate {
+        what,
+        claimed,
+        derived,
+    };
+    if claimed.nodes_leased != records.len() as i64 {
+        return Err(mismatch(
+            "nodes_leased",
+            claimed.nodes_leased.to_string(),
+            records.len().to_string(),
+        ));
+    }
+    if claimed.gpu_count != gpu_count {
+        return Err(mismatch(
+            "gpu_count",
+            claimed.gpu_count.to_string(),
+            gpu_count.to_string(),
+        ));
+    }
+    if !same_distribution(claimed.nccl_busbw_gbps.as_ref(), busbw.as_ref()) {
+        return Err(mismatch(
+            "nccl_busbw_gbps",
+            format!("{:?}", claimed.nccl_busbw_gbps),
+            format!("{busbw:?}"),
+        ));
+    }
+    Ok(VerifiedReport {
+        lease_id: report.lease.id,
+        hall: report.hall,
+        nodes: records.len(),
+        gpu_count,
+        all_verdicts_passed: records
+            .iter()
+            .all(|r| r.verdicts.iter().all(Verdict::passed)),
+        nodes_owed: claimed.nodes_owed,
+    })
+}
+
+/// Whether `text` looks like an acceptance report rather than a single signed record.
+pub fn is_report(text: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .map(|v| v.get("aggregates").is_some() && v.get("nodes").is_some())
+        .unwrap_or(false)
+}
+
+/// GPU count and busbw distribution, from signed records only.
+fn derive(records: &[AcceptanceRecord]) -> (usize, Option<BusbwDistribution>) {
+    let gpus = records
+        .iter()
+        .map(|r| r.hardware["gpus"].as_array().map_or(0, Vec::len))
+        .sum();
+    let busbw: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r.nccl["latest_busbw_gbps"].as_f64())
+        .collect();
+    (gpus, distribution(busbw))
+}
+
+fn distribution(mut values: Vec<f64>) -> Option<BusbwDistribution> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank =
+        |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+    Some(BusbwDistribution {
+        nodes: values.len(),
+        min: values[0],
+        p10: rank(0.10),
+        p50: rank(0.50),
+        p90: rank(0.90),
+        max: values[values.len() - 1],
+        mean: values.iter().sum::<f64>() / values.len() as f64,
+    })
+}
+
+fn same_distribution(a: Option<&BusbwDistribution>, b: Option<&BusbwDistribution>) -> bool {
+    // JSON round trips may move a float by an ulp; anything more is a different figure.
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0);
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.nodes == b.nodes
+                && [
+                    (a.min, b.min),
+                    (a.p10, b.p10),
+                    (a.p50, b.p50),
+                    (a.p90, b.p90),
+                    (a.max, b.max),
+                    (a.mean, b.mean),
+                ]
+                .iter()
+                .all(|(x, y)| close(*x, *y))
+        }
+        _ => false,
+    }
+}
+
+fn run_kind(kind: &str) -> Option<RunKind> {
+    match kind {
+        "nvml" | "nvml_check" => Some(RunKind::NvmlCheck),
+        "burn_in" => Some(RunKind::BurnIn),
+        "nccl" => Some(RunKind::Nccl),
+        _ => None,
+    }
+}
+
+/// The latest run of each kind as a verdict: the stored verdict when the run's evidence is one, else a verdict
+/// with a single check standing for the recorded pass/fail and the raw evidence.
+fn latest_verdicts(sku: &str, runs: &[HealthRun]) -> Vec<Verdict> {
+    let mut latest: Vec<&HealthRun> = Vec::new();
+    for run in runs.iter().rev() {
+        if !latest.iter().any(|seen| seen.kind == run.kind) {
+            latest.push(run);
+        }
+    }
+    latest.reverse();
+    latest
+        .into_iter()
+        .filter_map(|run| {
+            if let Ok(verdict) = serde_json::from_value::<Verdict>(run.evidence.clone()) {
+                return Some(verdict);
+            }
+            let kind = run_kind(&run.kind)?;
+            let name = format!("{}.recorded", run.kind);
+            let reason = "recorded in the inventory without a detailed verdict";
+            Some(Verdict {
+                kind,
+                sku: sku.to_string(),
+                started_at_unix_s: u64::try_from(run.started_at.timestamp()).unwrap_or(0),
+                checks: vec![Check::judged(
+                    run.passed, &name, "node", run.passed, None, reason,
+                )],
+                evidence: run.evidence.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The latest NCCL run's bus bandwidth: a stored verdict's `avg_busbw_gbps`, else a plain `busbw_gbps` figure.
+fn nccl_figures(runs: &[HealthRun]) -> Value {
+    let Some(run) = runs.iter().rev().find(|run| run.kind == "nccl") else {
+        return Value::Null;
+    };
+    let busbw = run.evidence["evidence"]["avg_busbw_gbps"]
+        .as_f64()
+        .or_else(|| run.evidence["avg_busbw_gbps"].as_f64())
+        .or_else(|| run.evidence["busbw_gbps"].as_f64());
+    json!({ "health_run": run.id, "passed": run.passed, "latest_busbw_gbps": busbw })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distribution;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let d = distribution((1..=10).map(f64::from).collect()).expect("values");
+        assert_eq!(
+            (d.nodes, d.min, d.p10, d.p50, d.p90, d.max),
+            (10, 1.0, 1.0, 5.0, 9.0, 10.0)
+        );
+        assert!((d.mean - 5.5).abs() < 1e-12);
+        assert!(distribution(vec![f64::NAN]).is_none());
+        assert!(distribution(Vec::new()).is_none());
+    }
+}
