@@ -52,6 +52,8 @@ pub struct NodeView {
     pub events: Vec<NodeEvent>,
     /// Its health runs.
     pub health_runs: Vec<HealthRun>,
+    /// What the last BMC sweep saw.
+    pub bmc_status: Option<kiln_inventory::BmcStatus>,
 }
 
 /// A transport.
@@ -153,6 +155,7 @@ impl Client {
                     hardware: store.hardware(node.id).await?,
                     events: store.node_events(node.id).await?,
                     health_runs: store.health_runs(node.id).await?,
+                    bmc_status: store.bmc_status(node.id).await?,
                     node,
                 })
             }
@@ -166,6 +169,7 @@ impl Client {
                     hardware: detail.hardware,
                     events: events.events,
                     health_runs: health.health_runs,
+                    bmc_status: detail.bmc_status,
                 })
             }
         }

@@ -47,6 +47,10 @@ pub struct NodeDetail {
     pub node: Node,
     /// What inspection found.
     pub hardware: Hardware,
+    /// What the last BMC sweep saw (power state, reachability), when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub bmc_status: Option<kiln_inventory::BmcStatus>,
 }
 
 /// A node's history.
@@ -152,7 +156,12 @@ pub async fn show(
 ) -> Result<Json<NodeDetail>, ApiError> {
     let node = visible_node(&state, &caller, &serial).await?;
     let hardware = state.store.hardware(node.id).await?;
-    Ok(Json(NodeDetail { node, hardware }))
+    let bmc_status = state.store.bmc_status(node.id).await?;
+    Ok(Json(NodeDetail {
+        node,
+        hardware,
+        bmc_status,
+    }))
 }
 
 /// A node's history.

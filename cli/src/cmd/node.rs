@@ -190,6 +190,7 @@ fn render_node(view: &NodeView) -> String {
         hardware,
         events,
         health_runs,
+        bmc_status,
     } = view;
     let mut out = String::new();
     let _ = writeln!(out, "node {} ({})", node.serial, node.state);
@@ -212,6 +213,9 @@ fn render_node(view: &NodeView) -> String {
             .as_deref()
             .unwrap_or("(not pinned)")
     );
+    if let Some(status) = bmc_status {
+        let _ = writeln!(out, "  bmc seen   {}", describe_bmc_status(status));
+    }
     let _ = writeln!(
         out,
         "  in state   since {}",
@@ -258,4 +262,25 @@ fn render_node(view: &NodeView) -> String {
         }
     }
     out
+}
+
+/// One line about the last BMC sweep's view of the node.
+fn describe_bmc_status(status: &kiln_inventory::BmcStatus) -> String {
+    let power = match (status.power_state, status.power_seen_at) {
+        (Some(power), Some(at)) => format!("power {power} at {}", at.to_rfc3339()),
+        _ => "power never read".to_string(),
+    };
+    let checked = status.checked_at.to_rfc3339();
+    match (&status.error_kind, &status.error) {
+        (None, _) => format!("{power}; reachable"),
+        (Some(kind), error) => format!(
+            "{power}; last try {checked} failed ({kind}{}): {}",
+            if status.reachable {
+                ", BMC answered"
+            } else {
+                ", no answer"
+            },
+            error.as_deref().unwrap_or("")
+        ),
+    }
 }

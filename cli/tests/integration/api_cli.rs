@@ -177,7 +177,7 @@ async fn site() -> Site {
     let token = site.local(&["token", "create", "--role", "admin"]).await;
     site.admin = ok(&token).trim().to_string();
     let mut child = site
-        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .command(&["serve", "--listen", "127.0.0.1:0", "--no-engine"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

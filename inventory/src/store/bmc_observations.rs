@@ -10,7 +10,7 @@ use crate::error::StoreError;
 use crate::model::NodeId;
 
 /// A server's power state as its BMC reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObservedPower {
     /// Powered on.
@@ -73,7 +73,7 @@ pub enum BmcObservation {
 }
 
 /// The last observations of a node's BMC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BmcStatus {
     /// The node.
     pub node_id: NodeId,

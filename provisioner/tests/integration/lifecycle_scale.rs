@@ -14,7 +14,7 @@ const RACKS: usize = 128;
 /// Two per rack: the fake NCCL answers from the recorded 1- and 2-node outputs.
 const PER_RACK: usize = 2;
 /// Burn-in time per node: the simulated work that two instances split.
-const BURN_IN: Duration = Duration::from_millis(250);
+const BURN_IN: Duration = Duration::from_millis(1000);
 
 async fn bring_up(engines: usize) -> (Duration, Arc<Hall>, Vec<String>, ScratchDatabase) {
     let scratch = ScratchDatabase::create(PG_ADMIN_URL, "kiln_lc")
@@ -48,7 +48,7 @@ async fn bring_up(engines: usize) -> (Duration, Arc<Hall>, Vec<String>, ScratchD
             }
         })
     };
-    let deadline = started + Duration::from_secs(120);
+    let deadline = started + Duration::from_secs(180);
     loop {
         let nodes = hall
             .store

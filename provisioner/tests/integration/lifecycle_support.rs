@@ -523,6 +523,8 @@ fn test_config() -> EngineConfig {
 fn real_time_config(instance: &str) -> EngineConfig {
     EngineConfig {
         instance: instance.into(),
+        // Few workers and long burn-ins: the simulated work, not this 2-core machine's CPU, sets the pace, so
+        // two instances halve it.
         workers: 8,
         claim_batch: 8,
         recheck: Duration::from_millis(50),
