@@ -101,8 +101,9 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    /// Divides every node-facing duration by `factor` (the simulator runs hours of bring-up in seconds). The
-    /// claim TTL and poll interval keep a floor so claims do not lapse under a loaded machine.
+    /// Divides every node-facing duration by `factor` (the simulator runs hours of bring-up in seconds). SLAs
+    /// (60 s), the boot timeout (20 s), the claim TTL and the poll interval keep floors so a loaded machine does
+    /// not lapse claims or fail healthy nodes.
     pub fn compressed(mut self, factor: f64) -> Self {
         let factor = if factor.is_finite() && factor >= 1.0 {
             factor
@@ -110,10 +111,12 @@ impl EngineConfig {
             1.0
         };
         let scale = |d: Duration| d.div_f64(factor);
+        // SLAs and the boot timeout are safety nets, not simulated work: they keep floors, so a loaded machine
+        // running a compressed hall is not mistaken for failing hardware.
         for sla in self.sla.values_mut() {
-            *sla = scale(*sla);
+            *sla = scale(*sla).max(Duration::from_secs(60));
         }
-        self.boot_timeout = scale(self.boot_timeout);
+        self.boot_timeout = scale(self.boot_timeout).max(Duration::from_secs(20));
         self.recheck = scale(self.recheck);
         self.bmc_retry = scale(self.bmc_retry);
         self.burn_in = scale(self.burn_in);
