@@ -13,7 +13,7 @@ use crate::lifecycle::outcome::{FailureClass, Outcome};
 use crate::lifecycle::work::{BootMark, Intent, IntentKind, Work};
 
 /// Consecutive transient BMC errors tolerated in one state before the node fails with `bmc_unreachable`.
-pub const BMC_ERRORS_TOLERATED: u32 = 4;
+pub const BMC_ERRORS_TOLERATED: u32 = 8;
 
 /// A boxed BMC operation.
 pub type BmcOp<'a, T> = Box<
@@ -110,6 +110,8 @@ pub async fn request_boot(
         }
         work.errors = 0;
         work.last_error = None;
+        // The BMC answered: earlier unreachable episodes were transient, not a dead BMC.
+        work.attempts.remove(&FailureClass::BmcUnreachable);
         ctx.store
             .set_node_work(node.id, node.state, &work.to_json())
             .await?;

@@ -19,6 +19,9 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         Ok(inventory) => inventory,
         Err(err) => return Ok(bmc_trouble(ctx, work, "reading the BMC inventory", &err)),
     };
+    // The BMC answered: earlier unreachable episodes were transient, not a dead BMC.
+    work.attempts
+        .remove(&crate::lifecycle::outcome::FailureClass::BmcUnreachable);
     if let Some(vendor) = inventory.manufacturer.as_deref() {
         ctx.store
             .update_bmc_identity(node.bmc.id, Some(vendor), None)
