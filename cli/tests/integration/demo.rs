@@ -1,21 +1,13 @@
 //! `kiln demo --json`: the whole story on a small hall, and the contract line tools parse.
 
-#[test]
-fn demo_json_last_line_is_the_contract() {
+/// Runs `kiln demo --json ARGS` in a fresh directory; returns the directory and the contract line, parsed.
+fn demo(args: &[&str]) -> (tempfile::TempDir, serde_json::Value) {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
         .current_dir(dir.path())
         .env_remove(kiln_inventory::SECRET_KEY_ENV)
-        .args([
-            "demo",
-            "--json",
-            "--nodes",
-            "16",
-            "--faults",
-            "dead_bmc=0.07,wrong_gpu_count=0.07",
-            "--timeout-s",
-            "150",
-        ])
+        .args(["demo", "--json"])
+        .args(args)
         .output()
         .expect("kiln demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -26,7 +18,20 @@ fn demo_json_last_line_is_the_contract() {
         String::from_utf8_lossy(&out.stderr)
     );
     let last = stdout.lines().last().expect("output");
-    let summary: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    let summary = serde_json::from_str(last).expect("the last line is JSON");
+    (dir, summary)
+}
+
+#[test]
+fn demo_json_last_line_is_the_contract() {
+    let (dir, summary) = demo(&[
+        "--nodes",
+        "16",
+        "--faults",
+        "dead_bmc=0.07,wrong_gpu_count=0.07",
+        "--timeout-s",
+        "150",
+    ]);
     assert_eq!(summary["nodes"], 16);
     let available = summary["available"].as_u64().expect("available");
     let quarantined = summary["quarantined"].as_u64().expect("quarantined");
@@ -52,32 +57,15 @@ fn demo_json_last_line_is_the_contract() {
 /// healthy node ends available; the dead ones are quarantined as "BMC unreachable" after the policy's attempts.
 #[test]
 fn transient_bmc_errors_pass_and_dead_bmcs_are_quarantined() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .current_dir(dir.path())
-        .env_remove(kiln_inventory::SECRET_KEY_ENV)
-        .args([
-            "demo",
-            "--json",
-            "--nodes",
-            "50",
-            "--no-ssh",
-            "--faults",
-            "flaky_bmc=0.96,flaky_error_rate=0.1,dead_bmc=0.04",
-            "--timeout-s",
-            "170",
-        ])
-        .output()
-        .expect("kiln demo runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON");
+    let (_dir, summary) = demo(&[
+        "--nodes",
+        "50",
+        "--no-ssh",
+        "--faults",
+        "flaky_bmc=0.96,flaky_error_rate=0.1,dead_bmc=0.04",
+        "--timeout-s",
+        "170",
+    ]);
     let reasons = summary["quarantine_reasons"].as_object().expect("reasons");
     assert_eq!(
         reasons.len(),
