@@ -1,8 +1,15 @@
 //! A virtual node's hardware as the agent reads it: a sysfs and `/proc` tree plus `dmidecode` and `lspci`
 //! text, written to a temporary directory only while the agent's real inspection runs (thousands of nodes
 //! would otherwise keep hundreds of thousands of small files around).
+//!
+//! Nodes of one shape (SKU, GPU count) differ only in their identity (chassis serial, MACs), so the tree is
+//! written and inspected once per shape with a template identity, and each node's inspection is that result
+//! with the node's identity put in. Writing a tree per node cost more CPU (file creation and removal) than
+//! all of kiln's work on the node, which made the bring-up benchmark measure the simulator.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use kiln_agent::{InspectError, InspectSources, Inspection};
 use kiln_inventory::MacAddr;
@@ -64,6 +71,10 @@ pub fn gpu_device(sku: &str) -> Result<(u16, &'static str), HardwareError> {
         .map(|(_, device, name)| (*device, *name))
         .ok_or_else(|| HardwareError::UnknownSku(sku.to_string()))
 }
+
+/// The identity the shape templates are inspected with (replaced by each node's).
+const TEMPLATE_SERIAL: &str = "KSIM-SHAPE-TEMPLATE";
+const TEMPLATE_MAC: &str = "02:4b:fe:fe:fe:00";
 
 fn write(root: &Path, rel: &str, text: &str) -> std::io::Result<()> {
     let path = root.join(rel);
@@ -177,9 +188,46 @@ impl NodeHardware {
         Ok(())
     }
 
-    /// Writes the node's hardware to a temporary tree and runs the agent's inspection on it (blocking: call
-    /// from `spawn_blocking`).
+    /// The agent's inspection of this node: the inspection of its shape's tree (written and inspected once per
+    /// shape) with this node's serial and MACs (blocking: call from `spawn_blocking`).
     pub fn inspect(&self) -> Result<Inspection, HardwareError> {
+        type Shapes = Mutex<HashMap<(String, usize), Arc<OnceLock<String>>>>;
+        static SHAPES: OnceLock<Shapes> = OnceLock::new();
+        let template = NodeHardware {
+            serial: TEMPLATE_SERIAL.into(),
+            boot_mac: TEMPLATE_MAC.parse().expect("template MAC"),
+            sku: self.sku.clone(),
+            gpus: self.gpus,
+        };
+        // Unknown SKUs fail before anything is cached.
+        gpu_device(&self.sku)?;
+        let slot = SHAPES
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((self.sku.clone(), self.gpus))
+            .or_default()
+            .clone();
+        let json = match slot.get() {
+            Some(json) => json,
+            None => {
+                let inspected = serde_json::to_string(&template.inspect_tree()?)
+                    .map_err(|err| HardwareError::Io(std::io::Error::other(err)))?;
+                slot.get_or_init(|| inspected)
+            }
+        };
+        let personal = json
+            .replace(TEMPLATE_SERIAL, &self.serial)
+            .replace(TEMPLATE_MAC, &self.boot_mac.to_string())
+            .replace(
+                &second_mac(TEMPLATE_MAC.parse().expect("template MAC")),
+                &second_mac(self.boot_mac),
+            );
+        serde_json::from_str(&personal).map_err(|err| HardwareError::Io(std::io::Error::other(err)))
+    }
+
+    /// Writes the node's hardware to a temporary tree and runs the agent's inspection on it (blocking).
+    pub fn inspect_tree(&self) -> Result<Inspection, HardwareError> {
         let (device, name) = gpu_device(&self.sku)?;
         let dir = tempfile::Builder::new().prefix("kiln-sim-hw-").tempdir()?;
         self.write_tree(dir.path(), device)?;
@@ -244,6 +292,21 @@ mod tests {
                 .to_string()
                 .contains(&crate::faults::wrong_gpu_reason(8, "NVIDIA H100 80GB HBM3"))
         );
+    }
+
+    #[test]
+    fn the_shape_cache_answers_what_the_nodes_own_tree_does() {
+        for gpus in [8, 7] {
+            let mut one = node(gpus);
+            let direct = one.inspect_tree().expect("tree");
+            assert_eq!(one.inspect().expect("cached"), direct);
+            // A second node of the same shape gets its own identity, not the first one's.
+            one.serial = "KSIM000099".into();
+            one.boot_mac = "02:4b:00:00:63:00".parse().expect("mac");
+            let other = one.inspect().expect("cached");
+            assert_eq!(other, one.inspect_tree().expect("tree"));
+            assert_ne!(other, direct);
+        }
     }
 
     #[test]
