@@ -45,11 +45,30 @@ pub struct Watched {
 }
 
 fn count(nodes: &[Node]) -> Counts {
+    count_states(nodes.iter().map(|n| n.state))
+}
+
+fn count_states(states: impl Iterator<Item = NodeState>) -> Counts {
     let mut counts = Counts::new();
-    for node in nodes {
-        *counts.entry(node.state).or_default() += 1;
+    for state in states {
+        *counts.entry(state).or_default() += 1;
     }
     counts
+}
+
+/// The watched nodes' states: a cheap read of serial and state only.
+async fn read_states(
+    store: &Store,
+    hall: Option<&str>,
+    serials: Option<&HashSet<String>>,
+) -> anyhow::Result<Vec<NodeState>> {
+    Ok(store
+        .node_states(hall)
+        .await?
+        .into_iter()
+        .filter(|(serial, _)| serials.is_none_or(|s| s.contains(serial)))
+        .map(|(_, state)| state)
+        .collect())
 }
 
 /// Reads the watched nodes: those of `hall`, restricted to `serials` when given.
@@ -101,10 +120,10 @@ pub async fn watch(
         .collect();
     let mut last: Option<Counts> = None;
     loop {
-        let nodes = read(store, hall, serials).await?;
-        let counts = count(&nodes);
-        let total = nodes.len();
-        let done = nodes.iter().filter(|n| settled(n.state)).count();
+        let states = read_states(store, hall, serials).await?;
+        let counts = count_states(states.iter().copied());
+        let total = states.len();
+        let done = states.iter().filter(|s| settled(**s)).count();
         let elapsed = started.elapsed();
         let eta = (done > 0 && done < total)
             .then(|| elapsed.mul_f64((total - done) as f64 / done as f64));
@@ -137,19 +156,12 @@ pub async fn watch(
             bar.set_length(total as u64);
             bar.set_position(counts.get(state).copied().unwrap_or(0) as u64);
         }
-        if total > 0 && done == total {
+        let finished = total > 0 && done == total;
+        if finished || elapsed >= deadline {
             multi.clear().ok();
             return Ok(Watched {
-                nodes,
-                finished: true,
-                elapsed,
-            });
-        }
-        if elapsed >= deadline {
-            multi.clear().ok();
-            return Ok(Watched {
-                nodes,
-                finished: false,
+                nodes: read(store, hall, serials).await?,
+                finished,
                 elapsed,
             });
         }

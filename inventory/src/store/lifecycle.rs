@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::nodes::insert_event;
 use super::{Store, get, get_time};
 use crate::clock::to_millis;
 use crate::error::StoreError;
@@ -80,12 +81,15 @@ impl Store {
         Ok(())
     }
 
-    /// Stores an agent report and wakes its node, in one transaction. Returns the report's id.
+    /// Stores an agent report, with its line in the node's history (`event`, actor "agent") and, when `wake`,
+    /// a wake of the node, in one transaction. Returns the report's id.
     pub async fn record_agent_report(
         &self,
         node: NodeId,
         step: &str,
         body: &str,
+        event: Option<&str>,
+        wake: bool,
     ) -> Result<i64, StoreError> {
         let now = to_millis(self.now());
         let mut tx = self
@@ -104,15 +108,20 @@ impl Store {
         .await
         .map_err(StoreError::db("storing an agent report"))?;
         let id: i64 = get(&row, "id")?;
-        sqlx::query(
-            "UPDATE nodes SET wake_seq = wake_seq + 1, \
-             next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END WHERE id = $2",
-        )
-        .bind(now)
-        .bind(node.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::db("waking a node after a report"))?;
+        if let Some(reason) = event {
+            insert_event(&mut tx, node, now, "agent", None, None, reason).await?;
+        }
+        if wake {
+            sqlx::query(
+                "UPDATE nodes SET wake_seq = wake_seq + 1, \
+                 next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END WHERE id = $2",
+            )
+            .bind(now)
+            .bind(node.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("waking a node after a report"))?;
+        }
         tx.commit()
             .await
             .map_err(StoreError::db("committing an agent report"))?;
@@ -158,19 +167,22 @@ impl Store {
         get(&row, "last")
     }
 
-    /// Gives up `owner`'s claim like [`Store::release_claim`], but schedules the node for now instead of
-    /// `next_check_at` when it was woken after `seen_wake_seq` (an event arrived while its handler ran).
+    /// Releases `owner`'s claim on `node` with its next look at `next_check_at` (`None`: not scheduled), unless
+    /// the node was woken since `seen_wake_seq` was read, in which case it is due at once. When `work` is given
+    /// and the node is still in `state`, its work record is replaced in the same statement.
     pub async fn release_claim_seen(
         &self,
         owner: &str,
         node: NodeId,
         next_check_at: Option<DateTime<Utc>>,
         seen_wake_seq: i64,
+        work: Option<(crate::NodeState, &str)>,
     ) -> Result<bool, StoreError> {
         let now = to_millis(self.now());
         let done = sqlx::query(
             "UPDATE nodes SET claimed_by = NULL, claim_expires_at = NULL, \
-             next_check_at = CASE WHEN $1 IS NOT NULL AND wake_seq > $4 THEN $5 ELSE $1 END \
+             next_check_at = CASE WHEN $1 IS NOT NULL AND wake_seq > $4 THEN $5 ELSE $1 END, \
+             work = CASE WHEN $6 IS NOT NULL AND state = $7 THEN $6 ELSE work END \
              WHERE id = $2 AND claimed_by = $3",
         )
         .bind(next_check_at.map(to_millis))
@@ -178,6 +190,8 @@ impl Store {
         .bind(owner)
         .bind(seen_wake_seq)
         .bind(now)
+        .bind(work.map(|(_, text)| text))
+        .bind(work.map(|(state, _)| state.as_str()))
         .execute(&self.write)
         .await
         .map_err(StoreError::db("releasing a claim"))?;

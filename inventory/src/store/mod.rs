@@ -163,8 +163,11 @@ impl Store {
                 pool.after_connect(|conn, _meta| {
                     Box::pin(async move {
                         conn.execute(
+                            // mmap: readers see pages the writer changed without copying them out of
+                            // the page cache again (a busy engine invalidates readers' caches constantly).
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                             PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;",
                         )
                         .await?;
                         Ok(())

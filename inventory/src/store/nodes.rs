@@ -183,6 +183,32 @@ impl Store {
         rows.iter().map(node_from_row).collect()
     }
 
+    /// Serial and state of every node (of `hall` when given), by id: the cheap read behind progress views,
+    /// which poll a whole hall several times a second.
+    pub async fn node_states(
+        &self,
+        hall: Option<&str>,
+    ) -> Result<Vec<(String, NodeState)>, StoreError> {
+        let sql = match hall {
+            Some(_) => {
+                "SELECT n.serial, n.state FROM nodes n JOIN racks r ON r.id = n.rack_id \
+                 JOIN halls h ON h.id = r.hall_id WHERE h.name = $1 ORDER BY n.id"
+            }
+            None => "SELECT n.serial, n.state FROM nodes n ORDER BY n.id",
+        };
+        let mut query = sqlx::query(sql);
+        if let Some(hall) = hall {
+            query = query.bind(hall.to_string());
+        }
+        let rows = query
+            .fetch_all(&self.read)
+            .await
+            .map_err(StoreError::db("reading node states"))?;
+        rows.iter()
+            .map(|row| Ok((get(row, "serial")?, get_parsed(row, "state")?)))
+            .collect()
+    }
+
     /// Moves a node from `from` to `to` in one transaction that also appends the event. Fails, changing nothing,
     /// when the diagram has no such arrow or when the node is no longer in `from` (optimistic check).
     pub async fn transition(
@@ -193,12 +219,13 @@ impl Store {
         actor: &str,
         reason: &str,
     ) -> Result<NodeEvent, StoreError> {
-        self.transition_with_work(id, from, to, actor, reason, None)
+        self.transition_with_work(id, from, to, actor, reason, None, None)
             .await
     }
 
     /// [`Store::transition`] that also replaces the node's engine work record (JSON text) in the same
-    /// transaction; `None` leaves it as it is.
+    /// transaction (`None` leaves it as it is) and, when `release` names the claim's owner, gives up its claim.
+    #[allow(clippy::too_many_arguments)]
     pub async fn transition_with_work(
         &self,
         id: NodeId,
@@ -207,6 +234,7 @@ impl Store {
         actor: &str,
         reason: &str,
         work: Option<&str>,
+        release: Option<&str>,
     ) -> Result<NodeEvent, StoreError> {
         if !from.can_transition_to(to) {
             let serial = self.node(id).await?.serial;
@@ -223,7 +251,10 @@ impl Store {
             .map_err(StoreError::db("starting a transition"))?;
         let updated = sqlx::query(
             "UPDATE nodes SET state = $1, version = version + 1, state_entered_at = $2, updated_at = $2, \
-             next_check_at = $3, work = COALESCE($6, work) WHERE id = $4 AND state = $5",
+             next_check_at = $3, work = COALESCE($6, work), \
+             claim_expires_at = CASE WHEN claimed_by = $7 THEN NULL ELSE claim_expires_at END, \
+             claimed_by = CASE WHEN claimed_by = $7 THEN NULL ELSE claimed_by END \
+             WHERE id = $4 AND state = $5",
         )
         .bind(to.as_str())
         .bind(at)
@@ -231,6 +262,7 @@ impl Store {
         .bind(id.0)
         .bind(from.as_str())
         .bind(work)
+        .bind(release)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::db("updating a node's state"))?;

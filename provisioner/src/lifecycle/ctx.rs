@@ -1,20 +1,18 @@
 //! What handlers work with: the inventory, the engine settings, BMC connections, the way into installed nodes,
 //! SKU profiles, and the concurrency limits shared by every handler of this instance.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_bmc::Bmc;
 use kiln_bmc::target::{ConnectOptions, Endpoint, connect};
 use kiln_bmc::{BmcError, Credentials};
 use kiln_health::SkuCatalog;
-use kiln_inventory::{BmcProtocol, Node, NodeId, Store};
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
+use kiln_inventory::{BmcProtocol, Node, Store};
 
 use super::access::NodeAccess;
 use super::config::EngineConfig;
+pub use super::gates::Gates;
 
 /// Opens a BMC client for a node.
 #[async_trait::async_trait]
@@ -98,100 +96,6 @@ impl BmcConnector for InventoryBmcs {
                 addr: node.bmc.address.clone(),
                 detail: err.to_string(),
             }),
-        }
-    }
-}
-
-/// Concurrency limits shared by the handlers of one engine.
-#[derive(Debug)]
-pub struct Gates {
-    /// BMC calls.
-    pub bmc: Semaphore,
-    /// Burn-ins.
-    pub burn_in: Semaphore,
-    image_capacity: usize,
-    images: Mutex<HashSet<NodeId>>,
-    image_waiters: Mutex<VecDeque<NodeId>>,
-    power_ons_per_s: u32,
-    power_ons: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl Gates {
-    /// Gates sized by `config.limits`.
-    pub fn new(config: &EngineConfig) -> Self {
-        let limits = config.limits;
-        Gates {
-            bmc: Semaphore::new(limits.bmc_calls.max(1)),
-            burn_in: Semaphore::new(limits.burn_ins.max(1)),
-            image_capacity: limits.image_writes.max(1),
-            images: Mutex::new(HashSet::new()),
-            image_waiters: Mutex::new(VecDeque::new()),
-            power_ons_per_s: limits.power_ons_per_rack_per_s.max(1),
-            power_ons: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes one of the image-write slots for `node` (held until [`Gates::finish_image`]); `false` when all
-    /// are taken, and the node joins the queue woken as slots free up. A node that already holds one keeps it.
-    pub fn start_image(&self, node: NodeId) -> bool {
-        let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
-        if images.contains(&node) {
-            return true;
-        }
-        if images.len() >= self.image_capacity {
-            let mut waiters = self.image_waiters.lock().unwrap_or_else(|p| p.into_inner());
-            if !waiters.contains(&node) {
-                waiters.push_back(node);
-            }
-            return false;
-        }
-        images.insert(node);
-        let mut waiters = self.image_waiters.lock().unwrap_or_else(|p| p.into_inner());
-        waiters.retain(|w| *w != node);
-        true
-    }
-
-    /// Frees `node`'s image-write slot; returns the next node waiting for one (to be woken).
-    pub fn finish_image(&self, node: NodeId) -> Option<NodeId> {
-        let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
-        if !images.remove(&node) {
-            return None;
-        }
-        let mut waiters = self.image_waiters.lock().unwrap_or_else(|p| p.into_inner());
-        waiters.pop_front()
-    }
-
-    /// Image writes under way.
-    pub fn images_in_flight(&self) -> usize {
-        self.images.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Waits until `rack` may power on one more server (at most K per rack per second).
-    pub async fn power_on_slot(&self, rack: &str) {
-        loop {
-            let wait = {
-                let mut all = self.power_ons.lock().unwrap_or_else(|p| p.into_inner());
-                let recent = all.entry(rack.to_string()).or_default();
-                let now = Instant::now();
-                while recent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-                {
-                    recent.pop_front();
-                }
-                if recent.len() < self.power_ons_per_s as usize {
-                    recent.push_back(now);
-                    None
-                } else {
-                    recent.front().map(|first| {
-                        Duration::from_secs(1).saturating_sub(now.duration_since(*first))
-                    })
-                }
-            };
-            match wait {
-                None => return,
-                Some(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
-            }
         }
     }
 }

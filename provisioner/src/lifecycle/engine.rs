@@ -247,13 +247,15 @@ async fn record(
     let (to, reason) = match outcome {
         Outcome::Wait { reason, recheck_in } => {
             tracing::debug!(node = %node.serial, state = %node.state, reason, "waiting");
-            if work != *before {
-                ctx.store
-                    .set_node_work(node.id, node.state, &work.to_json())
-                    .await?;
-            }
+            let changed = (work != *before).then(|| work.to_json());
             ctx.store
-                .release_claim_seen(owner, node.id, Some(now + chrono_of(recheck_in)), seen_wake)
+                .release_claim_seen(
+                    owner,
+                    node.id,
+                    Some(now + chrono_of(recheck_in)),
+                    seen_wake,
+                    changed.as_deref().map(|json| (node.state, json)),
+                )
                 .await?;
             return Ok(());
         }
@@ -290,13 +292,12 @@ async fn record(
             owner,
             &reason,
             Some(&work.to_json()),
+            Some(owner),
         )
         .await
     {
-        Ok(_) => {
-            let next = to.is_active().then_some(now);
-            ctx.store.release_claim(owner, node.id, next).await?;
-        }
+        // The transition gave up the claim and scheduled the node (at once while it is in a working state).
+        Ok(_) => {}
         Err(StoreError::StateChanged { .. }) => {
             tracing::info!(node = %node.serial, "state changed under the handler; its outcome is dropped");
             ctx.store.release_claim(owner, node.id, Some(now)).await?;

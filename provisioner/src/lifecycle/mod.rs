@@ -6,6 +6,7 @@ pub mod access;
 pub mod config;
 pub mod ctx;
 pub mod engine;
+pub mod gates;
 mod handlers;
 pub mod outcome;
 pub mod policy;
@@ -55,6 +56,7 @@ pub async fn repair_done(
             actor,
             &reason,
             Some(&work.to_json()),
+            None,
         )
         .await
 }

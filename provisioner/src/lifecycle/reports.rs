@@ -1,6 +1,6 @@
 //! `POST /agent/v1/report`: where node agents report (wire contract in kiln-agent's `report` module). A report
 //! is accepted only with the token last issued to the node's boot MAC; it is stored, noted in the node's
-//! history (except progress ticks), and wakes the node's handler at once.
+//! history and wakes the node's handler at once (a write's start and progress ticks do not wake it).
 
 use std::sync::Arc;
 
@@ -134,7 +134,18 @@ async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes)
     };
     let step = step_name(&report.step);
     let text = String::from_utf8_lossy(&body);
-    let stored = reports.store.record_agent_report(node, step, &text).await;
+    // Progress ticks are kept but not noted in the history. Neither they nor the start of a write wake the
+    // node: its handler has nothing to decide until the write ends (it looks again on its own schedule).
+    let tick = matches!(report.step, AgentStep::ImageProgress { .. });
+    let wake = !matches!(
+        report.step,
+        AgentStep::ImageProgress { .. } | AgentStep::ImageStarted { .. }
+    );
+    let event = (!tick).then(|| summary(&report.step));
+    let stored = reports
+        .store
+        .record_agent_report(node, step, &text, event.as_deref(), wake)
+        .await;
     let id = match stored {
         Ok(id) => id,
         Err(err) => {
@@ -142,16 +153,10 @@ async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes)
             return refuse(StatusCode::SERVICE_UNAVAILABLE, "inventory unavailable");
         }
     };
-    if !matches!(report.step, AgentStep::ImageProgress { .. })
-        && let Err(err) = reports
-            .store
-            .record_event(node, "agent", &summary(&report.step))
-            .await
-    {
-        tracing::warn!(error = %err, "agent report: could not note the event");
-    }
     tracing::info!(%mac, node = %node, step, seq = report.seq, "agent report");
-    reports.wake.notify_one();
+    if wake {
+        reports.wake.notify_one();
+    }
     (
         StatusCode::OK,
         axum::Json(serde_json::json!({"accepted": true, "id": id})),

@@ -444,7 +444,7 @@ impl Hall {
         let body = serde_json::to_string(&report).expect("json");
         let name = kiln_provisioner::lifecycle::reports::step_name(&report.step);
         self.store
-            .record_agent_report(node.id, name, &body)
+            .record_agent_report(node.id, name, &body, None, true)
             .await
             .expect("report");
     }

@@ -53,8 +53,8 @@ pub fn bmc_trouble(ctx: &Ctx, work: &mut Work, what: &str, err: &BmcError) -> Ou
 }
 
 /// Asks for a one-time boot from `device` and powers the server on (or cycles it), recording the intent before
-/// the BMC calls and marking it done after, so a crash in between repeats the calls. Honors the per-rack
-/// power-on rate.
+/// the BMC calls and marking it done after (saved with the handler's outcome). Honors the per-rack power-on
+/// rate.
 pub async fn request_boot(
     ctx: &Ctx,
     node: &Node,
@@ -79,7 +79,7 @@ pub async fn request_boot(
     ctx.store
         .set_node_work(node.id, node.state, &work.to_json())
         .await?;
-    ctx.gates.power_on_slot(&node.rack).await;
+    ctx.gates.power_on_slot(&node.rack, node.id).await;
     let device = match kind {
         IntentKind::PxeBoot => BootDevice::Pxe,
         IntentKind::DiskBoot => BootDevice::Disk,
@@ -112,9 +112,8 @@ pub async fn request_boot(
         work.last_error = None;
         // The BMC answered: earlier unreachable episodes were transient, not a dead BMC.
         work.attempts.remove(&FailureClass::BmcUnreachable);
-        ctx.store
-            .set_node_work(node.id, node.state, &work.to_json())
-            .await?;
+        // The engine saves the record (intent done) with the handler's outcome; a crash before that leaves the
+        // intent not done, which is waited out, never repeated at once.
         ctx.store
             .record_event(
                 node.id,
@@ -169,9 +168,10 @@ pub async fn await_boot(
     // out the boot timeout is safe; asking again at once could boot (and write an image) twice.
     let waited = (ctx.store.now() - intent.at).to_std().unwrap_or_default();
     if waited < ctx.config.boot_timeout {
+        // The awaited report wakes the node: looking again before the timeout would find nothing new.
         return Ok(Outcome::wait(
             format!("waiting for {waiting_for}"),
-            ctx.config.recheck.min(ctx.config.boot_timeout - waited),
+            ctx.config.boot_timeout - waited,
         ));
     }
     if intent.boots < 2 {
@@ -194,9 +194,10 @@ async fn boot(
     waiting_for: &str,
 ) -> Result<Outcome, StoreError> {
     Ok(match request_boot(ctx, node, work, kind).await? {
+        // The node's report wakes it; the timeout is the fallback.
         Ok(()) => Outcome::wait(
             format!("booting; waiting for {waiting_for}"),
-            ctx.config.recheck,
+            ctx.config.boot_timeout,
         ),
         Err(err) => bmc_trouble(ctx, work, "asking for a boot", &err),
     })

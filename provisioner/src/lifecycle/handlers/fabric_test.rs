@@ -37,6 +37,9 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             ..NodeFilter::default()
         })
         .await?;
+    // The node completing the group wakes its leader, and the leader moves every member when the run is
+    // judged: the waits below are fallbacks (a peer that leaves for quarantine wakes no one).
+    let fallback = ctx.config.recheck * 4;
     let coming = rack.iter().filter(|n| still_coming(n.state)).count();
     if coming > 0 {
         return Ok(Outcome::wait(
@@ -44,18 +47,23 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
                 "waiting for {coming} node(s) of rack {} to reach fabric_test",
                 node.rack
             ),
-            ctx.config.recheck,
+            fallback,
         ));
     }
     let members: Vec<&Node> = rack
         .iter()
         .filter(|n| n.state == NodeState::FabricTest)
         .collect();
-    if members.first().map(|n| n.id) != Some(node.id) {
-        return Ok(Outcome::wait(
-            "the rack's first node leads the NCCL test",
-            ctx.config.recheck,
-        ));
+    match members.first() {
+        Some(leader) if leader.id == node.id => {}
+        Some(leader) => {
+            ctx.store.wake_node(leader.id).await?;
+            return Ok(Outcome::wait(
+                "the rack's first node leads the NCCL test",
+                fallback,
+            ));
+        }
+        None => return Ok(Outcome::wait("no rack member in fabric_test", fallback)),
     }
     let mut hosts = Vec::new();
     let mut works = HashMap::new();
@@ -197,6 +205,7 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
                 ctx.actor(),
                 &reason,
                 Some(&member_work.to_json()),
+                None,
             )
             .await
         {

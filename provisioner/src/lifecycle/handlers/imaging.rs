@@ -6,6 +6,7 @@ use kiln_inventory::{Node, NodeState, StoreError};
 
 use super::common::{await_boot, reports_since};
 use crate::lifecycle::ctx::Ctx;
+use crate::lifecycle::gates::ImageSlot;
 use crate::lifecycle::outcome::{FailureClass, Outcome};
 use crate::lifecycle::work::{IntentKind, Work};
 
@@ -25,12 +26,21 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             format!("image {name} {version} is not in the catalog"),
         ));
     };
-    if !ctx.gates.start_image(node.id) {
+    match ctx.gates.start_image(node.id, &node.rack) {
+        ImageSlot::Granted => {}
         // Queued: the engine wakes the next waiter when a write finishes; the long recheck is a fallback.
-        return Ok(Outcome::wait(
-            "all image-write slots are busy",
-            ctx.config.recheck * 20,
-        ));
+        ImageSlot::Queued => {
+            return Ok(Outcome::wait(
+                "all image-write slots are busy",
+                ctx.config.recheck * 20,
+            ));
+        }
+        ImageSlot::PowerWait(wait) => {
+            return Ok(Outcome::wait(
+                format!("rack {} is at its power-on rate", node.rack),
+                wait,
+            ));
+        }
     }
     if let Some(intent) = work.current_intent(node).cloned() {
         let reports = reports_since(ctx, node, &intent).await?;
@@ -65,7 +75,11 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             }
         }
         if under_way {
-            return Ok(Outcome::wait("image write under way", ctx.config.recheck));
+            // The end of the write (written or failed) wakes the node; progress ticks do not.
+            return Ok(Outcome::wait(
+                "image write under way",
+                ctx.config.recheck * 10,
+            ));
         }
     }
     if work.current_intent(node).is_none() {

@@ -29,16 +29,20 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         None => {
             // A boot asked in this state entry is followed (and retried) by await_boot. Otherwise the
             // discovering boot may still be on its way; past its timeout (or with none), boot again here.
-            let recent_pxe = work.last_pxe.filter(|mark| {
-                (ctx.store.now() - mark.at).to_std().unwrap_or_default() < ctx.config.boot_timeout
-            });
+            let since = |mark: &crate::lifecycle::work::BootMark| {
+                (ctx.store.now() - mark.at).to_std().unwrap_or_default()
+            };
+            let recent_pxe = work
+                .last_pxe
+                .filter(|mark| since(mark) < ctx.config.boot_timeout);
             if work.current_intent(node).is_none()
                 && let Some(mark) = recent_pxe
                 && mark.at <= node.state_entered_at
             {
+                // The report wakes the node; the rest of the boot timeout is the fallback.
                 return Ok(Outcome::wait(
                     format!("waiting for {WAITING_FOR}"),
-                    ctx.config.recheck,
+                    ctx.config.boot_timeout - since(&mark),
                 ));
             }
             return await_boot(ctx, node, work, IntentKind::PxeBoot, WAITING_FOR).await;
