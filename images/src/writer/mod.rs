@@ -405,6 +405,7 @@ fn decode_and_write(
                 let mut input = InBuffer::around(&chunk[..]);
                 // Run until this chunk is consumed and the decoder has no more output for it.
                 loop {
+                    let consumed_before = input.pos;
                     let (hint, produced) = {
                         let mut output = OutBuffer::around(&mut out[..]);
                         let hint = decoder.run(&mut input, &mut output).map_err(|e| {
@@ -415,7 +416,12 @@ fn decode_and_write(
                         })?;
                         (hint, output.pos())
                     };
-                    frame_open = hint != 0;
+                    // A call that neither reads nor writes (the extra one after a frame's last bytes filled
+                    // the buffer exactly) finds the decoder waiting for a next frame's header: its hint says
+                    // nothing about the frame just finished.
+                    if produced > 0 || input.pos > consumed_before {
+                        frame_open = hint != 0;
+                    }
                     sink.push(&out[..produced]).map_err(|e| (e, true))?;
                     if input.pos == chunk.len() && produced < out.len() {
                         break;

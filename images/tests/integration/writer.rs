@@ -315,3 +315,24 @@ async fn disk_too_small_and_corrupt_zstd() {
     .expect_err("corrupt zstd");
     assert!(matches!(err, WriteError::Zstd { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn zstd_of_whole_mebibytes_is_not_taken_for_truncated() {
+    // Highly compressible, a whole number of the decoder's 1 MiB output buffers: the frame's last bytes fill
+    // the buffer exactly, and the decoder is then asked once more with nothing left to read.
+    let disk: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let zst = zstd::encode_all(&disk[..], 3).expect("zstd");
+    let server = FaultyServer::new(zst.clone(), vec![]);
+    let url = server.start().await;
+    let scratch = Scratch::new();
+    let (target, path) = scratch.disk(None);
+    let report = write_image(
+        &kiln_images::http_client(),
+        &request(&url, &zst, ImageFormat::RawZstd),
+        target,
+    )
+    .await
+    .expect("a complete frame");
+    assert_eq!(report.disk_bytes, disk.len() as u64);
+    assert!(std::fs::read(&path).expect("disk") == disk);
+}
