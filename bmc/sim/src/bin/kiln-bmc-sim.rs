@@ -8,7 +8,7 @@
 //! `bmc INDEX https://127.0.0.1:PORT [qmp SOCK]`, then serves until killed. A QMP socket that QEMU has not created
 //! yet is waited for (up to 60 s). Arguments are parsed by hand: a test tool with a handful of options.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(Options { config, qmp })
 }
 
-async fn connect_when_ready(path: &PathBuf) -> Result<Qmp, QmpError> {
+async fn connect_when_ready(path: &Path) -> Result<Qmp, QmpError> {
     let deadline = tokio::time::Instant::now() + QMP_WAIT;
     loop {
         match Qmp::connect(path).await {

@@ -27,7 +27,7 @@ fn fake_qemu(
         let (stream, _) = listener.accept().await.expect("accept");
         let (reader, mut writer) = stream.into_split();
         let mut lines = BufReader::new(reader).lines();
-        let mut send = |value: Value| {
+        let send = |value: Value| {
             let mut line = value.to_string();
             line.push('\n');
             line
