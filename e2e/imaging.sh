@@ -148,6 +148,9 @@ for n in 1 2; do
     check "$r: inventory holds the VM's NIC" test "$(sqlite3 "$dir/kiln.db" "SELECT count(*) FROM nics WHERE mac = '52:54:00:e3:00:0$n'")" -eq 1
     check "$r: inventory holds the VM's 16 MiB disk" test "$(sqlite3 "$dir/kiln.db" "SELECT size_bytes FROM disks WHERE name = 'vda'")" = 16777216
     check "$r: inspection names QEMU as the system vendor" grep -q '"vendor": *"QEMU"' <<<"$(sqlite3 "$dir/kiln.db" "SELECT body FROM agent_reports WHERE step = 'inspected'")"
+    # Where the time went: seconds from the first event to each state entered, from kiln's own event log.
+    echo "$r: $(sqlite3 "$dir/kiln.db" "SELECT group_concat(to_state || ' +' || ((at - (SELECT min(at) FROM node_events)) / 1000) || ' s', ', ')
+        FROM node_events WHERE to_state IS NOT NULL")"
 done
 if [ "$failed" -gt 0 ]; then
     for n in 1 2; do
