@@ -47,12 +47,19 @@ impl Bits {
 pub struct Qcow2Finished {
     header: Qcow2Header,
     with_data: Bits,
+    spooled_bytes: u64,
 }
 
 impl Qcow2Finished {
     /// The image's header.
     pub fn header(&self) -> &Qcow2Header {
         &self.header
+    }
+
+    /// Bytes that went through the spool file instead of straight to the disk (metadata, and data that arrived
+    /// before its table).
+    pub fn spooled_bytes(&self) -> u64 {
+        self.spooled_bytes
     }
 
     /// Guest offset and length of every cluster that holds no data (reads as zeros), in order.
@@ -94,6 +101,8 @@ pub struct Qcow2Stream {
     spooled: Bits,
     /// Guest clusters handed over as data.
     with_data: Bits,
+    /// Bytes written to the spool.
+    spooled_bytes: u64,
 }
 
 impl Qcow2Stream {
@@ -114,6 +123,7 @@ impl Qcow2Stream {
             data_waiting: BTreeMap::new(),
             spooled: Bits::default(),
             with_data: Bits::default(),
+            spooled_bytes: 0,
         }
     }
 
@@ -175,6 +185,7 @@ impl Qcow2Stream {
         Ok(Qcow2Finished {
             header,
             with_data: self.with_data,
+            spooled_bytes: self.spooled_bytes,
         })
     }
 
@@ -247,6 +258,7 @@ impl Qcow2Stream {
                     .write_all_at(bytes, at)
                     .map_err(|source| Qcow2Error::Io { offset: at, source })?;
                 self.spooled.set(at / cluster_size);
+                self.spooled_bytes += bytes.len() as u64;
             }
         }
         let l1_start = header.l1_table_offset;

@@ -135,6 +135,7 @@ pub(super) fn expand(
         .finish(&mut visit)
         .map_err(|err| fail(err, touched.get(), true))?;
     let disk_bytes = finished.header().virtual_size;
+    tracing::debug!(url = %request.url, downloaded, spooled = finished.spooled_bytes(), "qcow2 expanded in one pass");
     if !fits_checked {
         target
             .check_fits(disk_bytes)
