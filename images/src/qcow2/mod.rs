@@ -303,25 +303,7 @@ impl Qcow2Header {
         }
         Ok(offset)
     }
-}
 
-/// A table entry that points past the end of the file.
-pub(crate) fn past_end(what: &str, index: u64, offset: u64, file_len: u64) -> Qcow2Error {
-    corrupt(format!(
-        "{what} entry {index} points at {offset}, past the end of the {file_len}-byte file"
-    ))
-}
-
-/// What an L2 entry says about its guest cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum L2Entry {
-    /// Reads as zeros.
-    Zero,
-    /// Stored at this host offset (checked: cluster-aligned, inside a `file_len`-byte file).
-    At(u64),
-}
-
-impl Qcow2Header {
     /// Decodes the L2 entry for guest cluster `guest_cluster`.
     pub(crate) fn l2_entry(
         &self,
@@ -343,6 +325,22 @@ impl Qcow2Header {
         self.table_offset(entry, "L2", guest_cluster, file_len)
             .map(L2Entry::At)
     }
+}
+
+/// A table entry that points past the end of the file.
+pub(crate) fn past_end(what: &str, index: u64, offset: u64, file_len: u64) -> Qcow2Error {
+    corrupt(format!(
+        "{what} entry {index} points at {offset}, past the end of the {file_len}-byte file"
+    ))
+}
+
+/// What an L2 entry says about its guest cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum L2Entry {
+    /// Reads as zeros.
+    Zero,
+    /// Stored at this host offset (checked: cluster-aligned, inside a `file_len`-byte file).
+    At(u64),
 }
 
 impl<R: ReadAt> Qcow2Image<R> {
