@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use kiln_agent::cmdline::kernel_arg;
 use kiln_agent::image::write_and_report;
-use kiln_agent::run::{RunEnv, RunOutcome, run};
-use kiln_agent::{InspectSources, RamdiskArgs, ReportClient, error_chain, inspect};
+use kiln_agent::run::{RunEnv, RunOutcome, report_unusable_args, run};
+use kiln_agent::{Backoff, InspectSources, RamdiskArgs, ReportClient, error_chain, inspect};
 use kiln_images::{ImageFormat, Sha256Digest, Target, WriteRequest};
 
 const USAGE: &str =
@@ -34,15 +34,22 @@ fn env_override(key: &str) -> Option<&'static str> {
     })
 }
 
-/// The `kiln.*` arguments from the environment and `/proc/cmdline`; `default_mode` when neither names one.
-fn boot_args(default_mode: &str) -> Result<RamdiskArgs, kiln_agent::CmdlineError> {
+/// Looks up a `kiln.*` argument in the environment, then in `/proc/cmdline`; `default_mode` for `kiln.mode`
+/// when neither names one.
+fn boot_arg_lookup(default_mode: &str) -> impl Fn(&str) -> Option<String> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    RamdiskArgs::from_lookup(|key| {
+    let default_mode = default_mode.to_string();
+    move |key| {
         env_override(key)
             .and_then(|var| std::env::var(var).ok())
             .or_else(|| kernel_arg(&cmdline, key).map(str::to_string))
-            .or_else(|| (key == "kiln.mode").then(|| default_mode.to_string()))
-    })
+            .or_else(|| (key == "kiln.mode").then(|| default_mode.clone()))
+    }
+}
+
+/// The `kiln.*` arguments (see [`boot_arg_lookup`]).
+fn boot_args(default_mode: &str) -> Result<RamdiskArgs, kiln_agent::CmdlineError> {
+    RamdiskArgs::from_lookup(boot_arg_lookup(default_mode))
 }
 
 /// Just enough error plumbing for a binary that prints one line and exits.
@@ -87,7 +94,14 @@ async fn exec(args: Vec<String>) -> anyhow_lite::Result<()> {
             Ok(())
         }
         Some("run") => {
-            let p = boot_args("inspect")?;
+            let lookup = boot_arg_lookup("inspect");
+            let p = match RamdiskArgs::from_lookup(&lookup) {
+                Ok(p) => p,
+                Err(err) => {
+                    report_unusable_args(&lookup, &err, Backoff::default()).await;
+                    return Err(err.into());
+                }
+            };
             let reports = ReportClient::new(&p.url, p.token.clone(), p.mac);
             let outcome = run(
                 &p,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_images::{Target, WriteRequest};
 
-use crate::cmdline::{RamdiskArgs, RamdiskMode};
+use crate::cmdline::{CmdlineError, RamdiskArgs, RamdiskMode};
 use crate::image::{ImagingError, write_and_report};
 use crate::inspect::{InspectSources, Inspection, inspect};
 use crate::report::{AgentStep, ReportClient, ReportError};
@@ -192,4 +192,32 @@ pub fn first_disk(inspection: &Inspection, dev_dir: &Path) -> Option<PathBuf> {
         .filter(|disk| disk.size_bytes > 0)
         .map(|disk| dev_dir.join(&disk.name))
         .find(|path| path.exists())
+}
+
+/// Tells the provisioner that the boot arguments could not be used, when they at least say where to report and
+/// with which token (`lookup` as for [`RamdiskArgs::from_lookup`]); otherwise nobody can be told. Returns whether
+/// the report was delivered. Without this, the engine would only notice the node's silence at its boot timeout.
+pub async fn report_unusable_args(
+    lookup: impl Fn(&str) -> Option<String>,
+    err: &CmdlineError,
+    backoff: crate::report::Backoff,
+) -> bool {
+    let (Some(url), Some(token)) = (
+        lookup("kiln.url").filter(|v| !v.is_empty()),
+        lookup("kiln.token").filter(|v| !v.is_empty()),
+    ) else {
+        return false;
+    };
+    let mac = lookup("kiln.mac").and_then(|mac| mac.parse().ok());
+    let reports = ReportClient::new(&url, token, mac).with_backoff(backoff);
+    let step = AgentStep::Failed {
+        error: crate::error_chain(err),
+    };
+    match reports.send(step).await {
+        Ok(_) => true,
+        Err(report_err) => {
+            tracing::warn!(error = %report_err, "could not report the unusable boot arguments");
+            false
+        }
+    }
 }

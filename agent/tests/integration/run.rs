@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use kiln_agent::run::{RunEnv, RunError, RunOutcome, first_disk, run};
+use kiln_agent::cmdline::kernel_arg;
+use kiln_agent::run::{RunEnv, RunError, RunOutcome, first_disk, report_unusable_args, run};
 use kiln_agent::{AgentStep, InspectSources, RamdiskArgs, ReportClient, inspect};
 use kiln_images::Sha256Digest;
 
@@ -242,4 +243,31 @@ fn the_first_disk_is_the_first_inspected_one_that_exists() {
         first_disk(&found, dev.path()),
         Some(dev.path().join("nvme0n1"))
     );
+}
+
+#[tokio::test]
+async fn unusable_arguments_are_reported_when_the_provisioner_is_named() {
+    let p = Provisioner::default();
+    let base = start(&p, vec![]).await;
+    let line = format!(
+        "kiln.url={base} kiln.token=tok kiln.mac=52:54:00:e2:00:04 kiln.mode=image \
+         kiln.image={base}/image kiln.sha256=nothex kiln.format=raw"
+    );
+    let lookup = |key: &str| kernel_arg(&line, key).map(str::to_string);
+    let err = RamdiskArgs::from_lookup(lookup).expect_err("bad digest");
+    assert!(report_unusable_args(lookup, &err, quick()).await);
+    let received = p.received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].0.as_deref(), Some("Bearer tok"));
+    let AgentStep::Failed { error } = &received[0].1.step else {
+        panic!("a failed step");
+    };
+    assert!(error.contains("kiln.sha256"), "{error}");
+
+    // Nowhere to report: nothing sent, nothing claimed.
+    let no_token = format!("kiln.url={base} kiln.mode=image");
+    let lookup = |key: &str| kernel_arg(&no_token, key).map(str::to_string);
+    let err = RamdiskArgs::from_lookup(lookup).expect_err("no token");
+    assert!(!report_unusable_args(lookup, &err, quick()).await);
+    assert_eq!(p.received.lock().expect("lock").len(), 1);
 }
