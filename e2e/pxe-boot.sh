@@ -72,18 +72,9 @@ db="sqlite://$work/kiln.db"
 # by hand (the lifecycle engine owns transitions), so the fixture writes the row directly.
 sqlite3 "$work/kiln.db" "UPDATE nodes SET state = 'available' WHERE serial = 'SN3'"
 
-# Case (c)'s disk: a boot sector that writes KILN-DISK-BOOTED to COM1 (port 0x3f8), then writes to QEMU's
-# isa-debug-exit port 0xf4, which ends the VM. Hand-assembled 16-bit code at 0x7c00:
-#   cld; xor ax,ax; mov ds,ax; mov si,msg; mov dx,0x3f8
-#   next: lodsb; test al,al; jz done; out dx,al; jmp next
-#   done: mov al,1; out 0xf4,al; hlt; jmp $-1
-#   msg:  "KILN-DISK-BOOTED\r\n", 0
-truncate -s 1M "$work/disk.raw"
-{
-    printf '\xfc\x31\xc0\x8e\xd8\xbe\x1a\x7c\xba\xf8\x03\xac\x84\xc0\x74\x03\xee\xeb\xf8\xb0\x01\xe6\xf4\xf4\xeb\xfd'
-    printf 'KILN-DISK-BOOTED\r\n\x00'
-} | dd of="$work/disk.raw" conv=notrunc status=none
-printf '\x55\xaa' | dd of="$work/disk.raw" bs=1 seek=510 conv=notrunc status=none
+# Case (c)'s disk: a boot sector that prints KILN-DISK-BOOTED and exits QEMU (e2e/marker-disk.sh).
+. e2e/marker-disk.sh
+write_marker_disk "$work/disk.raw"
 
 "$kiln" --db "$db" -v boot serve --boot-server-ip 10.78.0.1 --dhcp-interface kpx-host \
     --dhcp-pool 10.78.0.100-10.78.0.150 --tftp-root "$work/tftp" --tftp-listen 10.78.0.1:69 \

@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 # chromium: the hall map page test renders in headless Chromium.
 # ipmitool, openipmi: real IPMI peers for the BMC tests (ipmitool client, ipmi_sim BMC).
 # curl: real TFTP client for the boot tests; procps: /bin/kill for burn-in process groups; qemu-utils: qemu-img cross-check of the qcow2 reader.
-# qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2: the network boot E2E (e2e/*.sh, root only).
+# qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2 zstd: the network boot and imaging E2E
+# (e2e/*.sh, root only).
 # python3-venv: a virtual environment for schemathesis (scripts/api-fuzz.sh).
 APT_PACKAGES=(chromium ipmitool openipmi curl procps qemu-utils python3-venv
-    qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2)
+    qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2 zstd)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -42,14 +43,19 @@ cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc
 
 # Property-based API test: schemathesis against a seeded `kiln serve`, no 5xx allowed (bounded to 3 minutes).
-cargo build -p kiln -p kiln-agent
+cargo build -p kiln -p kiln-agent -p kiln-bmc-sim
 kiln_bin=$(realpath "${CARGO_TARGET_DIR:-target}")/debug/kiln
 scripts/api-fuzz.sh "$kiln_bin"
 
 # Real network boots (needs root for the network namespace and taps; KILN_E2E=off skips them): kiln's DHCP, TFTP
 # and HTTP against busybox clients (seconds), then QEMU VMs under TCG, BIOS, UEFI and boot-from-disk (about two
-# minutes, each VM under a hard timeout).
+# minutes), then imaging driven by the lifecycle engine through simulated BMCs, raw and raw.zst side by side;
+# each VM under a hard timeout. The ramdisk is built once for both.
 if [ "${KILN_E2E:-on}" != "off" ] && [ "$(id -u)" -eq 0 ]; then
     timeout 300 bash e2e/dhcp-real-client.sh "$kiln_bin"
-    timeout 900 bash e2e/pxe-boot.sh "$kiln_bin"
+    ramdisk=$(mktemp -d)
+    bash images/ramdisk/build.sh "$ramdisk" "$(dirname "$kiln_bin")/kiln-agent"
+    KILN_RAMDISK_DIR=$ramdisk timeout 900 bash e2e/pxe-boot.sh "$kiln_bin"
+    KILN_RAMDISK_DIR=$ramdisk timeout 600 bash e2e/imaging.sh "$kiln_bin"
+    rm -rf "$ramdisk"
 fi

@@ -1,5 +1,7 @@
 //! kiln-agent: runs on the node (in the boot ramdisk and in the installed OS).
 //!
+//! - [`cmdline`]: the `kiln.*` kernel arguments the provisioner's boot script passes (mode, token, image, disk);
+//! - [`run`]: `kiln-agent run`, dispatched on `kiln.mode` (inspect, image);
 //! - [`inspect`]: hardware inspection from a root directory (sysfs, `/proc`, `dmidecode`, `lspci -vmm`);
 //! - [`sku`]: comparison with the node's SKU, mismatch by mismatch;
 //! - [`report`]: the report body types shared with the provisioner and a retrying client with the node token;
@@ -7,11 +9,26 @@
 //!
 //! Invariant: every report carries the node's token; a rejected token is never retried.
 
+pub mod cmdline;
 pub mod image;
 pub mod inspect;
 pub mod report;
+pub mod run;
 pub mod sku;
 
+pub use cmdline::{CmdlineError, ImageArgs, RamdiskArgs, RamdiskMode};
 pub use inspect::{InspectError, InspectSources, Inspection, inspect};
 pub use report::{AgentReport, AgentStep, Backoff, REPORT_PATH, ReportClient, ReportError};
 pub use sku::{Mismatch, SkuExpectation, compare, describe};
+
+/// An error and its sources, joined with `": "`, for reports and the binary's last line.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -3,55 +3,53 @@
 //! ```text
 //! kiln-agent inspect [--root DIR]                      print the hardware as JSON
 //! kiln-agent write URL SHA256 FORMAT TARGET [--sparse] write an image to TARGET, verified
-//! kiln-agent run                                       report booted, inspect, report inspected
+//! kiln-agent run                                       report booted, then do kiln.mode (inspect, image)
 //! ```
-//! `run` and `write` report to the provisioner named by `KILN_PROVISIONER_URL` / `KILN_NODE_TOKEN` (or
-//! `kiln.url=` / `kiln.token=` / `kiln.mac=` on the kernel command line). Arguments are parsed by hand to keep
-//! the ramdisk binary small.
+//! `run` and `write` read the `kiln.*` kernel arguments ([`kiln_agent::cmdline`]); the environment overrides
+//! some of them: `KILN_PROVISIONER_URL` (kiln.url), `KILN_NODE_TOKEN` (kiln.token), `KILN_BOOT_MAC` (kiln.mac),
+//! `KILN_MODE` (kiln.mode, `inspect` when neither gives one), `KILN_DISK` (kiln.disk). Arguments are parsed by
+//! hand to keep the ramdisk binary small.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use kiln_agent::cmdline::kernel_arg;
 use kiln_agent::image::write_and_report;
-use kiln_agent::{AgentStep, InspectSources, ReportClient, inspect};
+use kiln_agent::run::{RunEnv, RunOutcome, report_unusable_args, run};
+use kiln_agent::{Backoff, InspectSources, RamdiskArgs, ReportClient, error_chain, inspect};
 use kiln_images::{ImageFormat, Sha256Digest, Target, WriteRequest};
 
 const USAGE: &str =
     "usage: kiln-agent inspect [--root DIR] | write URL SHA256 FORMAT TARGET [--sparse] | run";
 
-/// Where to report, from the environment or the kernel command line.
-struct Provisioner {
-    url: String,
-    token: String,
-    boot_mac: Option<kiln_inventory::MacAddr>,
+/// The environment variable that overrides a kernel argument.
+fn env_override(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "kiln.url" => "KILN_PROVISIONER_URL",
+        "kiln.token" => "KILN_NODE_TOKEN",
+        "kiln.mac" => "KILN_BOOT_MAC",
+        "kiln.mode" => "KILN_MODE",
+        "kiln.disk" => "KILN_DISK",
+        _ => return None,
+    })
 }
 
-fn provisioner() -> anyhow_lite::Result<Provisioner> {
+/// Looks up a `kiln.*` argument in the environment, then in `/proc/cmdline`; `default_mode` for `kiln.mode`
+/// when neither names one.
+fn boot_arg_lookup(default_mode: &str) -> impl Fn(&str) -> Option<String> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let from_cmdline = |key: &str| {
-        cmdline
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix(key).map(str::to_string))
-    };
-    let url = std::env::var("KILN_PROVISIONER_URL")
-        .ok()
-        .or_else(|| from_cmdline("kiln.url="))
-        .ok_or(
-            "no provisioner URL: set KILN_PROVISIONER_URL or kiln.url= on the kernel command line",
-        )?;
-    let token = std::env::var("KILN_NODE_TOKEN")
-        .ok()
-        .or_else(|| from_cmdline("kiln.token="))
-        .ok_or("no node token: set KILN_NODE_TOKEN or kiln.token= on the kernel command line")?;
-    let boot_mac = std::env::var("KILN_BOOT_MAC")
-        .ok()
-        .or_else(|| from_cmdline("kiln.mac="))
-        .and_then(|mac| mac.parse().ok());
-    Ok(Provisioner {
-        url,
-        token,
-        boot_mac,
-    })
+    let default_mode = default_mode.to_string();
+    move |key| {
+        env_override(key)
+            .and_then(|var| std::env::var(var).ok())
+            .or_else(|| kernel_arg(&cmdline, key).map(str::to_string))
+            .or_else(|| (key == "kiln.mode").then(|| default_mode.clone()))
+    }
+}
+
+/// The `kiln.*` arguments (see [`boot_arg_lookup`]).
+fn boot_args(default_mode: &str) -> Result<RamdiskArgs, kiln_agent::CmdlineError> {
+    RamdiskArgs::from_lookup(boot_arg_lookup(default_mode))
 }
 
 /// Just enough error plumbing for a binary that prints one line and exits.
@@ -62,18 +60,7 @@ mod anyhow_lite {
     pub type Result<T> = std::result::Result<T, Error>;
 }
 
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-async fn run(args: Vec<String>) -> anyhow_lite::Result<()> {
+async fn exec(args: Vec<String>) -> anyhow_lite::Result<()> {
     match args.first().map(String::as_str) {
         Some("inspect") => {
             let mut sources = InspectSources::this_host();
@@ -96,10 +83,10 @@ async fn run(args: Vec<String>) -> anyhow_lite::Result<()> {
             let mut request = WriteRequest::new(args[1].clone(), sha256, format);
             request.sparse = args.iter().any(|a| a == "--sparse");
             let target = Target::open(&PathBuf::from(&args[4]))?;
-            let p = provisioner()?;
-            let reports = ReportClient::new(&p.url, p.token, p.boot_mac);
+            let p = boot_args("image")?;
+            let reports = ReportClient::new(&p.url, p.token, p.mac);
             let written =
-                write_and_report(&reqwest::Client::new(), &reports, &request, target).await?;
+                write_and_report(&kiln_images::http_client(), &reports, &request, target).await?;
             println!(
                 "wrote {} bytes from {} (sha256:{} verified) in {:?}",
                 written.disk_bytes, request.url, written.sha256, written.elapsed
@@ -107,28 +94,38 @@ async fn run(args: Vec<String>) -> anyhow_lite::Result<()> {
             Ok(())
         }
         Some("run") => {
-            let p = provisioner()?;
-            let reports = ReportClient::new(&p.url, p.token, p.boot_mac);
-            let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .ok()
-                .map(|k| k.trim().to_string());
-            reports
-                .send(AgentStep::Booted {
-                    kernel,
-                    environment: "ramdisk".into(),
-                    ssh_host_key: None,
-                    ssh_address: None,
-                })
-                .await?;
-            let step = match inspect(&InspectSources::this_host()) {
-                Ok(inspection) => AgentStep::Inspected {
-                    inspection,
-                    sku_mismatches: Vec::new(),
-                },
-                Err(err) => AgentStep::Failed { error: chain(&err) },
+            let lookup = boot_arg_lookup("inspect");
+            let p = match RamdiskArgs::from_lookup(&lookup) {
+                Ok(p) => p,
+                Err(err) => {
+                    report_unusable_args(&lookup, &err, Backoff::default()).await;
+                    return Err(err.into());
+                }
             };
-            reports.send(step).await?;
-            println!("kiln-agent: reported to {}", reports.url());
+            let reports = ReportClient::new(&p.url, p.token.clone(), p.mac);
+            let outcome = run(
+                &p,
+                &RunEnv::this_host(),
+                &reports,
+                &kiln_images::http_client(),
+            )
+            .await?;
+            match outcome {
+                RunOutcome::Inspected => {
+                    println!("kiln-agent: inspected; reported to {}", reports.url())
+                }
+                RunOutcome::InspectionFailed(error) => {
+                    println!(
+                        "kiln-agent: inspection failed ({error}); reported to {}",
+                        reports.url()
+                    )
+                }
+                RunOutcome::ImageWritten { disk, disk_bytes } => println!(
+                    "kiln-agent: image written to {} ({disk_bytes} bytes, verified); reported to {}",
+                    disk.display(),
+                    reports.url()
+                ),
+            }
             Ok(())
         }
         _ => Err(USAGE.into()),
@@ -147,10 +144,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(exec(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("kiln-agent: {}", chain(&*err));
+            eprintln!("kiln-agent: {}", error_chain(&*err));
             ExitCode::from(1)
         }
     }

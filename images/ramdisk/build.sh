@@ -5,9 +5,10 @@
 #
 # The kernel comes from linux-image-*-amd64 (the version linux-image-amd64 depends on), userland from
 # busybox-static. With AGENT_BINARY (kiln-agent; static, or glibc with its libraries copied in), /init runs
-# `kiln-agent run` as its worker (report booted, inspect, report the hardware); without it, /init reports
-# "booted" to the provisioner itself with busybox wget. Either way it prints the marker line
-# "KILN-RAMDISK-BOOTED mac=… mode=…" on the console and powers off.
+# `kiln-agent run` as its worker (report booted, then inspect and report the hardware, or write kiln.image to the
+# disk and report it); without it, /init reports "booted" to the provisioner itself with busybox wget. Either way
+# it prints the marker line "KILN-RAMDISK-BOOTED mac=… mode=…" on the console, then powers off (or, after an
+# image write, waits for the provisioner to power-cycle the node).
 #
 # Needs: apt-get (download only, no install), dpkg-deb, cpio or busybox, gzip. Runs as any user.
 set -euo pipefail

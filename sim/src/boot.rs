@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kiln_agent::error_chain;
 use kiln_agent::image::write_and_report;
 use kiln_agent::{AgentStep, Backoff, ReportClient};
 use kiln_images::{Target, WriteRequest};
@@ -128,17 +129,6 @@ async fn inspect(hall: &HallContext, node: &VirtualNode, client: &ReportClient) 
         },
     };
     send(client, node, step).await;
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 async fn image(hall: &HallContext, node: &VirtualNode, client: &ReportClient, args: &RamdiskArgs) {

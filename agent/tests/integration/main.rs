@@ -3,3 +3,4 @@
 mod fixtures;
 mod inspect;
 mod report;
+mod run;

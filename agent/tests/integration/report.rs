@@ -13,14 +13,31 @@ use kiln_agent::{AgentReport, AgentStep, Backoff, REPORT_PATH, ReportClient, Rep
 use kiln_images::{ImageFormat, Sha256Digest, Target, WriteRequest};
 
 /// Reports the stand-in accepted, with the Authorization header each came with.
-type Received = Arc<Mutex<Vec<(Option<String>, AgentReport)>>>;
+pub type Received = Arc<Mutex<Vec<(Option<String>, AgentReport)>>>;
 
 /// A provisioner stand-in: answers each report with the next scripted status (then 200) and records it.
 #[derive(Clone, Default)]
-struct Provisioner {
-    statuses: Arc<Mutex<Vec<u16>>>,
-    calls: Arc<AtomicUsize>,
-    received: Received,
+pub struct Provisioner {
+    pub statuses: Arc<Mutex<Vec<u16>>>,
+    pub calls: Arc<AtomicUsize>,
+    pub received: Received,
+}
+
+impl Provisioner {
+    /// The steps received, by their wire tag.
+    pub fn steps(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, r)| {
+                serde_json::to_value(&r.step).expect("json")["step"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    }
 }
 
 async fn report(
@@ -46,7 +63,8 @@ async fn report(
     StatusCode::from_u16(status).expect("status")
 }
 
-async fn start(p: &Provisioner, image: Vec<u8>) -> String {
+/// Serves the report endpoint and `GET /image`; returns the base URL.
+pub async fn start(p: &Provisioner, image: Vec<u8>) -> String {
     let router = axum::Router::new()
         .route(REPORT_PATH, post(report))
         .route(
@@ -67,7 +85,7 @@ async fn start(p: &Provisioner, image: Vec<u8>) -> String {
     format!("http://{addr}")
 }
 
-fn quick() -> Backoff {
+pub fn quick() -> Backoff {
     Backoff {
         max_attempts: 4,
         initial: Duration::from_millis(1),
@@ -181,26 +199,15 @@ async fn imaging_reports_start_and_outcome() {
         .expect_err("mismatch");
     assert!(matches!(err, ImagingError::Write(_)), "{err}");
 
-    let steps: Vec<String> = p
-        .received
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|(_, r)| {
-            serde_json::to_value(&r.step).expect("json")["step"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        })
-        .collect();
     assert_eq!(
-        steps,
+        p.steps(),
         [
             "image_started",
             "image_written",
             "image_started",
             "image_failed"
-        ]
+        ],
+        "no progress report for an image under 16 MiB: the outcome says it all"
     );
     let last = p
         .received

@@ -2,13 +2,15 @@
 //! self-signed certificate per BMC, with vendor profiles ([`profile`]), a power state machine with delays and
 //! fault knobs ([`state`]). Power-on, boot override and virtual media changes are published to subscribers
 //! ([`SimFleet::subscribe`]) so a node simulator can react. [`hostile`] serves deliberately broken answers for
-//! client robustness tests, and [`bench`] times kiln's fleet sweep against the fleet.
+//! client robustness tests, [`bench`] times kiln's fleet sweep against the fleet, and [`qemu`] puts a QEMU VM
+//! behind a BMC (power over QMP; the `kiln-bmc-sim` binary, used by the imaging E2E).
 
 pub mod bench;
 pub mod fleet;
 pub mod hostile;
 pub mod ipmi;
 pub mod profile;
+pub mod qemu;
 pub mod redfish;
 pub mod server;
 pub mod state;

@@ -363,6 +363,17 @@ impl SimBmc {
         }
     }
 
+    /// The server turned itself off (its OS shut down): `On` becomes `Off`, logged and published. A power
+    /// transition the BMC has under way is left alone: it was asked after the shutdown began.
+    pub fn server_powered_off(&self) {
+        let mut inner = self.lock();
+        if inner.power == PowerState::On {
+            inner.power_generation += 1;
+            inner.system_version += 1;
+            self.power_off_now(&mut inner);
+        }
+    }
+
     fn power_off_now(&self, inner: &mut Inner) {
         if inner.power != PowerState::Off {
             inner.power = PowerState::Off;

@@ -5,10 +5,12 @@
 //! downloaded bytes (the catalog's content address) must match before the write is declared good; on any failure
 //! after the disk was touched, its first MiB is zeroed so a half-written disk never boots.
 //!
-//! qcow2 cannot be expanded strictly in order (its tables may follow the data they map), so a qcow2 download is
-//! spooled to a file first, verified, then expanded cluster by cluster onto the target.
+//! qcow2 is expanded while it downloads ([`crate::qcow2::stream`]): data clusters go to the disk as they arrive
+//! when their table came first (qemu-img's layout); the clusters that cannot be placed yet are kept in a sparse
+//! spool file until a table claims them (an image whose tables follow all its data spools all of it).
 
 mod download;
+mod qcow2;
 mod sink;
 
 use std::path::PathBuf;
@@ -24,7 +26,7 @@ pub use download::RetryPolicy;
 pub use sink::{MARK_BAD_BYTES, SequentialSink, Target};
 
 use crate::digest::Sha256Digest;
-use crate::qcow2::{Cluster, Qcow2Error, Qcow2Image};
+use crate::qcow2::Qcow2Error;
 
 /// Chunks in flight between the download and the writing thread.
 const CHANNEL_CHUNKS: usize = 64;
@@ -322,20 +324,7 @@ async fn finish(
             actual: decoded.digest,
         });
     }
-    let (disk_bytes, written_bytes) = if request.format == ImageFormat::Qcow2 {
-        let target = target.clone();
-        let request = request.clone();
-        tokio::task::spawn_blocking(move || expand_qcow2_spool(&request, &target))
-            .await
-            .map_err(|err| WriteError::Thread {
-                detail: err.to_string(),
-            })?
-            .inspect_err(|_| {
-                let _ = mark_bad(true);
-            })?
-    } else {
-        (decoded.disk_bytes, decoded.written_bytes)
-    };
+    let (disk_bytes, written_bytes) = (decoded.disk_bytes, decoded.written_bytes);
     target.finish(disk_bytes)?;
     let report = WriteReport {
         sha256: decoded.digest,
@@ -405,6 +394,7 @@ fn decode_and_write(
                 let mut input = InBuffer::around(&chunk[..]);
                 // Run until this chunk is consumed and the decoder has no more output for it.
                 loop {
+                    let consumed_before = input.pos;
                     let (hint, produced) = {
                         let mut output = OutBuffer::around(&mut out[..]);
                         let hint = decoder.run(&mut input, &mut output).map_err(|e| {
@@ -415,7 +405,12 @@ fn decode_and_write(
                         })?;
                         (hint, output.pos())
                     };
-                    frame_open = hint != 0;
+                    // A call that neither reads nor writes (the extra one after a frame's last bytes filled
+                    // the buffer exactly) finds the decoder waiting for a next frame's header: its hint says
+                    // nothing about the frame just finished.
+                    if produced > 0 || input.pos > consumed_before {
+                        frame_open = hint != 0;
+                    }
                     sink.push(&out[..produced]).map_err(|e| (e, true))?;
                     if input.pos == chunk.len() && produced < out.len() {
                         break;
@@ -441,31 +436,28 @@ fn decode_and_write(
             }
         }
         ImageFormat::Qcow2 => {
-            use std::io::Write;
-            let path = spool_path(request);
-            let spool_err = |op: &'static str| {
-                let path = path.clone();
-                move |source| (WriteError::Spool { path, op, source }, false)
+            let expanded =
+                qcow2::expand(request, target, skip_zeros, receiver, &mut hasher, &report);
+            let digest = Sha256Digest::from_hasher(hasher);
+            return match expanded {
+                Ok(expanded) => Ok(Decoded {
+                    digest,
+                    downloaded: expanded.downloaded,
+                    disk_bytes: expanded.disk_bytes,
+                    written_bytes: expanded.written_bytes,
+                    touched_target: expanded.written_bytes > 0,
+                }),
+                // Bytes that are not the image asked for: the digest is the clearer report.
+                Err(failed) if failed.drained && digest != request.sha256 => Err((
+                    WriteError::DigestMismatch {
+                        url: request.url.clone(),
+                        expected: request.sha256,
+                        actual: digest,
+                    },
+                    failed.touched,
+                )),
+                Err(failed) => Err((failed.error, failed.touched)),
             };
-            let mut spool = std::fs::File::create(&path).map_err(spool_err("creating"))?;
-            while let Some(chunk) = receiver.blocking_recv() {
-                hasher.update(&chunk);
-                downloaded += chunk.len() as u64;
-                spool.write_all(&chunk).map_err(spool_err("writing"))?;
-                if downloaded >= next_progress {
-                    report(downloaded, 0);
-                    next_progress += PROGRESS_EVERY_BYTES;
-                }
-            }
-            spool.flush().map_err(spool_err("flushing"))?;
-            report(downloaded, 0);
-            return Ok(Decoded {
-                digest: Sha256Digest::from_hasher(hasher),
-                downloaded,
-                disk_bytes: 0,
-                written_bytes: 0,
-                touched_target: false,
-            });
         }
     }
     sink.flush().map_err(|e| (e, true))?;
@@ -477,84 +469,4 @@ fn decode_and_write(
         written_bytes: sink.written_bytes(),
         touched_target: touched(&sink),
     })
-}
-
-/// Expands the verified qcow2 spool onto the target; returns (disk bytes, bytes written). The spool is removed.
-fn expand_qcow2_spool(request: &WriteRequest, target: &Target) -> Result<(u64, u64), WriteError> {
-    let path = spool_path(request);
-    let result = (|| -> Result<(u64, u64), WriteError> {
-        let file = std::fs::File::open(&path).map_err(|source| WriteError::Spool {
-            path: path.clone(),
-            op: "opening",
-            source,
-        })?;
-        let qcow2_err = |source| WriteError::Qcow2 {
-            url: request.url.clone(),
-            source,
-        };
-        let image = Qcow2Image::open(file).map_err(qcow2_err)?;
-        let disk_bytes = image.virtual_size();
-        target.check_fits(disk_bytes)?;
-        let skip_zeros = request.sparse || target.reads_as_zero();
-        let cluster_size = image.header().cluster_size();
-        let zeros = vec![0u8; cluster_size as usize];
-        let mut written = 0u64;
-        let mut next_progress = PROGRESS_EVERY_BYTES;
-        image
-            .for_each_cluster(|guest, cluster| -> Result<(), ExpandError> {
-                match cluster {
-                    Cluster::Data(data) => {
-                        written += target.write_block(data, guest, skip_zeros)?
-                    }
-                    Cluster::Zero if skip_zeros => {}
-                    Cluster::Zero => {
-                        let len = cluster_size.min(disk_bytes - guest) as usize;
-                        written += target.write_block(&zeros[..len], guest, false)?;
-                    }
-                }
-                if guest >= next_progress {
-                    if let Some(progress) = &request.progress {
-                        progress(Progress {
-                            downloaded_bytes: request.expected_size.unwrap_or(0),
-                            total_bytes: request.expected_size,
-                            disk_bytes: guest,
-                        });
-                    }
-                    next_progress += PROGRESS_EVERY_BYTES;
-                }
-                Ok(())
-            })
-            .map_err(|err| match err {
-                ExpandError::Write(err) => err,
-                ExpandError::Image(source) => qcow2_err(source),
-            })?;
-        if let Some(progress) = &request.progress {
-            progress(Progress {
-                downloaded_bytes: request.expected_size.unwrap_or(0),
-                total_bytes: request.expected_size,
-                disk_bytes,
-            });
-        }
-        Ok((disk_bytes, written))
-    })();
-    let _ = std::fs::remove_file(&path);
-    result
-}
-
-/// Errors while expanding: from the image or from the target.
-enum ExpandError {
-    Image(Qcow2Error),
-    Write(WriteError),
-}
-
-impl From<Qcow2Error> for ExpandError {
-    fn from(err: Qcow2Error) -> Self {
-        ExpandError::Image(err)
-    }
-}
-
-impl From<WriteError> for ExpandError {
-    fn from(err: WriteError) -> Self {
-        ExpandError::Write(err)
-    }
 }

@@ -315,3 +315,54 @@ async fn disk_too_small_and_corrupt_zstd() {
     .expect_err("corrupt zstd");
     assert!(matches!(err, WriteError::Zstd { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn zstd_of_whole_mebibytes_is_not_taken_for_truncated() {
+    // Highly compressible, a whole number of the decoder's 1 MiB output buffers: the frame's last bytes fill
+    // the buffer exactly, and the decoder is then asked once more with nothing left to read.
+    let disk: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let zst = zstd::encode_all(&disk[..], 3).expect("zstd");
+    let server = FaultyServer::new(zst.clone(), vec![]);
+    let url = server.start().await;
+    let scratch = Scratch::new();
+    let (target, path) = scratch.disk(None);
+    let report = write_image(
+        &kiln_images::http_client(),
+        &request(&url, &zst, ImageFormat::RawZstd),
+        target,
+    )
+    .await
+    .expect("a complete frame");
+    assert_eq!(report.disk_bytes, disk.len() as u64);
+    assert!(std::fs::read(&path).expect("disk") == disk);
+}
+
+#[tokio::test]
+async fn qcow2_streams_in_either_table_order_and_leaves_no_spool() {
+    let mut disk = disk_bytes(3 << 20, 31);
+    disk[1 << 20..2 << 20].fill(0);
+    let client = kiln_images::http_client();
+    for (layout, qcow) in [
+        ("tables first", crate::qcow2::build_qcow2(&disk, 16, false)),
+        (
+            "tables last",
+            crate::qcow2::build_qcow2_tables_last(&disk, 16),
+        ),
+    ] {
+        let server = FaultyServer::new(qcow.clone(), vec![]);
+        let url = server.start().await;
+        let scratch = Scratch::new();
+        let (target, path) = scratch.disk(None);
+        let mut req = request(&url, &qcow, ImageFormat::Qcow2);
+        req.spool_dir = Some(scratch.dir.path().to_path_buf());
+        let report = write_image(&client, &req, target).await.expect(layout);
+        assert_eq!(report.disk_bytes, disk.len() as u64, "{layout}");
+        assert!(std::fs::read(&path).expect("disk") == disk, "{layout}");
+        let left: Vec<_> = std::fs::read_dir(scratch.dir.path())
+            .expect("dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("kiln-spool"))
+            .collect();
+        assert!(left.is_empty(), "{layout}: spool removed");
+    }
+}

@@ -5,31 +5,8 @@ use std::fmt;
 
 use kiln_inventory::{MacAddr, Node, NodeState, Store, StoreError};
 
-/// Why the kiln ramdisk is booted; passed to the agent as `kiln.mode=…`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RamdiskMode {
-    /// An unknown machine: report what it is so a technician can adopt it.
-    Discovery,
-    /// Read the hardware and report it (enrolled, discovering, inspecting, remediating).
-    Inspect,
-    /// Write the OS image to disk (imaging).
-    Image,
-    /// Secure-erase, then image (wiping).
-    Wipe,
-}
-
-impl RamdiskMode {
-    /// The name on the kernel command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RamdiskMode::Discovery => "discovery",
-            RamdiskMode::Inspect => "inspect",
-            RamdiskMode::Image => "image",
-            RamdiskMode::Wipe => "wipe",
-        }
-    }
-}
+/// Why the kiln ramdisk is booted (`kiln.mode=…`): defined beside the agent's command-line parser, which reads it.
+pub use kiln_agent::cmdline::RamdiskMode;
 
 /// What a network boot leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -46,7 +46,7 @@ async fn every_script_kiln_renders_parses() {
             panic!("not a ramdisk script: {text}");
         };
         assert_eq!(args.mode, mode);
-        assert_eq!(args.mac, mac);
+        assert_eq!(args.mac, Some(mac));
         assert_eq!(args.url, stub.url);
         assert_eq!(Some(&args.token), stub.tokens_for(mac).last());
         match mode {

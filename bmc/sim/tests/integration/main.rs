@@ -4,4 +4,5 @@
 mod bench;
 mod ipmitool;
 mod packets;
+mod qemu;
 mod state;

@@ -6,8 +6,13 @@
 //! "all zeros" clusters (read as zeros), the dirty bit. Not supported, refused with [`Qcow2Error::Unsupported`]:
 //! backing files, encryption, compressed clusters, external data files, extended L2 entries, and any other
 //! incompatible feature bit. Snapshots are ignored (only the active L1 table is read).
+//!
+//! [`Qcow2Image`] reads an image with random access; [`stream::Qcow2Stream`] expands one in a single pass over
+//! its bytes as they download, with the same checks.
 
 use std::os::unix::fs::FileExt;
+
+pub mod stream;
 
 /// qcow2's magic number, `QFI\xfb`.
 pub const QCOW2_MAGIC: u32 = 0x5146_49fb;
@@ -52,7 +57,7 @@ pub enum Qcow2Error {
     },
 }
 
-fn corrupt(detail: impl Into<String>) -> Qcow2Error {
+pub(crate) fn corrupt(detail: impl Into<String>) -> Qcow2Error {
     Qcow2Error::Corrupt {
         detail: detail.into(),
     }
@@ -148,63 +153,57 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(word)
 }
 
-fn be_u64(bytes: &[u8], at: usize) -> u64 {
+pub(crate) fn be_u64(bytes: &[u8], at: usize) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&bytes[at..at + 8]);
     u64::from_be_bytes(word)
 }
 
-impl<R: ReadAt> Qcow2Image<R> {
-    /// Reads and checks the header.
-    pub fn open(source: R) -> Result<Self, Qcow2Error> {
-        let file_len = source
-            .len()
-            .map_err(|source| Qcow2Error::Io { offset: 0, source })?;
-        let mut raw = [0u8; 104];
-        if file_len < 72 {
+impl Qcow2Header {
+    /// Parses and checks the header at the start of a `file_len`-byte image; `raw` holds its first
+    /// `min(104, file_len)` bytes. A streamed image of unknown length passes `u64::MAX` (the checks against the
+    /// end of the file are then made when the stream ends).
+    pub(crate) fn parse(raw: &[u8], file_len: u64) -> Result<Self, Qcow2Error> {
+        if raw.len() < 72 {
             return Err(corrupt(format!(
                 "file is {file_len} bytes, shorter than a qcow2 header"
             )));
         }
-        let header_len = if file_len >= 104 { 104 } else { 72 };
-        source
-            .read_exact_at(&mut raw[..header_len], 0)
-            .map_err(|source| Qcow2Error::Io { offset: 0, source })?;
-        let magic = be_u32(&raw, 0);
+        let magic = be_u32(raw, 0);
         if magic != QCOW2_MAGIC {
             return Err(Qcow2Error::NotQcow2 { magic });
         }
-        let version = be_u32(&raw, 4);
+        let version = be_u32(raw, 4);
         if version != 2 && version != 3 {
             return Err(Qcow2Error::Unsupported {
                 feature: format!("version {version}"),
             });
         }
-        if be_u64(&raw, 8) != 0 {
+        if be_u64(raw, 8) != 0 {
             return Err(Qcow2Error::Unsupported {
                 feature: "a backing file".into(),
             });
         }
-        let cluster_bits = be_u32(&raw, 20);
+        let cluster_bits = be_u32(raw, 20);
         if !(9..=21).contains(&cluster_bits) {
             return Err(corrupt(format!(
                 "cluster_bits {cluster_bits} is outside 9..=21"
             )));
         }
-        let virtual_size = be_u64(&raw, 24);
-        let crypt_method = be_u32(&raw, 32);
+        let virtual_size = be_u64(raw, 24);
+        let crypt_method = be_u32(raw, 32);
         if crypt_method != 0 {
             return Err(Qcow2Error::Unsupported {
                 feature: format!("encryption (method {crypt_method})"),
             });
         }
-        let l1_size = be_u32(&raw, 36);
-        let l1_table_offset = be_u64(&raw, 40);
+        let l1_size = be_u32(raw, 36);
+        let l1_table_offset = be_u64(raw, 40);
         if version == 3 {
-            if header_len < 104 {
+            if raw.len() < 104 {
                 return Err(corrupt("version 3 header is truncated"));
             }
-            let incompatible = be_u64(&raw, 72);
+            let incompatible = be_u64(raw, 72);
             // Bit 0 (dirty) only means refcounts may be stale; the L1/L2 mapping kiln reads is still valid.
             let known_bad = [
                 (1u64 << 1, "the corrupt bit"),
@@ -234,8 +233,7 @@ impl<R: ReadAt> Qcow2Image<R> {
             l1_table_offset,
         };
         let cluster_size = header.cluster_size();
-        let l2_entries = cluster_size / 8;
-        let needed_l1 = virtual_size.div_ceil(cluster_size).div_ceil(l2_entries);
+        let needed_l1 = header.l1_entries_used();
         if u64::from(l1_size) < needed_l1 {
             return Err(corrupt(format!(
                 "L1 table has {l1_size} entries, a {virtual_size}-byte disk needs {needed_l1}"
@@ -252,13 +250,111 @@ impl<R: ReadAt> Qcow2Image<R> {
                     "L1 table offset {l1_table_offset} is not cluster-aligned"
                 )));
             }
-            let end = l1_table_offset.checked_add(u64::from(l1_size) * 8);
-            if end.is_none_or(|end| end > file_len) {
-                return Err(corrupt(format!(
-                    "L1 table at {l1_table_offset} ({l1_size} entries) runs past the end of the {file_len}-byte file"
-                )));
-            }
+            header.check_l1_fits(file_len)?;
         }
+        Ok(header)
+    }
+
+    /// Guest clusters of the disk.
+    pub fn guest_clusters(&self) -> u64 {
+        self.virtual_size.div_ceil(self.cluster_size())
+    }
+
+    /// L1 entries that map the disk (the table may hold more).
+    pub fn l1_entries_used(&self) -> u64 {
+        self.guest_clusters().div_ceil(self.cluster_size() / 8)
+    }
+
+    /// The whole L1 table must lie inside the file.
+    pub(crate) fn check_l1_fits(&self, file_len: u64) -> Result<(), Qcow2Error> {
+        let end = self
+            .l1_table_offset
+            .checked_add(u64::from(self.l1_size) * 8);
+        if end.is_none_or(|end| end > file_len) {
+            return Err(corrupt(format!(
+                "L1 table at {} ({} entries) runs past the end of the {file_len}-byte file",
+                self.l1_table_offset, self.l1_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The cluster-aligned host offset in table entry `entry` (`what` entry `index`), which must lie inside a
+    /// `file_len`-byte file.
+    pub(crate) fn table_offset(
+        &self,
+        entry: u64,
+        what: &str,
+        index: u64,
+        file_len: u64,
+    ) -> Result<u64, Qcow2Error> {
+        let offset = entry & OFFSET_MASK;
+        let cluster_size = self.cluster_size();
+        if !offset.is_multiple_of(cluster_size) {
+            return Err(corrupt(format!(
+                "{what} entry {index} points at {offset}, not cluster-aligned"
+            )));
+        }
+        if offset
+            .checked_add(cluster_size)
+            .is_none_or(|end| end > file_len)
+        {
+            return Err(past_end(what, index, offset, file_len));
+        }
+        Ok(offset)
+    }
+
+    /// Decodes the L2 entry for guest cluster `guest_cluster`.
+    pub(crate) fn l2_entry(
+        &self,
+        entry: u64,
+        guest_cluster: u64,
+        file_len: u64,
+    ) -> Result<L2Entry, Qcow2Error> {
+        if entry & L2_COMPRESSED != 0 {
+            return Err(Qcow2Error::Unsupported {
+                feature: format!(
+                    "compressed clusters (guest offset {})",
+                    guest_cluster * self.cluster_size()
+                ),
+            });
+        }
+        if (self.version == 3 && entry & L2_ZERO != 0) || entry & OFFSET_MASK == 0 {
+            return Ok(L2Entry::Zero);
+        }
+        self.table_offset(entry, "L2", guest_cluster, file_len)
+            .map(L2Entry::At)
+    }
+}
+
+/// A table entry that points past the end of the file.
+pub(crate) fn past_end(what: &str, index: u64, offset: u64, file_len: u64) -> Qcow2Error {
+    corrupt(format!(
+        "{what} entry {index} points at {offset}, past the end of the {file_len}-byte file"
+    ))
+}
+
+/// What an L2 entry says about its guest cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum L2Entry {
+    /// Reads as zeros.
+    Zero,
+    /// Stored at this host offset (checked: cluster-aligned, inside a `file_len`-byte file).
+    At(u64),
+}
+
+impl<R: ReadAt> Qcow2Image<R> {
+    /// Reads and checks the header.
+    pub fn open(source: R) -> Result<Self, Qcow2Error> {
+        let file_len = source
+            .len()
+            .map_err(|source| Qcow2Error::Io { offset: 0, source })?;
+        let mut raw = [0u8; 104];
+        let header_len = file_len.min(104) as usize;
+        source
+            .read_exact_at(&mut raw[..header_len], 0)
+            .map_err(|source| Qcow2Error::Io { offset: 0, source })?;
+        let header = Qcow2Header::parse(&raw[..header_len], file_len)?;
         Ok(Self {
             source,
             header,
@@ -282,26 +378,6 @@ impl<R: ReadAt> Qcow2Image<R> {
             .map_err(|source| Qcow2Error::Io { offset, source })
     }
 
-    fn table_offset(&self, entry: u64, what: &str, index: u64) -> Result<u64, Qcow2Error> {
-        let offset = entry & OFFSET_MASK;
-        let cluster_size = self.header.cluster_size();
-        if !offset.is_multiple_of(cluster_size) {
-            return Err(corrupt(format!(
-                "{what} entry {index} points at {offset}, not cluster-aligned"
-            )));
-        }
-        if offset
-            .checked_add(cluster_size)
-            .is_none_or(|end| end > self.file_len)
-        {
-            return Err(corrupt(format!(
-                "{what} entry {index} points at {offset}, past the end of the {}-byte file",
-                self.file_len
-            )));
-        }
-        Ok(offset)
-    }
-
     /// Calls `visit(guest_offset, cluster)` for every guest cluster in order, up to the virtual size.
     /// Stops at the first error, from the image or from `visit`.
     pub fn for_each_cluster<E>(
@@ -314,8 +390,8 @@ impl<R: ReadAt> Qcow2Image<R> {
         let cluster_size = self.header.cluster_size();
         let l2_entries = cluster_size / 8;
         let virtual_size = self.header.virtual_size;
-        let clusters = virtual_size.div_ceil(cluster_size);
-        let l1_used = clusters.div_ceil(l2_entries);
+        let clusters = self.header.guest_clusters();
+        let l1_used = self.header.l1_entries_used();
         let mut table = vec![0u8; cluster_size as usize];
         let mut data = vec![0u8; cluster_size as usize];
         let mut l1 = vec![0u8; (l1_used * 8) as usize];
@@ -330,23 +406,23 @@ impl<R: ReadAt> Qcow2Image<R> {
                 }
                 continue;
             }
-            let l2_offset = self.table_offset(l1_entry, "L1", l1_index)?;
+            let l2_offset = self
+                .header
+                .table_offset(l1_entry, "L1", l1_index, self.file_len)?;
             self.read(&mut table, l2_offset)?;
             for i in 0..in_this_table {
                 let guest = (first_cluster + i) * cluster_size;
                 let l2_entry = be_u64(&table, (i * 8) as usize);
-                if l2_entry & L2_COMPRESSED != 0 {
-                    return Err(Qcow2Error::Unsupported {
-                        feature: format!("compressed clusters (guest offset {guest})"),
+                let host = match self
+                    .header
+                    .l2_entry(l2_entry, first_cluster + i, self.file_len)?
+                {
+                    L2Entry::Zero => {
+                        visit(guest, Cluster::Zero)?;
+                        continue;
                     }
-                    .into());
-                }
-                let host = l2_entry & OFFSET_MASK;
-                if (self.header.version == 3 && l2_entry & L2_ZERO != 0) || host == 0 {
-                    visit(guest, Cluster::Zero)?;
-                    continue;
-                }
-                let host = self.table_offset(l2_entry, "L2", first_cluster + i)?;
+                    L2Entry::At(host) => host,
+                };
                 let len = cluster_size.min(virtual_size - guest) as usize;
                 self.read(&mut data[..len], host)?;
                 visit(guest, Cluster::Data(&data[..len]))?;
