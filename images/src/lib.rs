@@ -14,6 +14,7 @@
 pub mod cas;
 pub mod digest;
 pub mod http;
+pub mod mapped;
 pub mod qcow2;
 pub mod seed;
 pub mod serve;

@@ -1,11 +1,11 @@
 //! Serving images over HTTP: `GET`/`HEAD` with single `Range` requests, a strong `ETag` (the sha256) with
-//! `If-None-Match`, and bodies streamed from the file in large reads (never buffered whole).
+//! `If-None-Match`, and bodies streamed as slices of a read-only map of the blob (never buffered whole; see
+//! [`crate::mapped`]).
 //!
 //! Routes (mount the [`image_router`] wherever the API or provisioner wants them):
 //! - `/images/sha256/{digest}`: a blob by content address;
 //! - `/images/{name}/{version}`: a cataloged image, with `X-Kiln-Sha256` and `X-Kiln-Image-Format` headers.
 
-use std::io::SeekFrom;
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,14 +14,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use crate::cas::ImageLibrary;
 use crate::digest::Sha256Digest;
+use crate::mapped::{MappedFile, body_stream};
 
-/// Bytes read from disk per body chunk: large enough that per-chunk overhead does not matter.
-const READ_CHUNK_BYTES: usize = 256 * 1024;
+/// Bytes per body chunk (a slice of the map): large enough that per-chunk overhead does not matter.
+const BODY_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// A router serving the library's images (see the module docs for routes).
 pub fn image_router(library: ImageLibrary) -> Router {
@@ -144,7 +143,7 @@ async fn serve_blob(
     extra: HeaderMap,
 ) -> Response {
     let path = library.blobs.path_of(&digest);
-    let mut file = match tokio::fs::File::open(&path).await {
+    let file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return (StatusCode::NOT_FOUND, "no such image\n").into_response();
@@ -193,22 +192,20 @@ async fn serve_blob(
             return (StatusCode::RANGE_NOT_SATISFIABLE, response_headers).into_response();
         }
     };
-    if start > 0
-        && let Err(err) = file.seek(SeekFrom::Start(start)).await
-    {
-        tracing::warn!(path = %path.display(), error = %err, "cannot seek image blob");
-        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read image\n").into_response();
-    }
+    let map = match MappedFile::open(&file.into_std().await, len) {
+        Ok(map) => map,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "cannot map image blob");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read image\n").into_response();
+        }
+    };
     response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     response_headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
     tracing::debug!(digest = %digest, start, count, "serving image");
-    let body = Body::from_stream(ReaderStream::with_capacity(
-        file.take(count),
-        READ_CHUNK_BYTES,
-    ));
+    let body = Body::from_stream(body_stream(map, start, count, BODY_CHUNK_BYTES));
     (status, response_headers, body).into_response()
 }
 
