@@ -13,7 +13,7 @@ use kiln_images::{ContentStore, ImageLibrary, image_router};
 use kiln_inventory::Store;
 use kiln_provisioner::boot::http::{BootHttp, BootHttpConfig};
 use kiln_provisioner::lifecycle::{
-    BmcConnector, Ctx, Engine, EngineConfig, Gates, InventoryBmcs, NodeAccess, report_router,
+    BmcConnector, Ctx, Engine, EngineConfig, InventoryBmcs, NodeAccess, report_router,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -93,14 +93,13 @@ pub async fn start(store: Store, mut options: ServerOptions) -> anyhow::Result<R
                 .access
                 .clone()
                 .context("the engine needs a way into nodes (an SSH key)")?;
-            let ctx = Ctx {
-                store: store.clone(),
-                gates: Arc::new(Gates::new(&config)),
-                config: Arc::new(config),
+            let ctx = Ctx::new(
+                store.clone(),
+                config,
                 bmcs,
                 access,
-                skus: Arc::new(SkuCatalog::builtin().context("loading the SKU profiles")?),
-            };
+                Arc::new(SkuCatalog::builtin().context("loading the SKU profiles")?),
+            );
             Some(Engine::new(ctx))
         }
         None => None,

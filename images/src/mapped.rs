@@ -156,7 +156,10 @@ mod tests {
         let map = MappedFile::open(file.as_file(), bytes.len() as u64).expect("map");
         assert_eq!(map.as_slice(), &bytes[..]);
         assert_eq!(collect(map.clone(), 0, 10_000, 4096).await, bytes);
-        assert_eq!(collect(map.clone(), 123, 4000, 1000).await, &bytes[123..4123]);
+        assert_eq!(
+            collect(map.clone(), 123, 4000, 1000).await,
+            &bytes[123..4123]
+        );
         // A range past the end is clamped, never a fault.
         assert_eq!(collect(map.clone(), 9_990, 100, 7).await, &bytes[9_990..]);
         assert!(collect(map, 20_000, 5, 7).await.is_empty());

@@ -89,7 +89,9 @@ impl SimFleet {
         } else {
             config.profiles.clone()
         };
-        let (events, _) = broadcast::channel(4096);
+        // A burst of power-ons across the fleet must not overflow the channel: a lagging subscriber (the
+        // hall simulator) loses events, such as which device a one-time boot override named.
+        let (events, _) = broadcast::channel(config.count.saturating_mul(4).max(4096));
         let cancel = CancellationToken::new();
         let mut routers: HashMap<&'static str, Router<Arc<SimBmc>>> = HashMap::new();
         let shared_cert = if config.tls && !config.cert_per_bmc {

@@ -38,6 +38,9 @@ pub struct Args {
     /// Planted faults (`none`, `demo`, or `kind=fraction,…`); the critical path assumes none.
     #[arg(long, default_value = "none")]
     faults: String,
+    /// Keep the SQLite database at this path after the run (for `kiln --db … node show` and the event log).
+    #[arg(long, value_name = "PATH")]
+    keep_db: Option<std::path::PathBuf>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout_s: u64,
@@ -96,13 +99,42 @@ pub fn critical_path(sim: &SimConfig, engine: &EngineConfig) -> Duration {
     chain.max(by_images).max(by_burn_in).max(power_ons)
 }
 
+/// Prints how long nodes stayed in each working state (mean and slowest, from the event log): where the
+/// wall time above the critical path went.
+async fn print_state_times(store: &Store, nodes: &[kiln_inventory::Node]) -> anyhow::Result<()> {
+    let mut stays: std::collections::BTreeMap<NodeState, Vec<f64>> = Default::default();
+    for node in nodes {
+        let transitions: Vec<_> = store
+            .node_events(node.id)
+            .await?
+            .into_iter()
+            .filter(|e| e.to_state.is_some())
+            .collect();
+        for pair in transitions.windows(2) {
+            if let Some(state) = pair[0].to_state {
+                let stay = (pair[1].at - pair[0].at).num_milliseconds() as f64 / 1000.0;
+                stays.entry(state).or_default().push(stay);
+            }
+        }
+    }
+    let mut line = String::from("  time per state (mean / max s):");
+    for (state, times) in &stays {
+        let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+        let max = times.iter().copied().fold(0.0, f64::max);
+        line.push_str(&format!(" {state} {mean:.2}/{max:.2}"));
+    }
+    eprintln!("{line}");
+    Ok(())
+}
+
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a scratch directory")?;
     let (url, scratch) = if args.db == "sqlite" {
-        (
-            format!("sqlite://{}", dir.path().join("bench.db").display()),
-            None,
-        )
+        let path = args
+            .keep_db
+            .clone()
+            .unwrap_or_else(|| dir.path().join("bench.db"));
+        (format!("sqlite://{}", path.display()), None)
     } else {
         let scratch = ScratchDatabase::create(&args.db, "kiln_bringup")
             .await
@@ -157,6 +189,9 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     run.running.stop().await;
     run.hall.shutdown();
     let watched = watched?;
+    if let Err(err) = print_state_times(&store, &watched.nodes).await {
+        eprintln!("bench: cannot read the time per state: {err:#}");
+    }
     store.close().await;
     if let Some(scratch) = scratch {
         let _ = scratch.drop_now().await;

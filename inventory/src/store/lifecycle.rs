@@ -9,6 +9,17 @@ use crate::clock::to_millis;
 use crate::error::StoreError;
 use crate::model::NodeId;
 
+/// How far back a woken or newly transitioned node's `next_check_at` is set: claims take due nodes oldest
+/// first, so this puts nodes that have something new to act on (a report, a new state) ahead of a backlog of
+/// routine rechecks. At hall scale the backlog is minutes deep, and handling reports first is what keeps the
+/// pipeline moving.
+pub(crate) const AHEAD_OF_QUEUE_MS: i64 = 3_600_000;
+
+/// `now_ms` moved [`AHEAD_OF_QUEUE_MS`] back.
+pub(crate) fn ahead_of_queue(now_ms: i64) -> i64 {
+    now_ms - AHEAD_OF_QUEUE_MS
+}
+
 /// A node's engine record as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeWork {
@@ -73,7 +84,7 @@ impl Store {
             "UPDATE nodes SET wake_seq = wake_seq + 1, \
              next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END WHERE id = $2",
         )
-        .bind(to_millis(self.now()))
+        .bind(ahead_of_queue(to_millis(self.now())))
         .bind(id.0)
         .execute(&self.write)
         .await
@@ -116,7 +127,7 @@ impl Store {
                 "UPDATE nodes SET wake_seq = wake_seq + 1, \
                  next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END WHERE id = $2",
             )
-            .bind(now)
+            .bind(ahead_of_queue(now))
             .bind(node.0)
             .execute(&mut *tx)
             .await
@@ -189,7 +200,7 @@ impl Store {
         .bind(node.0)
         .bind(owner)
         .bind(seen_wake_seq)
-        .bind(now)
+        .bind(ahead_of_queue(now))
         .bind(work.map(|(_, text)| text))
         .bind(work.map(|(state, _)| state.as_str()))
         .execute(&self.write)

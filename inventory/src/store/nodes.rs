@@ -242,8 +242,11 @@ impl Store {
         }
         let now = self.now();
         let at = to_millis(now);
-        // Nodes in a working state are due for the engine at once; the others wait for a person or a lease.
-        let next_check = to.is_active().then_some(at);
+        // Nodes in a working state are due for the engine at once, ahead of routine rechecks; the others wait
+        // for a person or a lease.
+        let next_check = to
+            .is_active()
+            .then_some(super::lifecycle::ahead_of_queue(at));
         let mut tx = self
             .write
             .begin()

@@ -59,6 +59,11 @@ pub struct EngineConfig {
     pub handler_timeout: Duration,
     /// Concurrency limits.
     pub limits: Limits,
+    /// How long a BMC client (its session and connection) is kept between a node's operations. Real time:
+    /// BMCs expire idle sessions on their own clock, so time compression leaves this alone.
+    pub bmc_session_idle: Duration,
+    /// BMC clients kept at most (the least recently used is closed beyond this).
+    pub bmc_sessions_kept: usize,
     /// Catalog image (name, version) written to nodes.
     pub image: Option<(String, String)>,
     /// Remediation ladders.
@@ -94,6 +99,8 @@ impl Default for EngineConfig {
             burn_in: minutes(4 * 60),
             handler_timeout: minutes(10),
             limits: Limits::default(),
+            bmc_session_idle: Duration::from_secs(60),
+            bmc_sessions_kept: 4096,
             image: None,
             policy: Policy::default(),
         }

@@ -13,6 +13,7 @@ use kiln_inventory::{BmcProtocol, Node, Store};
 use super::access::NodeAccess;
 use super::config::EngineConfig;
 pub use super::gates::Gates;
+use super::sessions::BmcSessions;
 
 /// Opens a BMC client for a node.
 #[async_trait::async_trait]
@@ -115,6 +116,8 @@ pub struct Ctx {
     pub skus: Arc<SkuCatalog>,
     /// Concurrency limits.
     pub gates: Arc<Gates>,
+    /// BMC clients kept between a node's operations.
+    pub sessions: Arc<BmcSessions>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -126,6 +129,28 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
+    /// A context with fresh gates and an empty BMC client cache sized by `config`.
+    pub fn new(
+        store: Store,
+        config: EngineConfig,
+        bmcs: Arc<dyn BmcConnector>,
+        access: Arc<dyn NodeAccess>,
+        skus: Arc<SkuCatalog>,
+    ) -> Self {
+        Ctx {
+            store,
+            gates: Arc::new(Gates::new(&config)),
+            sessions: Arc::new(BmcSessions::new(
+                config.bmc_session_idle,
+                config.bmc_sessions_kept,
+            )),
+            config: Arc::new(config),
+            bmcs,
+            access,
+            skus,
+        }
+    }
+
     /// This instance's actor name for events.
     pub fn actor(&self) -> &str {
         &self.config.instance

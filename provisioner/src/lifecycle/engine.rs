@@ -197,9 +197,11 @@ async fn handle_node(ctx: &Ctx, node: &Node) -> Result<(), StoreError> {
     let mut work = Work::parse(node, stored.work.as_deref());
     let before = work.clone();
     let over_sla = ctx.config.sla_of(node.state).filter(|sla| {
-        (ctx.store.now() - node.state_entered_at)
-            .to_std()
-            .is_ok_and(|stayed| stayed > *sla)
+        sla_started(node, &work).is_some_and(|started| {
+            (ctx.store.now() - started)
+                .to_std()
+                .is_ok_and(|stayed| stayed > *sla)
+        })
     });
     let outcome = match over_sla {
         Some(sla) if node.state != NodeState::Remediating => {
@@ -232,6 +234,16 @@ async fn handle_node(ctx: &Ctx, node: &Node) -> Result<(), StoreError> {
         }
     };
     record(ctx, node, work, &before, stored.wake_seq, outcome).await
+}
+
+/// When the node's SLA clock in its state started (`None`: not running). Imaging counts from the write
+/// request: time queued for an image slot is the hall's backlog (10,000 nodes through 64 slots take hours),
+/// not a fault of the node. Every other state counts from entry.
+fn sla_started(node: &Node, work: &Work) -> Option<chrono::DateTime<chrono::Utc>> {
+    match node.state {
+        NodeState::Imaging => work.current_intent(node).map(|intent| intent.at),
+        _ => Some(node.state_entered_at),
+    }
 }
 
 async fn record(

@@ -25,8 +25,14 @@ pub enum ImageSlot {
     Granted,
     /// Every slot is taken; the node is queued and woken when one frees.
     Queued,
-    /// A slot is free but the rack's power-on budget is spent for this long.
-    PowerWait(Duration),
+    /// A slot is free but the rack's power-on budget is spent for this long. The node keeps its place in the
+    /// queue; `wake` is a queued node whose rack may power on now, to be woken for the free slot.
+    PowerWait {
+        /// Until the rack's budget allows a power-on.
+        wait: Duration,
+        /// Another waiter that can use the free slot now.
+        wake: Option<NodeId>,
+    },
 }
 
 /// Concurrency limits shared by the handlers of one engine.
@@ -115,7 +121,14 @@ impl Gates {
         let now = Instant::now();
         let mut power = lock(&self.power_ons);
         if let Some(wait) = power.wait(rack, self.power_ons_per_s, now) {
-            return ImageSlot::PowerWait(wait);
+            if !waiters.iter().any(|(w, _)| *w == node) {
+                waiters.push_back((node, rack.to_string()));
+            }
+            let ready = waiters.iter().position(|(w, rack)| {
+                *w != node && power.wait(rack, self.power_ons_per_s, now).is_none()
+            });
+            let wake = ready.and_then(|i| waiters.remove(i)).map(|(w, _)| w);
+            return ImageSlot::PowerWait { wait, wake };
         }
         power.take(rack, now);
         power.reserved.insert(node, now);
@@ -146,30 +159,25 @@ impl Gates {
         lock(&self.images).len()
     }
 
-    /// Waits until `rack` may power on one more server (at most K per rack per second); a power-on reserved
-    /// for `node` with its image slot is used at once.
-    pub async fn power_on_slot(&self, rack: &str, node: NodeId) {
-        loop {
-            let wait = {
-                let mut power = lock(&self.power_ons);
-                let now = Instant::now();
-                if power
-                    .reserved
-                    .remove(&node)
-                    .is_some_and(|at| now.duration_since(at) < RESERVATION)
-                {
-                    return;
-                }
-                let wait = power.wait(rack, self.power_ons_per_s, now);
-                if wait.is_none() {
-                    power.take(rack, now);
-                }
-                wait
-            };
-            match wait {
-                None => return,
-                Some(wait) => tokio::time::sleep(wait).await,
+    /// Takes a power-on of `rack` for `node` now, or says how long until the rack's budget (K per second)
+    /// allows one. A power-on reserved for `node` with its image slot is used first. Handlers do not sleep
+    /// on the budget: they wait with the node released, so workers stay free for nodes of other racks.
+    pub fn try_power_on(&self, rack: &str, node: NodeId) -> Result<(), Duration> {
+        let mut power = lock(&self.power_ons);
+        let now = Instant::now();
+        if power
+            .reserved
+            .remove(&node)
+            .is_some_and(|at| now.duration_since(at) < RESERVATION)
+        {
+            return Ok(());
+        }
+        match power.wait(rack, self.power_ons_per_s, now) {
+            None => {
+                power.take(rack, now);
+                Ok(())
             }
+            Some(wait) => Err(wait),
         }
     }
 }
@@ -193,16 +201,18 @@ mod tests {
         // The rack's budget is spent: a third node of r1 takes no slot, a node of r2 does.
         assert!(matches!(
             gates.start_image(NodeId(3), "r1"),
-            ImageSlot::PowerWait(wait) if wait <= Duration::from_secs(1)
+            ImageSlot::PowerWait { wait, wake: None } if wait <= Duration::from_secs(1)
         ));
         assert_eq!(gates.start_image(NodeId(4), "r2"), ImageSlot::Granted);
         assert_eq!(gates.images_in_flight(), 3);
-        // The reserved power-on is used without waiting; an unreserved one of r1 waits out the second.
-        let started = Instant::now();
-        gates.power_on_slot("r1", NodeId(1)).await;
-        assert_eq!(started.elapsed(), Duration::ZERO);
-        gates.power_on_slot("r1", NodeId(9)).await;
-        assert!(started.elapsed() >= Duration::from_millis(999));
+        // The reserved power-on is used at once; an unreserved one of r1 waits out the second.
+        assert_eq!(gates.try_power_on("r1", NodeId(1)), Ok(()));
+        assert!(matches!(
+            gates.try_power_on("r1", NodeId(9)),
+            Err(wait) if wait > Duration::ZERO && wait <= Duration::from_secs(1)
+        ));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(gates.try_power_on("r1", NodeId(9)), Ok(()));
         // A slot already held is kept without another power-on.
         assert_eq!(gates.start_image(NodeId(1), "r1"), ImageSlot::Granted);
     }
@@ -220,5 +230,29 @@ mod tests {
         assert_eq!(gates.finish_image(NodeId(3)), Some(NodeId(2)));
         assert_eq!(gates.finish_image(NodeId(3)), None, "a slot is freed once");
         assert_eq!(gates.start_image(NodeId(2), "r1"), ImageSlot::Granted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_held_back_by_its_rack_hands_the_free_slot_on() {
+        let gates = gates(1, 1);
+        assert_eq!(gates.start_image(NodeId(1), "r1"), ImageSlot::Granted);
+        for (node, rack) in [(2, "r1"), (3, "r2"), (4, "r3")] {
+            assert_eq!(gates.start_image(NodeId(node), rack), ImageSlot::Queued);
+        }
+        // Node 1's write ends: node 2 (r1 just powered on) is passed over for node 3 (r2).
+        assert_eq!(gates.finish_image(NodeId(1)), Some(NodeId(3)));
+        // Node 2 tries before node 3 got there: r1 must wait, node 2 keeps its place, node 4 (r3) is woken.
+        assert!(matches!(
+            gates.start_image(NodeId(2), "r1"),
+            ImageSlot::PowerWait {
+                wake: Some(NodeId(4)),
+                ..
+            }
+        ));
+        assert_eq!(gates.start_image(NodeId(4), "r3"), ImageSlot::Granted);
+        assert_eq!(gates.start_image(NodeId(3), "r2"), ImageSlot::Queued);
+        // Once r1's second has passed, node 2 is first in line again.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(gates.finish_image(NodeId(4)), Some(NodeId(2)));
     }
 }

@@ -11,6 +11,7 @@ mod handlers;
 pub mod outcome;
 pub mod policy;
 pub mod reports;
+pub mod sessions;
 pub mod ssh;
 pub mod work;
 

@@ -20,7 +20,7 @@ use kiln_inventory::{
 };
 use kiln_provisioner::boot::decision::{BootAction, RamdiskMode, action_for_state};
 use kiln_provisioner::lifecycle::{
-    AccessError, BmcConnector, Ctx, Engine, EngineConfig, Gates, Limits, NodeAccess, NodeHost,
+    AccessError, BmcConnector, Ctx, Engine, EngineConfig, Limits, NodeAccess, NodeHost,
     PostImageFacts,
 };
 
@@ -537,13 +537,12 @@ fn real_time_config(instance: &str) -> EngineConfig {
 }
 
 fn engine_over(store: Store, config: EngineConfig, bmcs: &FakeBmcs, access: FakeAccess) -> Engine {
-    let ctx = Ctx {
+    let ctx = Ctx::new(
         store,
-        gates: Arc::new(Gates::new(&config)),
-        config: Arc::new(config),
-        bmcs: Arc::new(bmcs.clone()),
-        access: Arc::new(access),
-        skus: Arc::new(SkuCatalog::builtin().expect("skus")),
-    };
+        config,
+        Arc::new(bmcs.clone()),
+        Arc::new(access),
+        Arc::new(SkuCatalog::builtin().expect("skus")),
+    );
     Engine::new(ctx)
 }

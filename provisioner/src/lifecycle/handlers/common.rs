@@ -24,12 +24,13 @@ pub type BmcOp<'a, T> = Box<
         + 'a,
 >;
 
-/// Runs `op` against the node's BMC under the BMC gate; the client is closed afterwards.
+/// Runs `op` against the node's BMC under the BMC gate, with the node's kept client when there is one; the
+/// client is kept for the node's next operation when `op` succeeded, closed otherwise.
 pub async fn with_bmc<T: Send>(ctx: &Ctx, node: &Node, op: BmcOp<'_, T>) -> Result<T, BmcError> {
     let _permit = ctx.gates.bmc.acquire().await;
-    let bmc = ctx.bmcs.connect(node).await?;
+    let bmc = ctx.sessions.get(ctx.bmcs.as_ref(), node).await?;
     let result = op(bmc.as_ref()).await;
-    bmc.close().await;
+    ctx.sessions.put(node, bmc, result.is_ok());
     result
 }
 
@@ -53,8 +54,8 @@ pub fn bmc_trouble(ctx: &Ctx, work: &mut Work, what: &str, err: &BmcError) -> Ou
 }
 
 /// Asks for a one-time boot from `device` and powers the server on (or cycles it), recording the intent before
-/// the BMC calls and marking it done after (saved with the handler's outcome). Honors the per-rack power-on
-/// rate.
+/// the BMC calls and marking it done after (saved with the handler's outcome). The caller has taken a
+/// power-on of the rack ([`crate::lifecycle::gates::Gates::try_power_on`]).
 pub async fn request_boot(
     ctx: &Ctx,
     node: &Node,
@@ -79,7 +80,6 @@ pub async fn request_boot(
     ctx.store
         .set_node_work(node.id, node.state, &work.to_json())
         .await?;
-    ctx.gates.power_on_slot(&node.rack, node.id).await;
     let device = match kind {
         IntentKind::PxeBoot => BootDevice::Pxe,
         IntentKind::DiskBoot => BootDevice::Disk,
@@ -193,6 +193,12 @@ async fn boot(
     kind: IntentKind,
     waiting_for: &str,
 ) -> Result<Outcome, StoreError> {
+    if let Err(wait) = ctx.gates.try_power_on(&node.rack, node.id) {
+        return Ok(Outcome::wait(
+            format!("rack {} is at its power-on rate", node.rack),
+            wait,
+        ));
+    }
     Ok(match request_boot(ctx, node, work, kind).await? {
         // The node's report wakes it; the timeout is the fallback.
         Ok(()) => Outcome::wait(

@@ -38,8 +38,10 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         })
         .await?;
     // The node completing the group wakes its leader, and the leader moves every member when the run is
-    // judged: the waits below are fallbacks (a peer that leaves for quarantine wakes no one).
-    let fallback = ctx.config.recheck * 4;
+    // judged: the waits below are fallbacks (a peer that leaves for quarantine wakes no one). They are long
+    // because thousands of nodes can wait here while their racks are imaged; polling them would cost more
+    // than the bring-up itself.
+    let fallback = ctx.config.boot_timeout;
     let coming = rack.iter().filter(|n| still_coming(n.state)).count();
     if coming > 0 {
         return Ok(Outcome::wait(

@@ -28,14 +28,19 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     };
     match ctx.gates.start_image(node.id, &node.rack) {
         ImageSlot::Granted => {}
-        // Queued: the engine wakes the next waiter when a write finishes; the long recheck is a fallback.
+        // Queued: the engine wakes the next waiter when a write finishes; the long recheck is a fallback
+        // (a hall's backlog can be thousands of nodes: polling them would cost more than the writes).
         ImageSlot::Queued => {
             return Ok(Outcome::wait(
                 "all image-write slots are busy",
-                ctx.config.recheck * 20,
+                ctx.config.boot_timeout * 3,
             ));
         }
-        ImageSlot::PowerWait(wait) => {
+        ImageSlot::PowerWait { wait, wake } => {
+            if let Some(next) = wake {
+                // The free slot goes to a waiter whose rack may power on now.
+                ctx.store.wake_node(next).await?;
+            }
             return Ok(Outcome::wait(
                 format!("rack {} is at its power-on rate", node.rack),
                 wait,

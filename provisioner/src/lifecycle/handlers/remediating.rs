@@ -36,6 +36,12 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             format!("{step}: retry {retry_state} after {what}"),
         ),
         Action::PowerCycle => {
+            if let Err(wait) = ctx.gates.try_power_on(&node.rack, node.id) {
+                return Ok(Outcome::wait(
+                    format!("{step}: rack {} is at its power-on rate", node.rack),
+                    wait,
+                ));
+            }
             let cycled = with_bmc(
                 ctx,
                 node,
