@@ -5,7 +5,7 @@
 //! waiting out its rack's inrush budget would leave the slot idle for up to a second, and with a rack's nodes
 //! moving in step that idle time added up to a third of the imaging phase.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -43,7 +43,12 @@ pub struct Gates {
     /// Burn-ins.
     pub burn_in: Semaphore,
     image_capacity: usize,
-    images: Mutex<HashSet<NodeId>>,
+    /// Slots held, with when they were granted.
+    images: Mutex<HashMap<NodeId, Instant>>,
+    /// A slot held longer than this is taken back (its node was moved on by another instance sharing the
+    /// inventory, or its write ran past the imaging SLA and failed anyway).
+    image_hold: Duration,
+    last_audit: Mutex<Option<Instant>>,
     image_waiters: Mutex<VecDeque<(NodeId, String)>>,
     power_ons_per_s: u32,
     power_ons: Mutex<PowerOns>,
@@ -97,7 +102,12 @@ impl Gates {
             bmc: Semaphore::new(limits.bmc_calls.max(1)),
             burn_in: Semaphore::new(limits.burn_ins.max(1)),
             image_capacity: limits.image_writes.max(1),
-            images: Mutex::new(HashSet::new()),
+            images: Mutex::new(HashMap::new()),
+            image_hold: config
+                .sla_of(kiln_inventory::NodeState::Imaging)
+                .unwrap_or(Duration::from_secs(3600))
+                + config.boot_timeout,
+            last_audit: Mutex::new(None),
             image_waiters: Mutex::new(VecDeque::new()),
             power_ons_per_s: limits.power_ons_per_rack_per_s.max(1),
             power_ons: Mutex::new(PowerOns::default()),
@@ -108,9 +118,12 @@ impl Gates {
     /// with a power-on of the rack for its boot. A node that already holds a slot keeps it.
     pub fn start_image(&self, node: NodeId, rack: &str) -> ImageSlot {
         let mut images = lock(&self.images);
-        if images.contains(&node) {
+        if images.contains_key(&node) {
             return ImageSlot::Granted;
         }
+        let now = Instant::now();
+        let hold = self.image_hold;
+        images.retain(|_, granted| now.duration_since(*granted) < hold);
         let mut waiters = lock(&self.image_waiters);
         if images.len() >= self.image_capacity {
             if !waiters.iter().any(|(w, _)| *w == node) {
@@ -118,7 +131,6 @@ impl Gates {
             }
             return ImageSlot::Queued;
         }
-        let now = Instant::now();
         let mut power = lock(&self.power_ons);
         if let Some(wait) = power.wait(rack, self.power_ons_per_s, now) {
             if !waiters.iter().any(|(w, _)| *w == node) {
@@ -132,7 +144,7 @@ impl Gates {
         }
         power.take(rack, now);
         power.reserved.insert(node, now);
-        images.insert(node);
+        images.insert(node, now);
         waiters.retain(|(w, _)| *w != node);
         ImageSlot::Granted
     }
@@ -141,9 +153,7 @@ impl Gates {
     /// power on now, else the longest waiting one.
     pub fn finish_image(&self, node: NodeId) -> Option<NodeId> {
         let mut images = lock(&self.images);
-        if !images.remove(&node) {
-            return None;
-        }
+        images.remove(&node)?;
         let mut waiters = lock(&self.image_waiters);
         let now = Instant::now();
         let mut power = lock(&self.power_ons);
@@ -152,6 +162,31 @@ impl Gates {
             .position(|(_, rack)| power.wait(rack, self.power_ons_per_s, now).is_none())
             .unwrap_or(0);
         waiters.remove(ready).map(|(next, _)| next)
+    }
+
+    /// The nodes holding slots, when every slot is taken and the last audit is `every` old or older (else
+    /// empty): the caller checks them against the inventory and hands back those another instance moved on
+    /// ([`Gates::forget_images`]).
+    pub fn images_to_audit(&self, every: Duration) -> Vec<NodeId> {
+        let images = lock(&self.images);
+        if images.len() < self.image_capacity {
+            return Vec::new();
+        }
+        let mut last = lock(&self.last_audit);
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < every) {
+            return Vec::new();
+        }
+        *last = Some(now);
+        images.keys().copied().collect()
+    }
+
+    /// Frees the slots of `nodes` (no longer imaging); returns the waiters to wake, one per freed slot.
+    pub fn forget_images(&self, nodes: &[NodeId]) -> Vec<NodeId> {
+        nodes
+            .iter()
+            .filter_map(|node| self.finish_image(*node))
+            .collect()
     }
 
     /// Image writes under way.
@@ -254,5 +289,38 @@ mod tests {
         // Once r1's second has passed, node 2 is first in line again.
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(gates.finish_image(NodeId(4)), Some(NodeId(2)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_whose_node_moved_on_elsewhere_is_taken_back() {
+        let gates = gates(1, 8);
+        assert_eq!(gates.start_image(NodeId(1), "r1"), ImageSlot::Granted);
+        assert_eq!(gates.start_image(NodeId(2), "r2"), ImageSlot::Queued);
+        // Node 1 finished on another instance: this one never frees its slot, so it lapses.
+        tokio::time::advance(gates.image_hold + Duration::from_secs(1)).await;
+        assert_eq!(gates.start_image(NodeId(2), "r2"), ImageSlot::Granted);
+        assert_eq!(gates.images_in_flight(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn full_slots_are_audited_at_most_once_per_period() {
+        let gates = gates(2, 8);
+        assert_eq!(gates.start_image(NodeId(1), "r1"), ImageSlot::Granted);
+        assert!(
+            gates.images_to_audit(Duration::from_secs(1)).is_empty(),
+            "not full"
+        );
+        assert_eq!(gates.start_image(NodeId(2), "r1"), ImageSlot::Granted);
+        assert_eq!(gates.start_image(NodeId(3), "r2"), ImageSlot::Queued);
+        let mut held = gates.images_to_audit(Duration::from_secs(1));
+        held.sort();
+        assert_eq!(held, vec![NodeId(1), NodeId(2)]);
+        assert!(
+            gates.images_to_audit(Duration::from_secs(1)).is_empty(),
+            "too soon"
+        );
+        // Node 1 was moved on by another instance: its slot goes to the waiter.
+        assert_eq!(gates.forget_images(&[NodeId(1)]), vec![NodeId(3)]);
+        assert_eq!(gates.images_in_flight(), 1);
     }
 }

@@ -62,8 +62,13 @@ async fn bring_up(engines: usize) -> (Duration, Arc<Hall>, Vec<String>, ScratchD
             && let Some(stuck) = nodes.iter().find(|n| n.state != NodeState::Available)
         {
             let events = hall.store.node_events(stuck.id).await.expect("events");
+            let rack: Vec<(String, NodeState, Option<chrono::DateTime<chrono::Utc>>)> = nodes
+                .iter()
+                .filter(|n| n.rack == stuck.rack)
+                .map(|n| (n.serial.clone(), n.state, n.next_check_at))
+                .collect();
             panic!(
-                "{} stuck in {}: {:#?}",
+                "{} stuck in {}: {:#?}\nits rack: {rack:#?}",
                 stuck.serial,
                 stuck.state,
                 events.iter().rev().take(5).collect::<Vec<_>>()

@@ -26,11 +26,18 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             format!("image {name} {version} is not in the catalog"),
         ));
     };
-    match ctx.gates.start_image(node.id, &node.rack) {
+    // A write already asked for (by this instance or another one sharing the inventory) holds its slot
+    // where it was asked: only a new write needs one.
+    let slot = match work.current_intent(node) {
+        Some(_) => ImageSlot::Granted,
+        None => ctx.gates.start_image(node.id, &node.rack),
+    };
+    match slot {
         ImageSlot::Granted => {}
         // Queued: the engine wakes the next waiter when a write finishes; the long recheck is a fallback
         // (a hall's backlog can be thousands of nodes: polling them would cost more than the writes).
         ImageSlot::Queued => {
+            audit_slots(ctx).await?;
             return Ok(Outcome::wait(
                 "all image-write slots are busy",
                 ctx.config.boot_timeout * 3,
@@ -106,4 +113,20 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             .await?;
     }
     await_boot(ctx, node, work, IntentKind::PxeBoot, WAITING_FOR).await
+}
+
+/// Every slot is taken: at most once a second, hands back the slots of nodes that left imaging under
+/// another instance sharing the inventory (this one never saw them finish), and wakes their next waiters.
+async fn audit_slots(ctx: &Ctx) -> Result<(), StoreError> {
+    let held = ctx.gates.images_to_audit(std::time::Duration::from_secs(1));
+    let mut moved = Vec::new();
+    for id in held {
+        if ctx.store.node(id).await?.state != NodeState::Imaging {
+            moved.push(id);
+        }
+    }
+    for next in ctx.gates.forget_images(&moved) {
+        ctx.store.wake_node(next).await?;
+    }
+    Ok(())
 }
