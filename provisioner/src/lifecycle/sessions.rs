@@ -156,10 +156,4 @@ impl BmcSessions {
         }
         close_later(evicted);
     }
-
-    /// Forgets `node`'s client (closing it), e.g. after its credentials changed.
-    pub fn forget(&self, node: NodeId) {
-        let removed = self.lock().remove(&node);
-        close_later(removed.map(|e| e.bmc).into_iter().collect());
-    }
 }
