@@ -364,6 +364,9 @@ pub struct Claim {
     pub node: Node,
     /// When the claim lapses unless renewed.
     pub expires_at: DateTime<Utc>,
+    /// Since when the node was due (woken, transitioned or its recheck time reached) before this claim took
+    /// it: `claimed_at - due_since` is time the node spent in the engine's backlog, not in its own work.
+    pub due_since: DateTime<Utc>,
 }
 
 #[cfg(test)]

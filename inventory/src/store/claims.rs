@@ -1,10 +1,12 @@
 //! Expiring work claims for the lifecycle engine: each due node goes to exactly one owner until its claim lapses.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 
 use super::nodes::{NODE_SELECT, node_from_row};
 use super::{Backend, Store, get};
-use crate::clock::to_millis;
+use crate::clock::{from_millis, to_millis};
 use crate::error::StoreError;
 use crate::model::{Claim, NodeId};
 
@@ -28,7 +30,8 @@ impl Store {
             "UPDATE nodes SET claimed_by = $1, claim_expires_at = $2 WHERE id IN (\
              SELECT id FROM nodes WHERE next_check_at IS NOT NULL AND next_check_at <= $3 \
              AND (claimed_by IS NULL OR claim_expires_at IS NULL OR claim_expires_at <= $3) \
-             ORDER BY next_check_at, id LIMIT $4{lock}) RETURNING id"
+             ORDER BY next_check_at, id LIMIT $4{lock}) \
+             RETURNING id, COALESCE(due_since, next_check_at) AS due"
         );
         let rows = sqlx::query(&sql)
             .bind(owner)
@@ -38,10 +41,12 @@ impl Store {
             .fetch_all(&self.write)
             .await
             .map_err(StoreError::db("claiming due nodes"))?;
-        let ids: Vec<i64> = rows
+        // Since when each was due (the claim leaves next_check_at as it was).
+        let due: HashMap<i64, Option<i64>> = rows
             .iter()
-            .map(|row| get(row, "id"))
-            .collect::<Result<_, _>>()?;
+            .map(|row| Ok((get(row, "id")?, get(row, "due")?)))
+            .collect::<Result<_, StoreError>>()?;
+        let ids: Vec<i64> = due.keys().copied().collect();
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -58,11 +63,22 @@ impl Store {
             .fetch_all(&self.write)
             .await
             .map_err(StoreError::db("reading claimed nodes"))?;
+        let now_ms = to_millis(now);
         rows.iter()
             .map(|row| {
+                let node = node_from_row(row)?;
+                // Never later than now (a clock that stepped back).
+                let due_ms = due
+                    .get(&node.id.0)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(now_ms)
+                    .min(now_ms);
+                let due_since = from_millis(due_ms);
                 Ok(Claim {
-                    node: node_from_row(row)?,
+                    node,
                     expires_at: expires,
+                    due_since,
                 })
             })
             .collect()
@@ -106,7 +122,7 @@ impl Store {
         next_check_at: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE nodes SET claimed_by = NULL, claim_expires_at = NULL, next_check_at = $1 \
+            "UPDATE nodes SET claimed_by = NULL, claim_expires_at = NULL, next_check_at = $1, due_since = NULL \
              WHERE id = $2 AND claimed_by = $3",
         )
         .bind(next_check_at.map(to_millis))

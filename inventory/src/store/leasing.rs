@@ -97,7 +97,7 @@ impl Store {
         };
         let leased = sqlx::query(
             "UPDATE nodes SET state = 'leased', lease_id = $1, version = version + 1, state_entered_at = $2, \
-             updated_at = $2, next_check_at = NULL \
+             updated_at = $2, next_check_at = NULL, due_since = NULL \
              WHERE state = 'available' AND drained = 0 AND rack_id IN (SELECT id FROM racks WHERE hall_id = $3)",
         )
         .bind(lease_id)
@@ -216,7 +216,7 @@ impl Store {
         .map_err(StoreError::db("recording release events"))?;
         let wiping = sqlx::query(
             "UPDATE nodes SET state = 'wiping', lease_id = NULL, version = version + 1, state_entered_at = $1, \
-             updated_at = $1, next_check_at = $1 WHERE lease_id = $2 AND state = 'leased'",
+             updated_at = $1, next_check_at = $1, due_since = NULL WHERE lease_id = $2 AND state = 'leased'",
         )
         .bind(at)
         .bind(lease_id)
@@ -310,7 +310,7 @@ impl Store {
         ] {
             let moved = sqlx::query(
                 "UPDATE nodes SET state = $1, lease_id = $2, version = version + 1, state_entered_at = $3, \
-                 updated_at = $3, next_check_at = $4 WHERE id = $5 AND state = $6",
+                 updated_at = $3, next_check_at = $4, due_since = NULL WHERE id = $5 AND state = $6",
             )
             .bind(to.as_str())
             .bind(lease)

@@ -15,7 +15,9 @@ use crate::model::NodeId;
 /// pipeline moving.
 pub(crate) const AHEAD_OF_QUEUE_MS: i64 = 3_600_000;
 
-/// `now_ms` moved [`AHEAD_OF_QUEUE_MS`] back.
+/// `now_ms` moved [`AHEAD_OF_QUEUE_MS`] back. Every statement that writes it also sets `due_since` to `now_ms`
+/// (and every other write of `next_check_at` clears `due_since`), so claims can tell since when the node was
+/// really due.
 pub(crate) fn ahead_of_queue(now_ms: i64) -> i64 {
     now_ms - AHEAD_OF_QUEUE_MS
 }
@@ -82,10 +84,12 @@ impl Store {
     pub async fn wake_node(&self, id: NodeId) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE nodes SET wake_seq = wake_seq + 1, \
+             due_since = CASE WHEN next_check_at IS NULL THEN NULL ELSE $3 END, \
              next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END WHERE id = $2",
         )
         .bind(ahead_of_queue(to_millis(self.now())))
         .bind(id.0)
+        .bind(to_millis(self.now()))
         .execute(&self.write)
         .await
         .map_err(StoreError::db("waking a node"))?;
@@ -125,10 +129,12 @@ impl Store {
         if wake {
             sqlx::query(
                 "UPDATE nodes SET wake_seq = wake_seq + 1, \
+                 due_since = CASE WHEN next_check_at IS NULL THEN NULL ELSE $3 END, \
                  next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END WHERE id = $2",
             )
             .bind(ahead_of_queue(now))
             .bind(node.0)
+            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("waking a node after a report"))?;
@@ -193,6 +199,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE nodes SET claimed_by = NULL, claim_expires_at = NULL, \
              next_check_at = CASE WHEN $1 IS NOT NULL AND wake_seq > $4 THEN $5 ELSE $1 END, \
+             due_since = CASE WHEN $1 IS NOT NULL AND wake_seq > $4 THEN $8 ELSE NULL END, \
              work = CASE WHEN $6 IS NOT NULL AND state = $7 THEN $6 ELSE work END \
              WHERE id = $2 AND claimed_by = $3",
         )
@@ -203,6 +210,7 @@ impl Store {
         .bind(ahead_of_queue(now))
         .bind(work.map(|(_, text)| text))
         .bind(work.map(|(state, _)| state.as_str()))
+        .bind(now)
         .execute(&self.write)
         .await
         .map_err(StoreError::db("releasing a claim"))?;

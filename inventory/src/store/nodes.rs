@@ -254,7 +254,7 @@ impl Store {
             .map_err(StoreError::db("starting a transition"))?;
         let updated = sqlx::query(
             "UPDATE nodes SET state = $1, version = version + 1, state_entered_at = $2, updated_at = $2, \
-             next_check_at = $3, work = COALESCE($6, work), \
+             next_check_at = $3, due_since = $8, work = COALESCE($6, work), \
              claim_expires_at = CASE WHEN claimed_by = $7 THEN NULL ELSE claim_expires_at END, \
              claimed_by = CASE WHEN claimed_by = $7 THEN NULL ELSE claimed_by END \
              WHERE id = $4 AND state = $5",
@@ -266,6 +266,7 @@ impl Store {
         .bind(from.as_str())
         .bind(work)
         .bind(release)
+        .bind(next_check.map(|_| at))
         .execute(&mut *tx)
         .await
         .map_err(StoreError::db("updating a node's state"))?;
@@ -300,7 +301,7 @@ impl Store {
         id: NodeId,
         at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE nodes SET next_check_at = $1 WHERE id = $2")
+        sqlx::query("UPDATE nodes SET next_check_at = $1, due_since = NULL WHERE id = $2")
             .bind(at.map(to_millis))
             .bind(id.0)
             .execute(&self.write)

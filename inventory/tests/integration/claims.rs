@@ -11,7 +11,8 @@ use crate::support::{TestDb, csv_rows};
 both_backends!(
     concurrent_owners_never_share_a_node,
     expired_claim_is_taken_over,
-    only_due_nodes_are_claimed
+    only_due_nodes_are_claimed,
+    claims_say_since_when_the_node_was_due
 );
 
 async fn concurrent_owners_never_share_a_node(db: TestDb) {
@@ -175,4 +176,49 @@ async fn only_due_nodes_are_claimed(db: TestDb) {
         vec![nodes[2].id]
     );
     assert_eq!(claims[0].expires_at, db.store.now() + Duration::seconds(30));
+}
+
+async fn claims_say_since_when_the_node_was_due(db: TestDb) {
+    db.import_csv(&csv_rows(1, 2)).await.expect("import");
+    let nodes = db
+        .store
+        .list_nodes(&Default::default())
+        .await
+        .expect("nodes");
+    let (rechecked, woken) = (nodes[0].id, nodes[1].id);
+    let start = db.store.now();
+    db.store
+        .set_next_check(rechecked, Some(start + Duration::seconds(5)))
+        .await
+        .expect("schedule");
+    db.store
+        .set_next_check(woken, Some(start + Duration::minutes(10)))
+        .await
+        .expect("schedule");
+    db.clock.advance(Duration::seconds(12));
+    // A wake moves the node ahead of the queue; the claim still reports when the wake happened.
+    db.store.wake_node(woken).await.expect("wake");
+    db.clock.advance(Duration::seconds(3));
+    let first = db
+        .store
+        .claim_due_nodes("prov-a", 1, Duration::seconds(30))
+        .await
+        .expect("claim");
+    assert_eq!(first[0].node.id, woken, "the woken node comes first");
+    let mut claims = db
+        .store
+        .claim_due_nodes("prov-a", 10, Duration::seconds(30))
+        .await
+        .expect("claim");
+    claims.extend(first);
+    let due = |id| {
+        claims
+            .iter()
+            .find(|c| c.node.id == id)
+            .map(|c| c.due_since)
+            .expect("claimed")
+    };
+    assert_eq!(claims.len(), 2);
+    assert_eq!(due(rechecked), start + Duration::seconds(5));
+    assert_eq!(due(woken), start + Duration::seconds(12));
 }

@@ -175,7 +175,7 @@ async fn renew_loop(ctx: Ctx, in_flight: Arc<Mutex<HashSet<NodeId>>>, cancel: Ca
 /// Handles one claimed node and records the outcome; errors are logged (the node is looked at again later).
 pub async fn handle_claim(ctx: Ctx, claim: Claim) {
     let node = claim.node;
-    if let Err(err) = handle_node(&ctx, &node).await {
+    if let Err(err) = handle_node(&ctx, &node, claim.due_since).await {
         tracing::warn!(node = %node.serial, error = %err, "handling a node failed; looking again later");
         let later = ctx.store.now() + chrono_of(ctx.config.recheck);
         let _ = ctx
@@ -185,7 +185,11 @@ pub async fn handle_claim(ctx: Ctx, claim: Claim) {
     }
 }
 
-async fn handle_node(ctx: &Ctx, node: &Node) -> Result<(), StoreError> {
+async fn handle_node(
+    ctx: &Ctx,
+    node: &Node,
+    due_since: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
     if !node.state.is_active() {
         // Available, leased and quarantined nodes wait for a person or a lease: unschedule.
         ctx.store
@@ -196,12 +200,15 @@ async fn handle_node(ctx: &Ctx, node: &Node) -> Result<(), StoreError> {
     let stored = ctx.store.node_work(node.id).await?;
     let mut work = Work::parse(node, stored.work.as_deref());
     let before = work.clone();
+    let now = ctx.store.now();
+    let stayed = sla_started(node, &work).map(|started| {
+        // Time due but unclaimed is the engine's backlog (a hall's worth of nodes on few cores), not the
+        // node's: the SLA clock stops for it.
+        let backlog = work.add_backlog(started, due_since, now);
+        now - started - chrono::Duration::milliseconds(backlog)
+    });
     let over_sla = ctx.config.sla_of(node.state).filter(|sla| {
-        sla_started(node, &work).is_some_and(|started| {
-            (ctx.store.now() - started)
-                .to_std()
-                .is_ok_and(|stayed| stayed > *sla)
-        })
+        stayed.is_some_and(|stayed| stayed.to_std().is_ok_and(|stayed| stayed > *sla))
     });
     let outcome = match over_sla {
         Some(sla) if node.state != NodeState::Remediating => {

@@ -69,6 +69,19 @@ pub struct Work {
     /// Consecutive transient errors in the current state.
     #[serde(default)]
     pub errors: u32,
+    /// Time the node spent due but unclaimed (the engine's backlog) since its SLA clock started; the clock
+    /// does not count it.
+    #[serde(default)]
+    pub backlog: Option<Backlog>,
+}
+
+/// Backlog time that belongs to one run of a node's SLA clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backlog {
+    /// When that clock started.
+    pub clock_started: DateTime<Utc>,
+    /// Milliseconds the node waited for a claim after it was due.
+    pub ms: i64,
 }
 
 /// When a boot was asked, and the reports that answer it.
@@ -120,6 +133,33 @@ impl Work {
         self.intent = None;
         self.last_error = None;
         self.errors = 0;
+        self.backlog = None;
+    }
+
+    /// Adds the wait between `due_since` and `claimed_at` to the backlog of the SLA clock that started at
+    /// `clock_started` (a clock that restarted drops the old clock's backlog; time before the clock started
+    /// is not counted). Returns the backlog now counted against that clock, in milliseconds.
+    pub fn add_backlog(
+        &mut self,
+        clock_started: DateTime<Utc>,
+        due_since: DateTime<Utc>,
+        claimed_at: DateTime<Utc>,
+    ) -> i64 {
+        let waited = (claimed_at - due_since.max(clock_started))
+            .num_milliseconds()
+            .max(0);
+        let mut backlog = self
+            .backlog
+            .filter(|b| b.clock_started == clock_started)
+            .unwrap_or(Backlog {
+                clock_started,
+                ms: 0,
+            });
+        if waited > 0 {
+            backlog.ms += waited;
+            self.backlog = Some(backlog);
+        }
+        backlog.ms
     }
 
     /// [`Work::leave_state`] for a move `from → to`: only the discovering boot may answer the inspection, so
@@ -129,5 +169,36 @@ impl Work {
         if to == NodeState::Inspecting && from != NodeState::Discovering {
             self.last_pxe = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+
+    #[test]
+    fn backlog_counts_only_waits_after_the_clock_started_and_restarts_with_it() {
+        let t = |s: i64| {
+            Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0)
+                .single()
+                .expect("time")
+                + Duration::seconds(s)
+        };
+        let mut work = Work::default();
+        // Due before the clock started: only the part after the start counts.
+        assert_eq!(work.add_backlog(t(10), t(0), t(15)), 5_000);
+        // Claimed the moment it was due: nothing new, nothing stored anew.
+        let stored = work.backlog;
+        assert_eq!(work.add_backlog(t(10), t(20), t(20)), 5_000);
+        assert_eq!(work.backlog, stored);
+        assert_eq!(work.add_backlog(t(10), t(30), t(42)), 17_000);
+        // A claim timestamp before due (a clock step back) adds nothing.
+        assert_eq!(work.add_backlog(t(10), t(50), t(45)), 17_000);
+        // A new clock (a new write request while imaging) starts from zero.
+        assert_eq!(work.add_backlog(t(60), t(60), t(61)), 1_000);
+        work.leave_state();
+        assert_eq!(work.backlog, None);
     }
 }

@@ -155,3 +155,41 @@ async fn slow_nccl_node_is_found_by_bisection_and_only_it_is_remediated() {
         "bisection kept as evidence"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_in_the_engines_backlog_does_not_count_against_the_sla() {
+    // The engine was down (or busy with a hall) for longer than the enrolled SLA of 30 minutes: the nodes were
+    // due all along but nobody claimed them. That is not their fault.
+    let hall = Hall::new(1, 2, Faults::default()).await;
+    hall.clock.advance(chrono::Duration::minutes(45));
+    let nodes = hall.settle(120).await;
+    for node in &nodes {
+        let events = hall.store.node_events(node.id).await.expect("events");
+        assert_eq!(node.state, NodeState::Available, "{events:#?}");
+        assert!(
+            events.iter().all(|e| !e.reason.contains("SLA")),
+            "{events:#?}"
+        );
+    }
+
+    // A node handled on time that still stays past its SLA (its ramdisk never answers, and discovering's SLA
+    // is shorter than two boot timeouts) does fail.
+    let hall = Hall::with_config(1, 1, Faults::default(), |config| {
+        config
+            .sla
+            .insert(NodeState::Discovering, std::time::Duration::from_secs(30));
+    })
+    .await;
+    for _ in 0..30 {
+        hall.engine.run_once(1000).await.expect("round");
+        hall.clock.advance(chrono::Duration::seconds(2));
+    }
+    let node = hall.store.node_by_serial("SN0").await.expect("node");
+    let events = hall.store.node_events(node.id).await.expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.contains("discovering for longer than its SLA")),
+        "{events:#?}"
+    );
+}

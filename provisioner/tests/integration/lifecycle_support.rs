@@ -259,6 +259,16 @@ pub struct Hall {
 
 impl Hall {
     pub async fn new(racks: usize, per_rack: usize, faults: Faults) -> Self {
+        Self::with_config(racks, per_rack, faults, |_| {}).await
+    }
+
+    /// [`Hall::new`] with the engine's configuration adjusted by `tweak`.
+    pub async fn with_config(
+        racks: usize,
+        per_rack: usize,
+        faults: Faults,
+        tweak: impl FnOnce(&mut EngineConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0)
@@ -273,13 +283,14 @@ impl Hall {
         )
         .await
         .expect("store");
-        let config = EngineConfig {
+        let mut config = EngineConfig {
             instance: "test-engine".into(),
             recheck: Duration::from_secs(1),
             bmc_retry: Duration::from_secs(1),
             boot_timeout: Duration::from_secs(20),
             ..test_config()
         };
+        tweak(&mut config);
         Self::build(
             store,
             clock,

@@ -180,7 +180,7 @@ pub async fn await_boot(
     Ok(Outcome::fail(
         FailureClass::BootTimeout,
         format!(
-            "no {waiting_for} within {:?} of the boot request, {} boots asked",
+            "did not get {waiting_for} within {:?} of the boot request, {} boots asked",
             ctx.config.boot_timeout, intent.boots
         ),
     ))
