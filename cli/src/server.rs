@@ -116,7 +116,11 @@ pub async fn start(store: Store, mut options: ServerOptions) -> anyhow::Result<R
         api = api.with_signing_key(key);
     }
     let app = kiln_api::router(api)
-        .merge(report_router(store.clone(), wake))
+        .merge(report_router(
+            store.clone(),
+            wake,
+            engine.as_ref().map(|e| e.ctx().gates.clone()),
+        ))
         .merge(
             options
                 .boot_router

@@ -34,7 +34,7 @@ pub use store::boot::{
 };
 pub use store::health::NewHealthRun;
 pub use store::{
-    Backend, BmcCredentials, Image, ImageAdded, ImageFormat, ImportSummary, LeaseEvent,
+    Backend, BmcCredentials, Due, Image, ImageAdded, ImageFormat, ImportSummary, LeaseEvent,
     LeaseOutcome, NewImage, NodeFilter, NodeWork, Store, StoreOptions, StoredReport,
     UnknownImageFormat,
 };

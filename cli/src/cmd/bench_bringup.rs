@@ -192,6 +192,16 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     if let Err(err) = print_state_times(&store, &watched.nodes).await {
         eprintln!("bench: cannot read the time per state: {err:#}");
     }
+    // The critical path assumes healthy nodes: a quarantine in a run without planted faults is a finding.
+    let reasons = crate::progress::quarantine_reasons(&store, &watched.nodes)
+        .await
+        .unwrap_or_default();
+    for (serial, reason) in reasons.iter().take(10) {
+        eprintln!("  quarantined {serial}: {reason}");
+    }
+    if reasons.len() > 10 {
+        eprintln!("  … and {} more quarantined", reasons.len() - 10);
+    }
     store.close().await;
     if let Some(scratch) = scratch {
         let _ = scratch.drop_now().await;
@@ -231,6 +241,8 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             "cpu_s": cpu_s,
             "peak_rss_mb": peak_rss_mb,
             "available": available,
+            "quarantined": reasons.len(),
+            "quarantine_reasons": reasons,
             "cpu_s_per_1000_nodes": cpu_s * per_k,
             "peak_rss_mb_per_1000_nodes": peak_rss_mb * per_k,
         }))?;

@@ -166,7 +166,7 @@ async fn serve(mut args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         Some(router) => {
             // Agents in the ramdisk report here too. No lifecycle engine runs in `kiln boot serve`: reports are
             // stored and noted in the node's history, and the waker has no one to wake.
-            let router = router.merge(report_router(store.clone(), Arc::new(Notify::new())));
+            let router = router.merge(report_router(store.clone(), Arc::new(Notify::new()), None));
             let listener = tokio::net::TcpListener::bind(args.http_listen)
                 .await
                 .with_context(|| format!("binding HTTP to {}", args.http_listen))?;

@@ -11,8 +11,8 @@ use crate::error::StoreError;
 use crate::model::{Claim, NodeId};
 
 impl Store {
-    /// Claims up to `limit` nodes that are due (`next_check_at` has passed) and not claimed by anyone else (or
-    /// whose claim lapsed), for `lease`. Concurrent callers never get the same node: PostgreSQL locks the chosen
+    /// Claims up to `limit` nodes that are due (`next_check_at` has passed, and `due_since` where it is set)
+    /// and not claimed by anyone else (or whose claim lapsed), for `lease`, in `next_check_at` order. Concurrent callers never get the same node: PostgreSQL locks the chosen
     /// rows with `FOR UPDATE SKIP LOCKED`; SQLite runs the single statement under its one writer.
     pub async fn claim_due_nodes(
         &self,
@@ -29,6 +29,7 @@ impl Store {
         let sql = format!(
             "UPDATE nodes SET claimed_by = $1, claim_expires_at = $2 WHERE id IN (\
              SELECT id FROM nodes WHERE next_check_at IS NOT NULL AND next_check_at <= $3 \
+             AND (due_since IS NULL OR due_since <= $3) \
              AND (claimed_by IS NULL OR claim_expires_at IS NULL OR claim_expires_at <= $3) \
              ORDER BY next_check_at, id LIMIT $4{lock}) \
              RETURNING id, COALESCE(due_since, next_check_at) AS due"

@@ -191,8 +191,8 @@ impl Store {
             let bmc_id: i64 = get(&bmc, "id")?;
             let node = sqlx::query(
                 "INSERT INTO nodes (rack_id, slot, serial, sku_id, state, bmc_id, boot_mac, version, \
-                 state_entered_at, next_check_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $8, $8) RETURNING id",
+                 state_entered_at, next_check_at, due_since, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $8, $8, $8) RETURNING id",
             )
             .bind(rack_id)
             .bind(row.slot)
@@ -202,6 +202,8 @@ impl Store {
             .bind(bmc_id)
             .bind(row.boot_mac.to_string())
             .bind(at)
+            // A new node is new work, not a routine recheck: it goes ahead of the queue like a transition.
+            .bind(super::lifecycle::ahead_of_queue(at, NodeState::Enrolled))
             .fetch_one(&mut *tx)
             .await
             .map_err(StoreError::db("enrolling a node"))?;

@@ -8,18 +8,51 @@ use super::{Store, get, get_time};
 use crate::clock::to_millis;
 use crate::error::StoreError;
 use crate::model::NodeId;
+use crate::state::NodeState;
 
-/// How far back a woken or newly transitioned node's `next_check_at` is set: claims take due nodes oldest
-/// first, so this puts nodes that have something new to act on (a report, a new state) ahead of a backlog of
-/// routine rechecks. At hall scale the backlog is minutes deep, and handling reports first is what keeps the
-/// pipeline moving.
+/// How far back a woken or newly transitioned node's `next_check_at` is set, per step of the lifecycle:
+/// claims take due nodes oldest first, so this puts nodes that have something new to act on (a report, a new
+/// state) ahead of a backlog of routine rechecks, and among those, nodes further along the lifecycle first.
+/// A bring-up is a pipeline whose narrow stage is imaging: serving the stages nearest its end first keeps the
+/// image slots fed from the first seconds, while enrolled and discovering nodes take the capacity left over
+/// (pure first-come order would read every BMC in the hall before the first image write). At hall scale the
+/// backlog is minutes deep, and handling reports first is what keeps the pipeline moving.
 pub(crate) const AHEAD_OF_QUEUE_MS: i64 = 3_600_000;
 
-/// `now_ms` moved [`AHEAD_OF_QUEUE_MS`] back. Every statement that writes it also sets `due_since` to `now_ms`
-/// (and every other write of `next_check_at` clears `due_since`), so claims can tell since when the node was
-/// really due.
-pub(crate) fn ahead_of_queue(now_ms: i64) -> i64 {
-    now_ms - AHEAD_OF_QUEUE_MS
+/// How far ahead of the queue a node in `state` goes: [`AHEAD_OF_QUEUE_MS`] per lifecycle step, counting
+/// from one for enrolled.
+fn lead_ms(state: NodeState) -> i64 {
+    let step = NodeState::ALL.iter().position(|s| *s == state).unwrap_or(0);
+    AHEAD_OF_QUEUE_MS * (1 + step as i64)
+}
+
+/// [`lead_ms`] of the row's current `state`, as an SQL expression.
+fn lead_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let arms: String = NodeState::ALL
+            .iter()
+            .map(|state| format!("WHEN '{}' THEN {} ", state.as_str(), lead_ms(*state)))
+            .collect();
+        format!("(CASE state {arms}ELSE {AHEAD_OF_QUEUE_MS} END)")
+    });
+    &SQL
+}
+
+/// `now_ms` moved ahead of the queue for a node in `state`. Every statement that writes it also sets
+/// `due_since` to `now_ms` (and every other write of `next_check_at` clears `due_since`), so claims can tell
+/// since when the node was really due.
+pub(crate) fn ahead_of_queue(now_ms: i64, state: NodeState) -> i64 {
+    now_ms - lead_ms(state)
+}
+
+/// When a released node is due next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    /// Not before.
+    pub at: DateTime<Utc>,
+    /// Ahead of routine rechecks once due (ordered with woken nodes by `at`): the node is ready and only
+    /// waited for its turn at a shared limit.
+    pub ahead: bool,
 }
 
 /// A node's engine record as stored.
@@ -79,17 +112,49 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// [`Store::set_node_work`] with a note in the node's history by `actor`, in one transaction: the note is
+    /// kept exactly when the record is written.
+    pub async fn set_node_work_noting(
+        &self,
+        id: NodeId,
+        state: crate::NodeState,
+        work: &str,
+        actor: &str,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(StoreError::db("starting to write a node's work record"))?;
+        let done = sqlx::query("UPDATE nodes SET work = $1 WHERE id = $2 AND state = $3")
+            .bind(work)
+            .bind(id.0)
+            .bind(state.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("writing a node's work record"))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event(&mut tx, id, to_millis(self.now()), actor, None, None, note).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("committing a node's work record"))?;
+        Ok(true)
+    }
+
     /// Makes the node due now and bumps its wake counter, so an owner that is running its handler reschedules
     /// it at once when it releases the claim.
     pub async fn wake_node(&self, id: NodeId) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query(&format!(
             "UPDATE nodes SET wake_seq = wake_seq + 1, \
-             due_since = CASE WHEN next_check_at IS NULL THEN NULL ELSE $3 END, \
-             next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END WHERE id = $2",
-        )
-        .bind(ahead_of_queue(to_millis(self.now())))
-        .bind(id.0)
+             due_since = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END, \
+             next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 - {} END WHERE id = $2",
+            lead_sql()
+        ))
         .bind(to_millis(self.now()))
+        .bind(id.0)
         .execute(&self.write)
         .await
         .map_err(StoreError::db("waking a node"))?;
@@ -127,14 +192,14 @@ impl Store {
             insert_event(&mut tx, node, now, "agent", None, None, reason).await?;
         }
         if wake {
-            sqlx::query(
+            sqlx::query(&format!(
                 "UPDATE nodes SET wake_seq = wake_seq + 1, \
-                 due_since = CASE WHEN next_check_at IS NULL THEN NULL ELSE $3 END, \
-                 next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END WHERE id = $2",
-            )
-            .bind(ahead_of_queue(now))
-            .bind(node.0)
+                 due_since = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 END, \
+                 next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE $1 - {} END WHERE id = $2",
+                lead_sql()
+            ))
             .bind(now)
+            .bind(node.0)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("waking a node after a report"))?;
@@ -191,26 +256,32 @@ impl Store {
         &self,
         owner: &str,
         node: NodeId,
-        next_check_at: Option<DateTime<Utc>>,
+        next: Option<Due>,
         seen_wake_seq: i64,
         work: Option<(crate::NodeState, &str)>,
     ) -> Result<bool, StoreError> {
         let now = to_millis(self.now());
-        let done = sqlx::query(
+        // Woken meanwhile: due now, ahead of the queue. A node due ahead of the queue is ordered as if woken at
+        // its due time ($8), and due_since holds that time.
+        let next_check = next.map(|due| to_millis(due.at));
+        let ahead = next.filter(|due| due.ahead).map(|due| to_millis(due.at));
+        let lead = lead_sql();
+        let done = sqlx::query(&format!(
             "UPDATE nodes SET claimed_by = NULL, claim_expires_at = NULL, \
-             next_check_at = CASE WHEN $1 IS NOT NULL AND wake_seq > $4 THEN $5 ELSE $1 END, \
-             due_since = CASE WHEN $1 IS NOT NULL AND wake_seq > $4 THEN $8 ELSE NULL END, \
+             next_check_at = CASE WHEN $1 IS NOT NULL AND wake_seq > $4 THEN $5 - {lead} \
+             WHEN $8 IS NOT NULL THEN $8 - {lead} ELSE $1 END, \
+             due_since = CASE WHEN $1 IS NOT NULL AND wake_seq > $4 THEN $5 ELSE $8 END, \
              work = CASE WHEN $6 IS NOT NULL AND state = $7 THEN $6 ELSE work END \
-             WHERE id = $2 AND claimed_by = $3",
-        )
-        .bind(next_check_at.map(to_millis))
+             WHERE id = $2 AND claimed_by = $3"
+        ))
+        .bind(next_check)
         .bind(node.0)
         .bind(owner)
         .bind(seen_wake_seq)
-        .bind(ahead_of_queue(now))
+        .bind(now)
         .bind(work.map(|(_, text)| text))
         .bind(work.map(|(state, _)| state.as_str()))
-        .bind(now)
+        .bind(ahead)
         .execute(&self.write)
         .await
         .map_err(StoreError::db("releasing a claim"))?;

@@ -34,7 +34,7 @@ mod tokens;
 pub use images::{Image, ImageAdded, ImageFormat, NewImage, UnknownImageFormat};
 pub use import::ImportSummary;
 pub use leasing::{LeaseEvent, LeaseOutcome};
-pub use lifecycle::{NodeWork, StoredReport};
+pub use lifecycle::{Due, NodeWork, StoredReport};
 pub use nodes::{BmcCredentials, NodeFilter};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

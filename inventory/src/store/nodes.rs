@@ -246,7 +246,7 @@ impl Store {
         // for a person or a lease.
         let next_check = to
             .is_active()
-            .then_some(super::lifecycle::ahead_of_queue(at));
+            .then_some(super::lifecycle::ahead_of_queue(at, to));
         let mut tx = self
             .write
             .begin()

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use chrono::Duration;
-use kiln_inventory::NodeState;
+use kiln_inventory::{Due, NodeState};
 
 use crate::both_backends;
 use crate::support::{TestDb, csv_rows};
@@ -12,7 +12,9 @@ both_backends!(
     concurrent_owners_never_share_a_node,
     expired_claim_is_taken_over,
     only_due_nodes_are_claimed,
-    claims_say_since_when_the_node_was_due
+    claims_say_since_when_the_node_was_due,
+    a_turn_wait_is_held_until_due_then_goes_ahead_of_routine_rechecks,
+    nodes_further_along_the_lifecycle_are_claimed_first
 );
 
 async fn concurrent_owners_never_share_a_node(db: TestDb) {
@@ -221,4 +223,99 @@ async fn claims_say_since_when_the_node_was_due(db: TestDb) {
     assert_eq!(claims.len(), 2);
     assert_eq!(due(rechecked), start + Duration::seconds(5));
     assert_eq!(due(woken), start + Duration::seconds(12));
+}
+
+async fn a_turn_wait_is_held_until_due_then_goes_ahead_of_routine_rechecks(db: TestDb) {
+    db.import_csv(&csv_rows(1, 2)).await.expect("import");
+    let nodes = db
+        .store
+        .list_nodes(&Default::default())
+        .await
+        .expect("nodes");
+    let (routine, turn) = (nodes[0].id, nodes[1].id);
+    let lease = Duration::seconds(30);
+    let claims = db
+        .store
+        .claim_due_nodes("prov-a", 10, lease)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 2);
+    let start = db.store.now();
+    // The routine recheck is due in 1 s; the node waiting for its rack's power-on turn in 2 s.
+    for (id, after, ahead) in [(routine, 1, false), (turn, 2, true)] {
+        let released = db
+            .store
+            .release_claim_seen(
+                "prov-a",
+                id,
+                Some(Due {
+                    at: start + Duration::seconds(after),
+                    ahead,
+                }),
+                0,
+                None,
+            )
+            .await
+            .expect("release");
+        assert!(released);
+    }
+    db.clock.advance(Duration::milliseconds(1500));
+    let due = db
+        .store
+        .claim_due_nodes("prov-a", 10, lease)
+        .await
+        .expect("claim");
+    assert_eq!(
+        due.iter().map(|c| c.node.id).collect::<Vec<_>>(),
+        vec![routine],
+        "the turn is not due yet"
+    );
+    db.store
+        .release_claim("prov-a", routine, Some(start + Duration::seconds(1)))
+        .await
+        .expect("release");
+    db.clock.advance(Duration::seconds(1));
+    let first = db
+        .store
+        .claim_due_nodes("prov-a", 1, lease)
+        .await
+        .expect("claim");
+    assert_eq!(first[0].node.id, turn, "a due turn goes ahead");
+    assert_eq!(first[0].due_since, start + Duration::seconds(2));
+}
+
+async fn nodes_further_along_the_lifecycle_are_claimed_first(db: TestDb) {
+    db.import_csv(&csv_rows(1, 2)).await.expect("import");
+    let nodes = db
+        .store
+        .list_nodes(&Default::default())
+        .await
+        .expect("nodes");
+    let (enrolled, discovering) = (nodes[0].id, nodes[1].id);
+    db.clock.advance(Duration::seconds(5));
+    // The enrolled node was due first (imported earlier), but the discovering one is nearer the image slots.
+    db.store
+        .transition(
+            discovering,
+            NodeState::Enrolled,
+            NodeState::Discovering,
+            "t",
+            "BMC read",
+        )
+        .await
+        .expect("transition");
+    let first = db
+        .store
+        .claim_due_nodes("prov-a", 1, Duration::seconds(30))
+        .await
+        .expect("claim");
+    assert_eq!(first[0].node.id, discovering);
+    assert_eq!(first[0].due_since, db.store.now());
+    let next = db
+        .store
+        .claim_due_nodes("prov-a", 1, Duration::seconds(30))
+        .await
+        .expect("claim");
+    assert_eq!(next[0].node.id, enrolled);
+    assert_eq!(next[0].due_since, db.store.now() - Duration::seconds(5));
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kiln_inventory::{Claim, Node, NodeId, NodeState, StoreError};
+use kiln_inventory::{Claim, Due, Node, NodeId, NodeState, StoreError};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -264,14 +264,21 @@ async fn record(
     let owner = &ctx.config.instance;
     let now = ctx.store.now();
     let (to, reason) = match outcome {
-        Outcome::Wait { reason, recheck_in } => {
+        Outcome::Wait {
+            reason,
+            recheck_in,
+            turn,
+        } => {
             tracing::debug!(node = %node.serial, state = %node.state, reason, "waiting");
             let changed = (work != *before).then(|| work.to_json());
             ctx.store
                 .release_claim_seen(
                     owner,
                     node.id,
-                    Some(now + chrono_of(recheck_in)),
+                    Some(Due {
+                        at: now + chrono_of(recheck_in),
+                        ahead: turn,
+                    }),
                     seen_wake,
                     changed.as_deref().map(|json| (node.state, json)),
                 )

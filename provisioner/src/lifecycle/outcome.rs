@@ -15,6 +15,9 @@ pub enum Outcome {
         reason: String,
         /// When to look again at the latest.
         recheck_in: Duration,
+        /// The node is ready and only waits for its turn at a shared limit (a rack's power-on rate): when due
+        /// it goes ahead of routine rechecks, like a woken node, instead of joining the back of the queue.
+        turn: bool,
     },
     /// The state's work is done: move on.
     Transition {
@@ -33,6 +36,16 @@ impl Outcome {
         Outcome::Wait {
             reason: reason.into(),
             recheck_in,
+            turn: false,
+        }
+    }
+
+    /// A wait for a turn at a shared limit (see [`Outcome::Wait::turn`]).
+    pub fn wait_turn(reason: impl Into<String>, recheck_in: Duration) -> Self {
+        Outcome::Wait {
+            reason: reason.into(),
+            recheck_in,
+            turn: true,
         }
     }
 

@@ -14,6 +14,8 @@ use kiln_agent::{AgentReport, AgentStep, REPORT_PATH};
 use kiln_inventory::{Store, TokenOwner};
 use tokio::sync::Notify;
 
+use super::gates::Gates;
+
 /// Largest report body accepted (an inspection of a big node is a few tens of KiB).
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -21,14 +23,16 @@ const MAX_BODY: usize = 1024 * 1024;
 struct Reports {
     store: Store,
     wake: Arc<Notify>,
+    gates: Option<Arc<Gates>>,
 }
 
-/// The report endpoint over `store`; `wake` is the engine's waker.
-pub fn report_router(store: Store, wake: Arc<Notify>) -> Router {
+/// The report endpoint over `store`; `wake` is the engine's waker and `gates` its concurrency gates (`None`
+/// where no engine runs).
+pub fn report_router(store: Store, wake: Arc<Notify>, gates: Option<Arc<Gates>>) -> Router {
     Router::new()
         .route(REPORT_PATH, post(report))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Reports { store, wake })
+        .with_state(Reports { store, wake, gates })
 }
 
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
@@ -154,6 +158,22 @@ async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes)
         }
     };
     tracing::info!(%mac, node = %node, step, seq = report.seq, "agent report");
+    if let Some(gates) = &reports.gates
+        && matches!(
+            report.step,
+            AgentStep::ImageWritten { .. }
+                | AgentStep::ImageFailed { .. }
+                | AgentStep::Failed { .. }
+        )
+    {
+        // The write is over (or never will be): its slot goes to the next waiter now, not when the engine
+        // gets to this report. A node that holds no slot here (another instance's, or none) changes nothing.
+        if let Some(next) = gates.finish_image(node)
+            && let Err(err) = reports.store.wake_node(next).await
+        {
+            tracing::warn!(node = %next, error = %err, "could not wake the next image-slot waiter");
+        }
+    }
     if wake {
         reports.wake.notify_one();
     }

@@ -61,6 +61,7 @@ pub async fn request_boot(
     node: &Node,
     work: &mut Work,
     kind: IntentKind,
+    note: Option<Note<'_>>,
 ) -> Result<Result<(), BmcError>, StoreError> {
     let previous = work.current_intent(node).map_or(0, |i| i.boots);
     let reports_after = ctx.store.last_agent_report_id(node.id).await?;
@@ -77,9 +78,19 @@ pub async fn request_boot(
     if kind == IntentKind::PxeBoot {
         work.last_pxe = Some(BootMark { at, reports_after });
     }
-    ctx.store
-        .set_node_work(node.id, node.state, &work.to_json())
-        .await?;
+    match note {
+        Some(note) => {
+            let text = note(work);
+            ctx.store
+                .set_node_work_noting(node.id, node.state, &work.to_json(), ctx.actor(), &text)
+                .await?
+        }
+        None => {
+            ctx.store
+                .set_node_work(node.id, node.state, &work.to_json())
+                .await?
+        }
+    };
     let device = match kind {
         IntentKind::PxeBoot => BootDevice::Pxe,
         IntentKind::DiskBoot => BootDevice::Disk,
@@ -153,6 +164,10 @@ pub async fn steps_after(ctx: &Ctx, node: &Node, after: i64) -> Result<Vec<Agent
         .collect())
 }
 
+/// What a boot request notes in the node's history together with its intent (written in one transaction,
+/// before the BMC calls): it may update the record (count the request) and returns the note's text.
+pub type Note<'a> = &'a (dyn Fn(&mut Work) -> String + Sync);
+
 /// What to do when a boot was asked for and the node has not answered: wait, ask again once, or fail.
 pub async fn await_boot(
     ctx: &Ctx,
@@ -161,8 +176,20 @@ pub async fn await_boot(
     kind: IntentKind,
     waiting_for: &str,
 ) -> Result<Outcome, StoreError> {
+    await_boot_noting(ctx, node, work, kind, waiting_for, None).await
+}
+
+/// [`await_boot`] whose first boot request in this state entry also notes `note` (see [`Note`]).
+pub async fn await_boot_noting(
+    ctx: &Ctx,
+    node: &Node,
+    work: &mut Work,
+    kind: IntentKind,
+    waiting_for: &str,
+    note: Option<Note<'_>>,
+) -> Result<Outcome, StoreError> {
     let Some(intent) = work.current_intent(node).cloned() else {
-        return boot(ctx, node, work, kind, waiting_for).await;
+        return boot(ctx, node, work, kind, waiting_for, note).await;
     };
     // An intent not marked done means a crash around the BMC calls: they may or may not have happened. Waiting
     // out the boot timeout is safe; asking again at once could boot (and write an image) twice.
@@ -175,7 +202,7 @@ pub async fn await_boot(
         ));
     }
     if intent.boots < 2 {
-        return boot(ctx, node, work, kind, waiting_for).await;
+        return boot(ctx, node, work, kind, waiting_for, None).await;
     }
     Ok(Outcome::fail(
         FailureClass::BootTimeout,
@@ -192,14 +219,15 @@ async fn boot(
     work: &mut Work,
     kind: IntentKind,
     waiting_for: &str,
+    note: Option<Note<'_>>,
 ) -> Result<Outcome, StoreError> {
     if let Err(wait) = ctx.gates.try_power_on(&node.rack, node.id) {
-        return Ok(Outcome::wait(
+        return Ok(Outcome::wait_turn(
             format!("rack {} is at its power-on rate", node.rack),
             wait,
         ));
     }
-    Ok(match request_boot(ctx, node, work, kind).await? {
+    Ok(match request_boot(ctx, node, work, kind, note).await? {
         // The node's report wakes it; the timeout is the fallback.
         Ok(()) => Outcome::wait(
             format!("booting; waiting for {waiting_for}"),

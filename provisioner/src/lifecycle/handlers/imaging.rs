@@ -4,7 +4,7 @@
 use kiln_agent::AgentStep;
 use kiln_inventory::{Node, NodeState, StoreError};
 
-use super::common::{await_boot, reports_since};
+use super::common::{await_boot_noting, reports_since};
 use crate::lifecycle::ctx::Ctx;
 use crate::lifecycle::gates::ImageSlot;
 use crate::lifecycle::outcome::{FailureClass, Outcome};
@@ -48,7 +48,7 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
                 // The free slot goes to a waiter whose rack may power on now.
                 ctx.store.wake_node(next).await?;
             }
-            return Ok(Outcome::wait(
+            return Ok(Outcome::wait_turn(
                 format!("rack {} is at its power-on rate", node.rack),
                 wait,
             ));
@@ -94,25 +94,29 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             ));
         }
     }
-    if work.current_intent(node).is_none() {
+    // A new write is counted and noted in the history together with its intent (one transaction, before
+    // the BMC calls), so the count and the notes always agree.
+    let note = |work: &mut Work| {
         work.images_written += 1;
         let why = match &work.failure {
             Some(failed) => format!("after {}: {}", failed.failure.class, failed.failure.reason),
             None if work.images_written == 1 => "first write".to_string(),
             None => "after a lease (wipe) or a repair".to_string(),
         };
-        ctx.store
-            .record_event(
-                node.id,
-                ctx.actor(),
-                &format!(
-                    "image write {} requested ({why}): {} {} sha256 {}",
-                    work.images_written, image.name, image.version, image.sha256
-                ),
-            )
-            .await?;
-    }
-    await_boot(ctx, node, work, IntentKind::PxeBoot, WAITING_FOR).await
+        format!(
+            "image write {} requested ({why}): {} {} sha256 {}",
+            work.images_written, image.name, image.version, image.sha256
+        )
+    };
+    await_boot_noting(
+        ctx,
+        node,
+        work,
+        IntentKind::PxeBoot,
+        WAITING_FOR,
+        Some(&note),
+    )
+    .await
 }
 
 /// Every slot is taken: at most once a second, hands back the slots of nodes that left imaging under

@@ -37,7 +37,7 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         ),
         Action::PowerCycle => {
             if let Err(wait) = ctx.gates.try_power_on(&node.rack, node.id) {
-                return Ok(Outcome::wait(
+                return Ok(Outcome::wait_turn(
                     format!("{step}: rack {} is at its power-on rate", node.rack),
                     wait,
                 ));
