@@ -32,8 +32,10 @@ pub struct Args {
     /// Time compression of the simulated hardware and the engine's waits.
     #[arg(long, default_value_t = 200.0)]
     speed: f64,
-    /// Node handlers running at once.
-    #[arg(long, default_value_t = 256)]
+    /// Node handlers running at once. Fewer than the nodes due at once on purpose: claims hand out nodes
+    /// nearest the image slots first, and that order only holds when handlers are claimed as workers free up
+    /// (on this 2-core machine 48 measured best: ratio 1.09–1.11 at 1,024 nodes against 1.20 with 256).
+    #[arg(long, default_value_t = 48)]
     workers: usize,
     /// Planted faults (`none`, `demo`, or `kind=fraction,…`); the critical path assumes none.
     #[arg(long, default_value = "none")]
