@@ -189,8 +189,8 @@ pub struct Node {
     /// When the node entered its current state.
     pub state_entered_at: DateTime<Utc>,
     /// When the lifecycle engine should look at the node next (`None`: not scheduled). A time in the past
-    /// means due now; a woken or newly transitioned node is set an hour back so claims take it before routine
-    /// rechecks.
+    /// means due now; a new, woken or newly transitioned node is set back by an hour per lifecycle step (up to
+    /// twelve) so claims take it before routine rechecks, nodes further along the lifecycle first.
     pub next_check_at: Option<DateTime<Utc>>,
     /// Provisioner instance holding the node's work claim.
     pub claimed_by: Option<String>,
