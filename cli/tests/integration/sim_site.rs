@@ -36,14 +36,27 @@ pub struct SimSite {
     pub hall: SimHall,
 }
 
+/// A free loopback port below Linux's ephemeral range (32768–60999), for a server that is restarted on the
+/// same port: a port from `bind(0)` lies in that range, and while the server is down any outgoing
+/// connection of another test may be given it as its local port, which then keeps every restart from
+/// binding ("address already in use").
+fn stable_free_port() -> u16 {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000..32000");
+}
+
 impl SimSite {
     /// A hall of `nodes` (8 per rack, time compressed 100×, seed 11) with `faults`.
     pub async fn start(nodes: usize, faults: FaultFractions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = stable_free_port();
         let (key, _) = load_or_create_key(&dir.path().join("kiln-ssh.key")).expect("ssh key");
         let mut config = SimConfig::new(nodes);
         config.time_scale = 0.01;
