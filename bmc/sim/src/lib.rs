@@ -1,14 +1,16 @@
 //! kiln-bmc-sim: a fleet of simulated BMCs speaking real Redfish over HTTPS on loopback, one port and one
 //! self-signed certificate per BMC, with vendor profiles ([`profile`]), a power state machine with delays and
 //! fault knobs ([`state`]). Power-on, boot override and virtual media changes are published to subscribers
-//! ([`SimFleet::subscribe`]) so a node simulator can react. [`hostile`] serves deliberately broken answers for
-//! client robustness tests, [`bench`] times kiln's fleet sweep against the fleet, and [`qemu`] puts a QEMU VM
-//! behind a BMC (power over QMP; the `kiln-bmc-sim` binary, used by the imaging E2E).
+//! ([`SimFleet::subscribe`]) so a node simulator can react. [`hostile`] serves deliberately broken answers and
+//! [`links`] links that point away from the BMC for client robustness tests, [`bench`] times kiln's fleet sweep
+//! against the fleet, and [`qemu`] puts a QEMU VM behind a BMC (power over QMP; the `kiln-bmc-sim` binary, used
+//! by the imaging E2E).
 
 pub mod bench;
 pub mod fleet;
 pub mod hostile;
 pub mod ipmi;
+pub mod links;
 pub mod profile;
 pub mod qemu;
 pub mod redfish;

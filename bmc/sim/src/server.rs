@@ -103,7 +103,7 @@ pub async fn run_listener(
     }
 }
 
-async fn serve_connection(stream: TcpStream, router: Router, tls: Option<TlsAcceptor>) {
+pub(crate) async fn serve_connection(stream: TcpStream, router: Router, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
     let service = TowerToHyperService::new(router);
     let builder = hyper::server::conn::http1::Builder::new();

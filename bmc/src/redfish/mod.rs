@@ -98,6 +98,15 @@ impl RedfishClient {
         let mut base = url.clone();
         base.set_path("/");
         base.set_query(None);
+        base.set_fragment(None);
+        // Credentials travel in `credentials`, never in the URL: a link resolved against the base must carry
+        // no user information of its own (see `Transport::resolve`).
+        if base.set_username("").is_err() || base.set_password(None).is_err() {
+            return Err(BmcError::Config {
+                addr: config.url.clone(),
+                detail: "URL cannot hold a host".into(),
+            });
+        }
         let transport = Transport::new(TransportConfig {
             base,
             credentials: config.credentials,

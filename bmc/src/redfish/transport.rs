@@ -173,28 +173,57 @@ impl Transport {
         }
     }
 
-    /// Resolves an `@odata.id` or action target to a URL on this BMC. Absolute URLs must point at the BMC
-    /// itself; anything else is refused so a BMC cannot make kiln send credentials elsewhere.
-    pub(crate) fn resolve(&self, path: &str) -> Result<Url, BmcError> {
-        let path = path.trim();
-        if path.starts_with("http://") || path.starts_with("https://") {
-            let url = Url::parse(path)
-                .map_err(|err| self.protocol(format!("bad link {path:?}: {err}")))?;
-            if url.host_str() != self.base.host_str()
-                || url.port_or_known_default() != self.base.port_or_known_default()
-            {
-                return Err(self.protocol(format!("link {path:?} points away from the BMC")));
-            }
-            return Ok(url);
-        }
-        let rooted = if path.starts_with('/') {
-            path.to_string()
-        } else {
-            format!("/{path}")
+    /// Resolves a link from the BMC (`@odata.id`, action target, `Location` of a session or task monitor) to a
+    /// URL on this BMC, or refuses it with an error naming the link.
+    ///
+    /// The link is resolved against the BMC's base URL (RFC 3986, as a browser would), and the result must have
+    /// the BMC's scheme, host and port and no user information: a scheme-relative `//other-host/x`, an absolute
+    /// URL to another port, a downgrade to `http`, or `https://bmc@evil/` would otherwise carry kiln's
+    /// credentials elsewhere. Before resolving, links with a backslash or a control character are refused (the
+    /// URL parser reads `\` as `/` and drops tabs and newlines, so `/\host` and `/<tab>/host` are `//host`), and
+    /// so are encoded slashes and backslashes in the path (`/%2F%2Fhost`, `%5C`), which a server or proxy behind
+    /// the BMC's address may decode into the same tricks. Redfish links never need any of these.
+    pub(crate) fn resolve(&self, link: &str) -> Result<Url, BmcError> {
+        let trimmed = link.trim();
+        let refuse = |why: String| {
+            self.protocol(format!(
+                "refused link {link:?}: {why}; kiln sends requests and credentials only to the BMC at {}",
+                origin(&self.base)
+            ))
         };
-        self.base
-            .join(&rooted)
-            .map_err(|err| self.protocol(format!("bad link {path:?}: {err}")))
+        if trimmed.is_empty() {
+            return Err(refuse("it is empty".into()));
+        }
+        if trimmed.chars().any(|c| c == '\\' || c.is_control()) {
+            return Err(refuse(
+                "it contains a backslash or a control character".into(),
+            ));
+        }
+        let path_part = trimmed.split(['?', '#']).next().unwrap_or_default();
+        let lower = path_part.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") {
+            return Err(refuse(
+                "its path contains an encoded slash or backslash (%2F, %5C)".into(),
+            ));
+        }
+        let mut url = self
+            .base
+            .join(trimmed)
+            .map_err(|err| refuse(format!("it cannot be resolved: {err}")))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse("it carries user information (user@)".into()));
+        }
+        if url.scheme() != self.base.scheme()
+            || url.host() != self.base.host()
+            || url.port_or_known_default() != self.base.port_or_known_default()
+        {
+            return Err(refuse(format!(
+                "it resolves to {}, not the BMC",
+                origin(&url)
+            )));
+        }
+        url.set_fragment(None);
+        Ok(url)
     }
 
     /// Sends a request without authentication (service root, session login).
@@ -411,10 +440,16 @@ impl Transport {
             .map(str::to_string);
         match (status, token) {
             (s, Some(token)) if s.is_success() => {
+                let location = response.location();
+                if let Some(location) = &location {
+                    // Logout sends the session token there: a Location that leaves the BMC is refused now,
+                    // loudly, rather than skipped silently at logout.
+                    self.resolve(location)?;
+                }
                 debug!(bmc = %self.addr, "session created");
                 Ok(AuthState::Session(Session {
                     token: Password::new(token),
-                    location: response.location(),
+                    location,
                 }))
             }
             (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => Err(BmcError::Auth {
@@ -460,6 +495,15 @@ impl Transport {
     /// Whether kiln currently holds a session (for tests and diagnostics).
     pub(crate) async fn has_session(&self) -> bool {
         matches!(*self.auth.lock().await, AuthState::Session(_))
+    }
+}
+
+/// `scheme://host:port` of a URL, for errors.
+fn origin(url: &Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
+        (Some(host), None) => format!("{}://{host}", url.scheme()),
+        _ => format!("{}:", url.scheme()),
     }
 }
 

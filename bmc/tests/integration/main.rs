@@ -7,6 +7,7 @@ mod fixtures;
 mod fleet;
 mod hostile;
 mod ipmi;
+mod links;
 mod openipmi;
 mod profiles;
 mod props;
