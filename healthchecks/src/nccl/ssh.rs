@@ -234,15 +234,35 @@ pub struct RemoteOutput {
     pub stderr: String,
 }
 
+/// The most output (stdout and stderr together) [`SshClient::exec`] buffers from one command: 16 MiB.
+pub const DEFAULT_OUTPUT_CAP: usize = 16 * 1024 * 1024;
+
 impl SshClient {
     /// Runs `command` (a shell command line) on `host` at `pinned.addr`, accepting only the pinned host key,
-    /// under a hard `timeout` that keeps the partial output.
+    /// under a hard `timeout` that keeps the partial output, buffering at most [`DEFAULT_OUTPUT_CAP`] bytes of
+    /// output (see [`Self::exec_capped`]).
     pub async fn exec(
         &self,
         host: &str,
         pinned: &PinnedHost,
         command: &str,
         timeout: Duration,
+    ) -> Result<RemoteOutput, NcclRunError> {
+        self.exec_capped(host, pinned, command, timeout, DEFAULT_OUTPUT_CAP)
+            .await
+    }
+
+    /// [`Self::exec`] with an explicit cap on the output buffered (stdout and stderr together). A node that
+    /// sends more than `output_cap` bytes is cut off: kiln stops reading, closes the channel and the session,
+    /// and returns [`NcclRunError::Remote`] saying the output exceeded the cap, so a flooding node costs at
+    /// most `output_cap` bytes of memory, never the whole timeout's worth.
+    pub async fn exec_capped(
+        &self,
+        host: &str,
+        pinned: &PinnedHost,
+        command: &str,
+        timeout: Duration,
+        output_cap: usize,
     ) -> Result<RemoteOutput, NcclRunError> {
         let session = self.connect(host, pinned).await?;
         let ssh_err = |source| NcclRunError::Ssh {
@@ -258,6 +278,7 @@ impl SshClient {
         let mut exit_code = None;
         let mut timed_out = false;
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut over_cap = false;
         loop {
             match tokio::time::timeout_at(deadline, channel.wait()).await {
                 Err(_) => {
@@ -267,17 +288,41 @@ impl SshClient {
                     break;
                 }
                 Ok(None) => break,
-                Ok(Some(ChannelMsg::Data { data })) => stdout.extend_from_slice(&data),
-                Ok(Some(ChannelMsg::ExtendedData { data, .. })) => stderr.extend_from_slice(&data),
+                Ok(Some(ChannelMsg::Data { data })) => {
+                    if stdout.len() + stderr.len() + data.len() > output_cap {
+                        over_cap = true;
+                        break;
+                    }
+                    stdout.extend_from_slice(&data)
+                }
+                Ok(Some(ChannelMsg::ExtendedData { data, .. })) => {
+                    if stdout.len() + stderr.len() + data.len() > output_cap {
+                        over_cap = true;
+                        break;
+                    }
+                    stderr.extend_from_slice(&data)
+                }
                 Ok(Some(ChannelMsg::ExitStatus { exit_status })) => {
                     exit_code = i32::try_from(exit_status).ok()
                 }
                 Ok(Some(_)) => {}
             }
         }
+        if over_cap {
+            tracing::warn!(host = %host, command, output_cap, "SSH command output over the cap; closing the channel");
+            let _ = channel.close().await;
+        }
         let _ = session
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+        if over_cap {
+            return Err(NcclRunError::Remote {
+                detail: format!(
+                    "output of `{command}` on {host} exceeded the cap of {output_cap} bytes; stopped reading \
+                     and closed the channel"
+                ),
+            });
+        }
         Ok(RemoteOutput {
             exit_code: if timed_out { None } else { exit_code },
             timed_out,

@@ -103,6 +103,13 @@ pub struct FailedStep {
 }
 
 impl Work {
+    /// An image write was accepted: the SSH host key pinned for the previous OS no longer applies, and the
+    /// first installed-OS report after this write pins the new one (see `handlers::booting::pin_host_key`).
+    pub fn image_written(&mut self) {
+        self.host_key = None;
+        self.ssh_address = None;
+    }
+
     /// Parses a stored record; an unreadable one is logged and replaced by an empty record (the engine then
     /// redoes the current state's steps, which are idempotent).
     pub fn parse(node: &Node, text: Option<&str>) -> Work {

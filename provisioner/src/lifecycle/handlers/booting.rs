@@ -36,20 +36,24 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             "the installed OS's agent reported no SSH host key or address",
         ));
     };
-    if work.host_key.as_deref() != Some(host_key.as_str()) {
-        work.host_key = Some(host_key.clone());
-        work.ssh_address = Some(address.clone());
-        ctx.store
-            .record_event(
-                node.id,
-                ctx.actor(),
-                &format!(
-                    "pinned SSH host key {} at {address}",
-                    fingerprint(&host_key)
-                ),
-            )
-            .await?;
+    match pin_host_key(work, &host_key) {
+        Pin::Mismatch(reason) => return Ok(Outcome::fail(FailureClass::HostKeyMismatch, reason)),
+        Pin::Same => {}
+        Pin::New => {
+            ctx.store
+                .record_event(
+                    node.id,
+                    ctx.actor(),
+                    &format!(
+                        "pinned SSH host key {} at {address} (image write {})",
+                        fingerprint(&host_key),
+                        work.images_written
+                    ),
+                )
+                .await?;
+        }
     }
+    work.ssh_address = Some(address.clone());
     let host = NodeHost {
         serial: node.serial.clone(),
         address,
@@ -102,6 +106,38 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     ))
 }
 
+/// What [`pin_host_key`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// Nothing was pinned since the last image write: the reported key is pinned now.
+    New,
+    /// The reported key is the pinned one.
+    Same,
+    /// Another key is pinned for this image write: the node fails with `host_key_mismatch` (the reason names
+    /// both fingerprints). It is never re-pinned without a new write.
+    Mismatch(String),
+}
+
+/// Pins the installed OS's reported SSH host key, once per image write: the pin is cleared when an image
+/// write is accepted ([`Work::image_written`]), the first installed-OS report after it pins, and a different
+/// key later (without a new write) is a mismatch, not a silent re-pin.
+pub fn pin_host_key(work: &mut Work, reported: &str) -> Pin {
+    match work.host_key.as_deref() {
+        None => {
+            work.host_key = Some(reported.to_string());
+            Pin::New
+        }
+        Some(pinned) if pinned.trim() == reported.trim() => Pin::Same,
+        Some(pinned) => Pin::Mismatch(format!(
+            "the installed OS reported SSH host key {}, but {} is pinned for image write {}; a host key is \
+             pinned once per image write and only a new write may change it",
+            fingerprint(reported),
+            fingerprint(pinned),
+            work.images_written
+        )),
+    }
+}
+
 /// What an SSH problem means: a changed host key fails at once; an unreachable node is retried a few times.
 pub fn access_trouble(ctx: &Ctx, work: &mut Work, err: AccessError) -> Outcome {
     match err {
@@ -124,5 +160,45 @@ pub fn fingerprint(key_line: &str) -> String {
     match russh::keys::PublicKey::from_openssh(key_line.trim()) {
         Ok(key) => key.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
         Err(_) => key_line.chars().take(40).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Pin, fingerprint, pin_host_key};
+    use crate::lifecycle::work::Work;
+
+    const FIRST: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5CFqdiXJXAiTWuTvq8d3n/4pIpAqSPI1WGl7Kz2xjA";
+    const OTHER: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+    #[test]
+    fn a_different_key_without_a_new_write_is_a_mismatch_naming_both_fingerprints() {
+        let mut work = Work {
+            images_written: 1,
+            ..Work::default()
+        };
+        assert_eq!(pin_host_key(&mut work, FIRST), Pin::New);
+        assert_eq!(pin_host_key(&mut work, FIRST), Pin::Same);
+        match pin_host_key(&mut work, OTHER) {
+            Pin::Mismatch(reason) => {
+                assert!(reason.contains(&fingerprint(FIRST)), "{reason}");
+                assert!(reason.contains(&fingerprint(OTHER)), "{reason}");
+            }
+            other => panic!("re-pinned without a write: {other:?}"),
+        }
+        assert_eq!(work.host_key.as_deref(), Some(FIRST), "the pin is kept");
+    }
+
+    #[test]
+    fn a_new_image_write_allows_one_new_pin() {
+        let mut work = Work::default();
+        assert_eq!(pin_host_key(&mut work, FIRST), Pin::New);
+        work.images_written += 1;
+        work.image_written();
+        assert_eq!(pin_host_key(&mut work, OTHER), Pin::New);
+        assert_eq!(work.host_key.as_deref(), Some(OTHER));
+        assert!(matches!(pin_host_key(&mut work, FIRST), Pin::Mismatch(_)));
     }
 }

@@ -60,6 +60,8 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         for step in reports.iter().rev() {
             match step {
                 AgentStep::ImageWritten { sha256, .. } if *sha256 == image.sha256 => {
+                    // A new OS on the disk: its host key is pinned afresh by its first report.
+                    work.image_written();
                     return Ok(Outcome::to(
                         NodeState::Booting,
                         format!(
