@@ -3,7 +3,8 @@
 //! - [`nccl`]: parse nccl-tests output (text and JSON), judge busbw against the SKU profile, run and bisect.
 //! - [`sku`]: SKU profiles as data (`profiles/skus.toml`, overridable).
 //! - [`nvml`]: checks over NVML loaded at run time (real driver or the fake-nvml library).
-//! - [`burnin`]: stress tool with a hard timeout while sampling NVML every second.
+//! - [`burnin`]: evidence collection on the node (stress tool with a hard timeout while sampling NVML) and its
+//!   judgement on the provisioner.
 //! - [`verdict`] and [`evidence`]: typed results and signed acceptance records.
 
 pub mod burnin;

@@ -69,6 +69,26 @@ pub fn classify(code: u64) -> XidRule {
         })
 }
 
+/// XID numbers in kernel log lines written by the NVIDIA driver (`NVRM: Xid (PCI:0000:18:00): 79, pid=…`).
+/// Other lines are ignored; a line whose number does not parse is reported as XID 999 (unknown, failing).
+pub fn kernel_log_xids(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let at = line.find("NVRM: Xid")?;
+            let rest = &line[at + "NVRM: Xid".len()..];
+            // The PCI address in parentheses, then `: N,`.
+            let after = rest.find("):").map_or(rest, |i| &rest[i + 2..]);
+            let digits: String = after
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            Some(digits.parse().unwrap_or(999))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +101,18 @@ mod tests {
         assert_eq!(classify(13).action, XidAction::Note);
         assert_eq!(classify(48).action, XidAction::Reset);
         assert!(classify(9999).action.fails());
+    }
+
+    #[test]
+    fn kernel_log_xid_lines_are_read() {
+        let lines: Vec<String> = [
+            "[  812.123] NVRM: Xid (PCI:0000:18:00): 79, pid=4242, name=gpu_burn, GPU has fallen off the bus.",
+            "[  813.000] nvidia-nvswitch0: link up",
+            "NVRM: Xid (PCI:0000:2a:00): garbled",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(kernel_log_xids(&lines), vec![79, 999]);
     }
 }

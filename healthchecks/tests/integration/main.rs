@@ -1,6 +1,7 @@
 //! kiln-health integration tests: one binary, one module per area.
 
 mod burnin;
+mod burnin_judge;
 mod evidence;
 mod nccl_judge;
 mod nccl_parse;
