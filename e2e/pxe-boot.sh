@@ -71,6 +71,11 @@ db="sqlite://$work/kiln.db"
 # Case (c)'s node is imaged and available: its boot script must send it to its disk. No kiln command sets a state
 # by hand (the lifecycle engine owns transitions), so the fixture writes the row directly.
 sqlite3 "$work/kiln.db" "UPDATE nodes SET state = 'available' WHERE serial = 'SN3'"
+# No lifecycle engine runs here to ask for these boots: a technician's grant lets each VM's first script fetch
+# have a boot token (without one, kiln serves a script that boots nothing).
+for n in 1 2; do
+    "$kiln" --db "$db" --key-file "$work/k.key" boot grant "SN$n" --window 30m >/dev/null || { echo "boot grant SN$n failed"; exit 1; }
+done
 
 # Case (c)'s disk: a boot sector that prints KILN-DISK-BOOTED and exits QEMU (e2e/marker-disk.sh).
 . e2e/marker-disk.sh

@@ -4,7 +4,9 @@
 //! Wire contract: `POST {provisioner}/agent/v1/report`, header `Authorization: Bearer <node token>`, body an
 //! [`AgentReport`]; any 2xx accepts it. 401/403 mean the token is wrong (not retried); other 4xx mean the body
 //! was refused (not retried); 5xx, 429 and connection failures are retried. `seq` increases per report from one
-//! agent run, so the provisioner can drop a duplicate delivered by a retry.
+//! agent run, and `nonce` (the run's random id and `seq`) is unique per report: the provisioner refuses a
+//! report whose nonce it has seen (409, a replay or a duplicate delivered by a retry), and the client takes
+//! 409 as delivered.
 
 use std::time::Duration;
 
@@ -23,6 +25,9 @@ pub struct AgentReport {
     pub boot_mac: Option<MacAddr>,
     /// Increases with every report of one agent run (deduplication of retried deliveries).
     pub seq: u64,
+    /// Unique per report (`{run id}-{seq}`); a report with a nonce the provisioner has seen is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
     /// The agent's version.
     pub agent_version: String,
     /// What happened (flattened: the body has a `step` field naming it, beside the step's own fields).
@@ -175,6 +180,20 @@ pub struct ReportClient {
     backoff: Backoff,
     boot_mac: Option<MacAddr>,
     seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    run_id: u64,
+}
+
+/// A 64-bit id for one agent run: the standard library's per-process random hash keys over the process id and
+/// the time, so two runs (the ramdisk, then the installed OS) never share report nonces.
+fn run_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.finish()
 }
 
 impl std::fmt::Debug for ReportClient {
@@ -197,6 +216,7 @@ impl ReportClient {
             backoff: Backoff::default(),
             boot_mac,
             seq: Default::default(),
+            run_id: run_id(),
         }
     }
 
@@ -213,9 +233,11 @@ impl ReportClient {
 
     /// Sends one step, retrying per the backoff; returns the report as delivered.
     pub async fn send(&self, step: AgentStep) -> Result<AgentReport, ReportError> {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let report = AgentReport {
             boot_mac: self.boot_mac,
-            seq: self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
+            seq,
+            nonce: Some(format!("{:016x}-{seq}", self.run_id)),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             step,
         };
@@ -231,6 +253,11 @@ impl ReportClient {
             {
                 Ok(response) if response.status().is_success() => {
                     tracing::debug!(url = %self.url, seq = report.seq, "report delivered");
+                    return Ok(report);
+                }
+                // The provisioner already holds a report with this nonce: an earlier try got through.
+                Ok(response) if response.status().as_u16() == 409 => {
+                    tracing::debug!(url = %self.url, seq = report.seq, "report already delivered");
                     return Ok(report);
                 }
                 Ok(response) => {

@@ -130,7 +130,10 @@ pub async fn start(store: Store, mut options: ServerOptions) -> anyhow::Result<R
         .merge(image_router(library));
     let shutdown = cancel.clone();
     tasks.push(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(err) = served {

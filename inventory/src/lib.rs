@@ -32,6 +32,7 @@ pub use store::bmc_observations::{BmcObservation, BmcStatus, ObservedPower};
 pub use store::boot::{
     BootSighting, DhcpLease, DiscoveredMachine, LeaseState, LeaseWrite, NewLease, TokenOwner,
 };
+pub use store::grants::{GrantClaim, TokenCheck, canonical_ip};
 pub use store::health::NewHealthRun;
 pub use store::{
     Backend, BmcCredentials, Due, Image, ImageAdded, ImageFormat, ImportSummary, LeaseEvent,

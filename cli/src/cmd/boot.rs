@@ -1,4 +1,4 @@
-//! `kiln boot serve|leases|discovered|explain`: the network boot services and what they know.
+//! `kiln boot serve|leases|discovered|explain|grant`: the network boot services and what they know.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +33,19 @@ enum BootCommand {
     Explain {
         /// The boot MAC.
         mac: MacAddr,
+    },
+    /// Allow one network boot of a node that no engine asked for (a technician boots it by hand): the first
+    /// script fetch within the window gets a boot token; later fetches get none and are noted as possible
+    /// spoofs. The engine opens such a grant itself for every network boot it asks for.
+    Grant {
+        /// The node's chassis serial.
+        serial: String,
+        /// How long the script fetch may take to come.
+        #[arg(long, value_parser = kiln_health::duration::parse_duration, default_value = "15m")]
+        window: std::time::Duration,
+        /// Why, for the node's history.
+        #[arg(long, default_value = "technician boots the node by hand")]
+        reason: String,
     },
 }
 
@@ -120,7 +133,56 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             Ok(())
         }
         BootCommand::Explain { mac } => explain(mac, global).await,
+        BootCommand::Grant {
+            serial,
+            window,
+            reason,
+        } => grant(&serial, window, &reason, global).await,
     }
+}
+
+async fn grant(
+    serial: &str,
+    window: std::time::Duration,
+    reason: &str,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let store = global.open_store(KeyUse::IfPresent).await?;
+    let result = async {
+        let node = store
+            .node_by_serial(serial)
+            .await
+            .with_context(|| format!("no node {serial}"))?;
+        let now = store.now();
+        store.open_boot_grant(node.id, now, window).await?;
+        store
+            .record_event(
+                node.id,
+                "technician",
+                &format!(
+                    "opened a boot grant for {} s: {reason}",
+                    window.as_secs()
+                ),
+            )
+            .await?;
+        anyhow::Ok((node, now))
+    }
+    .await;
+    store.close().await;
+    let (node, now) = result?;
+    let until = now + chrono::Duration::from_std(window).unwrap_or_default();
+    if global.json {
+        return print_json(&serde_json::json!({
+            "serial": node.serial,
+            "boot_mac": node.boot_mac.to_string(),
+            "window_ends_at": until,
+        }));
+    }
+    println!(
+        "{}: one network boot from {} may fetch its token until {until}",
+        node.serial, node.boot_mac
+    );
+    Ok(())
 }
 
 async fn explain(mac: MacAddr, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -137,7 +199,8 @@ async fn explain(mac: MacAddr, global: &GlobalArgs) -> anyhow::Result<()> {
     println!("  iPXE (user class iPXE)           → HTTP /boot/{mac}.ipxe");
     match decision.action {
         BootAction::Ramdisk(mode) => println!(
-            "  the script boots the kiln ramdisk with kiln.mode={} and a fresh boot token",
+            "  the script boots the kiln ramdisk with kiln.mode={} and a boot token, when kiln asked for this \
+             boot (an open boot grant, claimed once, from the MAC's DHCP address); else it boots nothing",
             mode.as_str()
         ),
         BootAction::LocalDisk => {
@@ -171,7 +234,13 @@ async fn serve(mut args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding HTTP to {}", args.http_listen))?;
             eprintln!("kiln boot: HTTP listening on {}", listener.local_addr()?);
-            Some(tokio::spawn(axum::serve(listener, router).into_future()))
+            Some(tokio::spawn(
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .into_future(),
+            ))
         }
         None => None,
     };

@@ -6,4 +6,5 @@ mod bringup;
 mod crash;
 mod demo;
 mod health;
+mod security;
 mod sim_site;

@@ -7,10 +7,8 @@
 use std::net::Ipv4Addr;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use sqlx::any::AnyRow;
 
-use super::tokens::hash as token_hash;
 use super::{Store, get, get_opt_time, get_parsed, get_time};
 use crate::clock::to_millis;
 use crate::error::StoreError;
@@ -200,16 +198,6 @@ fn discovered_from_row(row: &AnyRow) -> Result<DiscoveredMachine, StoreError> {
     })
 }
 
-/// Compares two token hashes without stopping at the first difference, so response timing reveals nothing
-/// about how much of a guess matched.
-fn same_hash(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 impl Store {
     /// Every lease row (bound, released and declined), by address.
     pub async fn dhcp_leases(&self) -> Result<Vec<DhcpLease>, StoreError> {
@@ -386,52 +374,5 @@ impl Store {
             .await
             .map_err(StoreError::db("marking a discovered machine reported"))?;
         Ok(())
-    }
-
-    /// Issues a fresh token for the next boot of `mac` (replacing any earlier one) and returns it. The token goes
-    /// on the ramdisk's kernel command line; the agent presents it when it reports. Only its hash is stored.
-    pub async fn issue_boot_token(
-        &self,
-        mac: MacAddr,
-        node: Option<NodeId>,
-    ) -> Result<String, StoreError> {
-        let mut bytes = [0u8; 24];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let token = hex::encode(bytes);
-        sqlx::query(
-            "INSERT INTO boot_tokens (mac, node_id, token_hash, issued_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (mac) DO UPDATE SET node_id = excluded.node_id, token_hash = excluded.token_hash, \
-             issued_at = excluded.issued_at",
-        )
-        .bind(mac.to_string())
-        .bind(node.map(|id| id.0))
-        .bind(token_hash(&token))
-        .bind(to_millis(self.now()))
-        .execute(&self.write)
-        .await
-        .map_err(StoreError::db("issuing a boot token"))?;
-        Ok(token)
-    }
-
-    /// Whose token this is, when `token` is the one last issued to `mac`; `None` when it does not match.
-    pub async fn check_boot_token(
-        &self,
-        mac: MacAddr,
-        token: &str,
-    ) -> Result<Option<TokenOwner>, StoreError> {
-        let row = sqlx::query("SELECT node_id, token_hash FROM boot_tokens WHERE mac = $1")
-            .bind(mac.to_string())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(StoreError::db("checking a boot token"))?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: String = get(&row, "token_hash")?;
-        if !same_hash(&stored, &token_hash(token)) {
-            return Ok(None);
-        }
-        Ok(Some(match get::<Option<i64>>(&row, "node_id")? {
-            Some(id) => TokenOwner::Node(NodeId(id)),
-            None => TokenOwner::Unenrolled,
-        }))
     }
 }

@@ -162,15 +162,17 @@ impl Store {
     }
 
     /// Stores an agent report, with its line in the node's history (`event`, actor "agent") and, when `wake`,
-    /// a wake of the node, in one transaction. Returns the report's id.
+    /// a wake of the node, in one transaction. Returns the report's id; `None` when this node already used
+    /// `nonce` (a replayed report: nothing is stored).
     pub async fn record_agent_report(
         &self,
         node: NodeId,
+        nonce: Option<&str>,
         step: &str,
         body: &str,
         event: Option<&str>,
         wake: bool,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let now = to_millis(self.now());
         let mut tx = self
             .write
@@ -178,15 +180,19 @@ impl Store {
             .await
             .map_err(StoreError::db("starting to store an agent report"))?;
         let row = sqlx::query(
-            "INSERT INTO agent_reports (node_id, at, step, body) VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO agent_reports (node_id, at, step, body, nonce) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (node_id, nonce) DO NOTHING RETURNING id",
         )
         .bind(node.0)
         .bind(now)
         .bind(step)
         .bind(body)
-        .fetch_one(&mut *tx)
+        .bind(nonce)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(StoreError::db("storing an agent report"))?;
+        // A report whose nonce this node already used is a replay: nothing is stored, noted or woken.
+        let Some(row) = row else { return Ok(None) };
         let id: i64 = get(&row, "id")?;
         if let Some(reason) = event {
             insert_event(&mut tx, node, now, "agent", None, None, reason).await?;
@@ -207,7 +213,7 @@ impl Store {
         tx.commit()
             .await
             .map_err(StoreError::db("committing an agent report"))?;
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// The node's reports with an id above `after` (0: all), oldest first.

@@ -20,6 +20,7 @@ pub(crate) mod bmc_observations;
 pub(crate) mod boot;
 mod claims;
 mod events;
+pub(crate) mod grants;
 mod halls;
 mod hardware;
 pub(crate) mod health;

@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 
 use chrono::Duration;
 use kiln_inventory::{
-    BootSighting, LeaseState, LeaseWrite, MacAddr, NewLease, Store, StoreOptions, TokenOwner,
+    BootSighting, GrantClaim, LeaseState, LeaseWrite, MacAddr, NewLease, Store, StoreOptions,
+    TokenCheck, TokenOwner,
 };
 
 use crate::both_backends;
@@ -210,38 +211,67 @@ async fn discovered_machines_are_counted(db: TestDb) {
 async fn boot_tokens_match_only_the_latest(db: TestDb) {
     db.import_csv(&csv_rows(1, 1)).await.expect("import");
     let node = db.store.node_by_serial("SN1-0").await.expect("node");
-    let old = db
+    let here: std::net::IpAddr = "10.0.0.5".parse().expect("ip");
+    let ttl = std::time::Duration::from_secs(3600);
+    let window = std::time::Duration::from_secs(600);
+    let claim = |at| {
+        let store = db.store.clone();
+        async move {
+            store
+                .open_boot_grant(node.id, at, window)
+                .await
+                .expect("grant");
+            match store
+                .claim_boot_grant(node.id, node.boot_mac, here, ttl)
+                .await
+                .expect("claim")
+            {
+                GrantClaim::Issued { token } => token,
+                other => panic!("no token: {other:?}"),
+            }
+        }
+    };
+    let old = claim(db.store.now()).await;
+    // One token per grant: a second fetch is refused and names where the token went.
+    match db
         .store
-        .issue_boot_token(node.boot_mac, Some(node.id))
+        .claim_boot_grant(node.id, node.boot_mac, here, ttl)
         .await
-        .expect("issue");
-    let new = db
-        .store
-        .issue_boot_token(node.boot_mac, Some(node.id))
-        .await
-        .expect("issue");
+        .expect("claim")
+    {
+        GrantClaim::AlreadyIssued { to, .. } => assert_eq!(to, "10.0.0.5"),
+        other => panic!("second claim: {other:?}"),
+    }
+    let new = claim(db.store.now()).await;
     assert_ne!(old, new);
     assert_eq!(new.len(), 48);
+    let check = |mac, token: String, ip: &str| {
+        let store = db.store.clone();
+        let ip: std::net::IpAddr = ip.parse().expect("ip");
+        async move {
+            store
+                .check_boot_token(mac, &token, ip)
+                .await
+                .expect("check")
+        }
+    };
     assert_eq!(
-        db.store
-            .check_boot_token(node.boot_mac, &old)
-            .await
-            .expect("check"),
-        None
+        check(node.boot_mac, old.clone(), "10.0.0.5").await,
+        TokenCheck::Wrong
     );
     assert_eq!(
-        db.store
-            .check_boot_token(node.boot_mac, &new)
-            .await
-            .expect("check"),
-        Some(TokenOwner::Node(node.id))
+        check(node.boot_mac, new.clone(), "10.0.0.5").await,
+        TokenCheck::Valid(TokenOwner::Node(node.id))
     );
     assert_eq!(
-        db.store
-            .check_boot_token(mac(7), &new)
-            .await
-            .expect("check"),
-        None
+        check(node.boot_mac, new.clone(), "10.0.0.6").await,
+        TokenCheck::WrongAddress {
+            bound: "10.0.0.5".into()
+        }
+    );
+    assert_eq!(
+        check(mac(7), new.clone(), "10.0.0.5").await,
+        TokenCheck::Wrong
     );
     // At rest only the hash: the token itself is nowhere in the SQLite file or its WAL, its hash is.
     if let Some(path) = db.url.strip_prefix("sqlite://") {
@@ -254,14 +284,11 @@ async fn boot_tokens_match_only_the_latest(db: TestDb) {
     }
     let stranger = db
         .store
-        .issue_boot_token(mac(7), None)
+        .issue_discovery_token(mac(7), here, ttl)
         .await
         .expect("issue");
     assert_eq!(
-        db.store
-            .check_boot_token(mac(7), &stranger)
-            .await
-            .expect("check"),
-        Some(TokenOwner::Unenrolled)
+        check(mac(7), stranger, "10.0.0.5").await,
+        TokenCheck::Valid(TokenOwner::Unenrolled)
     );
 }

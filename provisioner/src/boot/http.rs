@@ -5,19 +5,27 @@
 //! - `GET /boot/assets/{name}`: the ramdisk kernel and initramfs (only files in the assets directory).
 //! - `POST /boot/report/{mac}` with `Authorization: Bearer TOKEN`: the ramdisk's agent reports that it booted.
 //!
-//! Invariant: a ramdisk script carries a fresh per-boot token; a report is accepted only with the token last
-//! issued to that MAC.
+//! Invariant: a ramdisk script for an enrolled node carries a token only when the engine asked for that boot
+//! (an open boot grant, claimed once, from the address leased to the MAC); any other fetch gets a script that
+//! boots nothing, and a second fetch for one boot is noted as a possible spoof. A report is accepted only with
+//! the live token of that MAC, from the address the token is bound to. The server must be run with
+//! `into_make_service_with_connect_info::<SocketAddr>()`: without the peer's address no token is issued.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kiln_inventory::{BootSighting, MacAddr, Store, StoreError, TokenOwner};
+use kiln_inventory::{
+    BootSighting, GrantClaim, MacAddr, Store, StoreError, TokenCheck, TokenOwner,
+};
 
 use super::decision::{BootAction, BootDecision, RamdiskMode, decide};
 use super::tftp::{PathRefused, resolve_in_root};
@@ -41,6 +49,9 @@ pub struct BootHttpConfig {
     /// The catalog image (name, version) the image and wipe ramdisks write, served by the image router under
     /// `{public_url}/images/sha256/{digest}`; `None`: image-mode scripts carry no image.
     pub image: Option<(String, String)>,
+    /// How long a boot token stays valid after it is issued (it covers the ramdisk's work and the installed
+    /// OS's first report); a new boot of the node revokes it sooner.
+    pub token_ttl: Duration,
 }
 
 impl BootHttpConfig {
@@ -53,6 +64,7 @@ impl BootHttpConfig {
             initrd: "initramfs.img".into(),
             kernel_args: "console=ttyS0 quiet".into(),
             image: None,
+            token_ttl: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -77,7 +89,10 @@ impl BootHttp {
     pub fn router(self) -> Router {
         Router::new()
             .route("/boot/assets/{name}", get(asset))
-            .route("/boot/report/{mac}", post(report))
+            .route(
+                "/boot/report/{mac}",
+                post(report).layer(DefaultBodyLimit::max(MAX_REPORT_BODY)),
+            )
             .route("/boot/{script}", get(script))
             .with_state(self)
     }
@@ -152,6 +167,8 @@ enum HttpError {
     Unauthorized,
     #[error("not found")]
     NotFound,
+    #[error("the boot server does not know the peer's address")]
+    NoPeer,
     #[error("inventory error")]
     Store(#[from] StoreError),
     #[error("cannot read a boot asset")]
@@ -164,6 +181,7 @@ impl IntoResponse for HttpError {
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::NotFound => StatusCode::NOT_FOUND,
+            HttpError::NoPeer => StatusCode::INTERNAL_SERVER_ERROR,
             HttpError::Store(err) => {
                 tracing::error!(error = %err, "boot endpoint: inventory error");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -182,16 +200,53 @@ fn parse_mac(text: &str) -> Result<MacAddr, HttpError> {
         .map_err(|err: kiln_inventory::BadMac| HttpError::BadRequest(err.to_string()))
 }
 
+/// The peer's address, as the server recorded it.
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+fn peer_ip(peer: &Peer) -> Option<IpAddr> {
+    peer.as_ref()
+        .map(|Extension(ConnectInfo(addr))| addr.ip().to_canonical())
+}
+
+/// A script that boots nothing: the firmware goes on to its next boot entry.
+fn refusal_script(reason: &str) -> String {
+    format!("#!ipxe\n# kiln: {reason}\nexit 1\n")
+}
+
 async fn script(
     State(boot): State<BootHttp>,
     Path(file): Path<String>,
+    peer: Peer,
 ) -> Result<Response, HttpError> {
     let mac = parse_mac(file.strip_suffix(".ipxe").ok_or(HttpError::NotFound)?)?;
     let decision = decide(&boot.store, mac).await?;
     let node_id = decision.node.as_ref().map(|node| node.id);
+    let text = |body: String| {
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    };
     let token = match decision.action {
-        BootAction::Ramdisk(_) => Some(boot.store.issue_boot_token(mac, node_id).await?),
         BootAction::LocalDisk => None,
+        BootAction::Ramdisk(_) => {
+            let Some(source) = peer_ip(&peer) else {
+                tracing::error!(%mac, "boot endpoint served without peer addresses: no token issued");
+                return Err(HttpError::NoPeer);
+            };
+            let ttl = boot.config.token_ttl;
+            match node_id {
+                None => Some(boot.store.issue_discovery_token(mac, source, ttl).await?),
+                Some(id) => match boot.store.claim_boot_grant(id, mac, source, ttl).await? {
+                    GrantClaim::Issued { token } => Some(token),
+                    refused => {
+                        let why = refusal(&refused, source);
+                        boot.store
+                            .record_event(id, BOOT_ACTOR, &format!("refused a boot token: {why}"))
+                            .await?;
+                        tracing::warn!(%mac, node = %id, %source, reason = %why, "boot token refused");
+                        return Ok(text(refusal_script(&why)));
+                    }
+                },
+            }
+        }
     };
     match node_id {
         Some(id) => {
@@ -211,8 +266,42 @@ async fn script(
     }
     tracing::info!(%mac, node = ?node_id, action = %decision.action, "served iPXE script");
     let extra = boot.image_args(decision.action).await?;
-    let body = boot.render_script(&decision, token.as_deref(), &extra);
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+    Ok(text(boot.render_script(
+        &decision,
+        token.as_deref(),
+        &extra,
+    )))
+}
+
+/// Why a script fetch got no token, as the node's history says it.
+fn refusal(claim: &GrantClaim, source: IpAddr) -> String {
+    match claim {
+        GrantClaim::Issued { .. } => String::new(),
+        GrantClaim::NoGrant => {
+            format!("script fetch from {source}, but kiln asked for no network boot")
+        }
+        GrantClaim::WindowClosed { ended_at } => format!(
+            "script fetch from {source} after the boot request's window ended at {ended_at}"
+        ),
+        GrantClaim::AlreadyIssued { to, at } => format!(
+            "possible spoof: a second script fetch for one boot, from {source}; the token went to {to} at {at}"
+        ),
+        GrantClaim::WrongAddress { leased } => format!(
+            "possible spoof: script fetch from {source}, but DHCP leased {leased} to this MAC"
+        ),
+    }
+}
+
+/// Why a presented token was refused, for logs and the node's history; `None` when it is valid.
+pub fn token_refusal(check: &TokenCheck, source: IpAddr) -> Option<String> {
+    match check {
+        TokenCheck::Valid(_) => None,
+        TokenCheck::Wrong => Some("wrong token for this boot MAC".into()),
+        TokenCheck::Expired { at } => Some(format!("the boot token expired at {at}")),
+        TokenCheck::WrongAddress { bound } => Some(format!(
+            "possible stolen token: presented from {source}, bound to {bound}"
+        )),
+    }
 }
 
 async fn asset(
@@ -246,9 +335,13 @@ async fn asset(
 /// Longest report text kept in an event.
 const MAX_REPORT: usize = 512;
 
+/// Largest ramdisk boot report body accepted (it is one line of text).
+const MAX_REPORT_BODY: usize = 16 * 1024;
+
 async fn report(
     State(boot): State<BootHttp>,
     Path(mac): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
@@ -258,9 +351,18 @@ async fn report(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .ok_or(HttpError::Unauthorized)?;
-    let Some(owner) = boot.store.check_boot_token(mac, token.trim()).await? else {
-        tracing::warn!(%mac, "boot report with a wrong token refused");
-        return Err(HttpError::Unauthorized);
+    let source = peer_ip(&peer).ok_or(HttpError::NoPeer)?;
+    let check = boot
+        .store
+        .check_boot_token(mac, token.trim(), source)
+        .await?;
+    let owner = match (&check, token_refusal(&check, source)) {
+        (TokenCheck::Valid(owner), _) => *owner,
+        (_, why) => {
+            let why = why.unwrap_or_default();
+            tracing::warn!(%mac, %source, reason = %why, "boot report refused");
+            return Err(HttpError::Unauthorized);
+        }
     };
     let text: String = String::from_utf8_lossy(&body)
         .chars()

@@ -1,20 +1,25 @@
 //! `POST /agent/v1/report`: where node agents report (wire contract in kiln-agent's `report` module). A report
-//! is accepted only with the token last issued to the node's boot MAC; it is stored, noted in the node's
-//! history and wakes the node's handler at once (a write's start and progress ticks do not wake it).
+//! is accepted only with the live token of the node's boot MAC, from the address that token is bound to, and
+//! only once per nonce: a replay is refused (409) before anything is stored, noted, woken or freed. An accepted
+//! report is stored, noted in the node's history and wakes the node's handler at once (a write's start and
+//! progress ticks do not wake it).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kiln_agent::{AgentReport, AgentStep, REPORT_PATH};
-use kiln_inventory::{Store, TokenOwner};
+use kiln_inventory::{Store, TokenCheck, TokenOwner};
 use tokio::sync::Notify;
 
 use super::gates::Gates;
+use crate::boot::http::token_refusal;
 
 /// Largest report body accepted (an inspection of a big node is a few tens of KiB).
 const MAX_BODY: usize = 1024 * 1024;
@@ -92,7 +97,12 @@ fn summary(step: &AgentStep) -> String {
     }
 }
 
-async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes) -> Response {
+async fn report(
+    State(reports): State<Reports>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -113,8 +123,30 @@ async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes)
     let Some(mac) = report.boot_mac else {
         return refuse(StatusCode::BAD_REQUEST, "the report has no boot_mac");
     };
-    let owner = match reports.store.check_boot_token(mac, token).await {
-        Ok(owner) => owner,
+    let Some(source) = peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_canonical()) else {
+        tracing::error!("report endpoint served without peer addresses: report refused");
+        return refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the server does not know the peer's address",
+        );
+    };
+    let Some(nonce) = report
+        .nonce
+        .as_deref()
+        .filter(|n| !n.is_empty() && n.len() <= 128)
+    else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the report has no nonce (1 to 128 characters)",
+        );
+    };
+    let owner = match reports.store.check_boot_token(mac, token, source).await {
+        Ok(TokenCheck::Valid(owner)) => Some(owner),
+        Ok(check) => {
+            let why = token_refusal(&check, source).unwrap_or_default();
+            tracing::warn!(%mac, %source, reason = %why, "agent report refused");
+            return refuse(StatusCode::UNAUTHORIZED, why);
+        }
         Err(err) => {
             tracing::error!(error = %err, "agent report: inventory error");
             return refuse(StatusCode::SERVICE_UNAVAILABLE, "inventory unavailable");
@@ -131,10 +163,7 @@ async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes)
             )
                 .into_response();
         }
-        None => {
-            tracing::warn!(%mac, "agent report with a wrong token refused");
-            return refuse(StatusCode::UNAUTHORIZED, "wrong token for this boot MAC");
-        }
+        None => return refuse(StatusCode::UNAUTHORIZED, "wrong token for this boot MAC"),
     };
     let step = step_name(&report.step);
     let text = String::from_utf8_lossy(&body);
@@ -148,10 +177,17 @@ async fn report(State(reports): State<Reports>, headers: HeaderMap, body: Bytes)
     let event = (!tick).then(|| summary(&report.step));
     let stored = reports
         .store
-        .record_agent_report(node, step, &text, event.as_deref(), wake)
+        .record_agent_report(node, Some(nonce), step, &text, event.as_deref(), wake)
         .await;
     let id = match stored {
-        Ok(id) => id,
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            tracing::warn!(%mac, node = %node, nonce, step, "replayed agent report refused");
+            return refuse(
+                StatusCode::CONFLICT,
+                format!("a report with nonce {nonce} was already accepted from this node (replay)"),
+            );
+        }
         Err(err) => {
             tracing::error!(error = %err, "agent report: could not store");
             return refuse(StatusCode::SERVICE_UNAVAILABLE, "inventory unavailable");

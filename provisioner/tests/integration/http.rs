@@ -1,10 +1,14 @@
 //! HTTP boot endpoints: scripts by node state with events, assets, and token-checked reports.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use kiln_inventory::{MacAddr, NodeState};
+use kiln_inventory::{MacAddr, NewLease, NodeState};
 use kiln_provisioner::boot::http::{BootHttp, BootHttpConfig};
 use tower::ServiceExt;
 
@@ -26,7 +30,19 @@ async fn fixture() -> Fixture {
     Fixture { db, router, assets }
 }
 
-async fn call(router: &Router, request: Request<Body>) -> (StatusCode, Vec<u8>) {
+/// The address test requests come from, unless a test says otherwise.
+const PEER: &str = "127.0.0.1:40000";
+
+async fn call(router: &Router, mut request: Request<Body>) -> (StatusCode, Vec<u8>) {
+    if request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_none()
+    {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(PEER.parse::<SocketAddr>().expect("peer")));
+    }
     let response = router
         .clone()
         .oneshot(request)
@@ -62,6 +78,51 @@ async fn report(router: &Router, mac: MacAddr, token: Option<&str>, text: &str) 
     .0
 }
 
+/// Opens the engine's boot grant for node `n` (what a PXE boot request does), with a 15-minute window.
+async fn grant(fx: &Fixture, n: u8) {
+    let node = fx
+        .db
+        .store
+        .node_by_serial(&format!("SN{n}"))
+        .await
+        .expect("node");
+    fx.db
+        .store
+        .open_boot_grant(node.id, fx.db.store.now(), Duration::from_secs(900))
+        .await
+        .expect("grant");
+}
+
+async fn get_from(router: &Router, uri: &str, peer: &str) -> String {
+    let mut request = Request::get(uri).body(Body::empty()).expect("request");
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(peer.parse::<SocketAddr>().expect("peer")));
+    String::from_utf8_lossy(&call(router, request).await.1).into_owned()
+}
+
+async fn report_from(router: &Router, mac: MacAddr, token: &str, peer: &str) -> StatusCode {
+    let mut request = Request::post(format!("/boot/report/{mac}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::from("booted"))
+        .expect("request");
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(peer.parse::<SocketAddr>().expect("peer")));
+    call(router, request).await.0
+}
+
+async fn last_event(fx: &Fixture, n: u8) -> String {
+    let node = fx
+        .db
+        .store
+        .node_by_serial(&format!("SN{n}"))
+        .await
+        .expect("node");
+    let events = fx.db.store.node_events(node.id).await.expect("events");
+    events.last().expect("an event").reason.clone()
+}
+
 /// The value of `kiln.token=` in a script.
 fn token_of(script: &str) -> String {
     script
@@ -74,6 +135,8 @@ fn token_of(script: &str) -> String {
 #[tokio::test]
 async fn scripts_follow_node_state_and_are_recorded() {
     let fx = fixture().await;
+    grant(&fx, 0).await;
+    grant(&fx, 1).await;
     // Enrolled: inspect ramdisk, with the URL, MAC and a token on the kernel command line.
     let (status, script) = get(&fx.router, &format!("/boot/{}.ipxe", node_mac(0))).await;
     assert_eq!(status, StatusCode::OK);
@@ -148,33 +211,118 @@ async fn unknown_macs_get_the_discovery_ramdisk() {
 }
 
 #[tokio::test]
-async fn reports_need_the_latest_token() {
+async fn reports_need_the_live_token_from_its_address() {
     let fx = fixture().await;
     let mac = node_mac(0);
+    grant(&fx, 0).await;
     let (_, first) = get(&fx.router, &format!("/boot/{mac}.ipxe")).await;
-    let (_, second) = get(&fx.router, &format!("/boot/{mac}.ipxe")).await;
-    let (old, new) = (token_of(&first), token_of(&second));
+    let token = token_of(&first);
     assert_eq!(
         report(&fx.router, mac, None, "booted").await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        report(&fx.router, mac, Some(&old), "booted").await,
+        report(&fx.router, node_mac(1), Some(&token), "booted").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Stolen: the right token from another address.
+    assert_eq!(
+        report_from(&fx.router, mac, &token, "127.0.0.2:40000").await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        report(&fx.router, node_mac(1), Some(&new), "booted").await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        report(&fx.router, mac, Some(&new), "booted kernel=6.1\n").await,
+        report(&fx.router, mac, Some(&token), "booted kernel=6.1\n").await,
         StatusCode::OK
     );
-    let node = fx.db.store.node_by_serial("SN0").await.expect("node");
-    let events = fx.db.store.node_events(node.id).await.expect("events");
-    let last = events.last().expect("event");
-    assert_eq!(last.actor, "agent");
-    assert_eq!(last.reason, "ramdisk reported: booted kernel=6.1");
+    assert_eq!(
+        last_event(&fx, 0).await,
+        "ramdisk reported: booted kernel=6.1"
+    );
+    // The next boot's grant revokes this boot's token.
+    grant(&fx, 0).await;
+    assert_eq!(
+        report(&fx.router, mac, Some(&token), "booted").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Tokens expire.
+    let (_, second) = get(&fx.router, &format!("/boot/{mac}.ipxe")).await;
+    let second = token_of(&second);
+    fx.db.clock.advance(chrono::Duration::hours(7));
+    assert_eq!(
+        report(&fx.router, mac, Some(&second), "booted").await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn tokens_go_only_to_the_boot_kiln_asked_for_once() {
+    let fx = fixture().await;
+    let mac = node_mac(0);
+    // No boot asked: no token, and the fetch is in the node's history.
+    let (status, script) = get(&fx.router, &format!("/boot/{mac}.ipxe")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!script.contains("kiln.token"), "{script}");
+    assert!(script.contains("exit 1"), "{script}");
+    assert!(
+        last_event(&fx, 0)
+            .await
+            .contains("kiln asked for no network boot"),
+        "{}",
+        last_event(&fx, 0).await
+    );
+    // Asked: the first fetch gets the token, a second one gets nothing and is a possible spoof.
+    grant(&fx, 0).await;
+    let (_, first) = get(&fx.router, &format!("/boot/{mac}.ipxe")).await;
+    assert_eq!(token_of(&first).len(), 48);
+    let second = get_from(&fx.router, &format!("/boot/{mac}.ipxe"), "127.0.0.9:1").await;
+    assert!(!second.contains("kiln.token"), "{second}");
+    let event = last_event(&fx, 0).await;
+    assert!(
+        event.contains("possible spoof: a second script fetch"),
+        "{event}"
+    );
+    assert!(event.contains("127.0.0.9"), "{event}");
+    // The window closes with the engine's wait for the boot.
+    grant(&fx, 1).await;
+    fx.db.clock.advance(chrono::Duration::minutes(16));
+    let (_, late) = get(&fx.router, &format!("/boot/{}.ipxe", node_mac(1))).await;
+    assert!(!late.contains("kiln.token"), "{late}");
+    assert!(last_event(&fx, 1).await.contains("window ended"));
+}
+
+#[tokio::test]
+async fn a_fetch_from_another_address_than_the_dhcp_lease_gets_no_token() {
+    let fx = fixture().await;
+    let mac = node_mac(2);
+    let node = fx.db.store.node_by_serial("SN2").await.expect("node");
+    fx.db
+        .store
+        .bind_dhcp_lease(&NewLease {
+            ip: "10.9.0.52".parse().expect("ip"),
+            mac,
+            node_id: Some(node.id),
+            hostname: None,
+            pinned: false,
+            expires_at: fx.db.store.now() + chrono::Duration::hours(1),
+        })
+        .await
+        .expect("lease");
+    grant(&fx, 2).await;
+    let spoof = get_from(&fx.router, &format!("/boot/{mac}.ipxe"), "10.9.0.99:1000").await;
+    assert!(!spoof.contains("kiln.token"), "{spoof}");
+    let event = last_event(&fx, 2).await;
+    assert!(event.contains("DHCP leased 10.9.0.52"), "{event}");
+    // The spoof did not use up the grant: the leased address still gets the token, bound to it.
+    let real = get_from(&fx.router, &format!("/boot/{mac}.ipxe"), "10.9.0.52:1000").await;
+    let token = token_of(&real);
+    assert_eq!(
+        report_from(&fx.router, mac, &token, "10.9.0.52:1001").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        report_from(&fx.router, mac, &token, "10.9.0.99:1001").await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -212,11 +360,20 @@ async fn assets_are_served_and_confined() {
 #[tokio::test]
 async fn curl_fetches_a_script_from_a_served_router() {
     let fx = fixture().await;
+    grant(&fx, 0).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(axum::serve(listener, fx.router.clone()).into_future());
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            fx.router
+                .clone()
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .into_future(),
+    );
     let output = tokio::process::Command::new("curl")
         .args(["--silent", "--fail", "--max-time", "20"])
         .arg(format!("http://{addr}/boot/{}.ipxe", node_mac(0)))

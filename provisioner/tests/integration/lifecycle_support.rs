@@ -449,13 +449,14 @@ impl Hall {
         let report = AgentReport {
             boot_mac: Some(node.boot_mac),
             seq,
+            nonce: None,
             agent_version: "test".into(),
             step,
         };
         let body = serde_json::to_string(&report).expect("json");
         let name = kiln_provisioner::lifecycle::reports::step_name(&report.step);
         self.store
-            .record_agent_report(node.id, name, &body, None, true)
+            .record_agent_report(node.id, None, name, &body, None, true)
             .await
             .expect("report");
     }

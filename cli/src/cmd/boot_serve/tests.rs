@@ -217,7 +217,13 @@ async fn services_serve_and_shut_down() {
 
     // HTTP: the router the caller merges serves the node's iPXE script.
     let router = services.http_router().expect("HTTP boot router");
-    let server = tokio::spawn(axum::serve(http, router).into_future());
+    let server = tokio::spawn(
+        axum::serve(
+            http,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .into_future(),
+    );
     let script = kiln_images::http_client()
         .get(format!("{url}/boot/{MAC}.ipxe"))
         .send()

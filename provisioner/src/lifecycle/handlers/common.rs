@@ -91,6 +91,13 @@ pub async fn request_boot(
                 .await?
         }
     };
+    if kind == IntentKind::PxeBoot {
+        // Before the BMC calls: the boot's script fetch may come as soon as the server powers on. Only this
+        // boot gets a token, claimed once, inside the window the engine waits for it.
+        ctx.store
+            .open_boot_grant(node.id, at, ctx.config.boot_timeout)
+            .await?;
+    }
     let device = match kind {
         IntentKind::PxeBoot => BootDevice::Pxe,
         IntentKind::DiskBoot => BootDevice::Disk,
