@@ -9,8 +9,12 @@
 //! | kernel | `uname -r` | one line |
 //! | driver | `cat /sys/module/nvidia/version` | the driver version; non-zero exit when not loaded |
 //! | GPUs | `nvidia-smi -L` | one `GPU n: …` line per GPU |
-//! | burn-in | `kiln-agent burn-in --json --duration-s N` | a [`Verdict`] as JSON on stdout |
+//! | burn-in | `kiln-agent burn-in --json --duration-s N --sku S` | one [`kiln_health::burnin::BurnInEvidence`] JSON document on stdout, exit 0 when collection worked |
 //! | NCCL | the nccl-tests launcher template (see [`NCCL_TEMPLATE`]) on the group's first host | nccl-tests text |
+//!
+//! The node is not trusted to judge itself: burn-in returns raw evidence, which the provisioner judges with
+//! kiln-health and the node's SKU profile (`handlers/burn_in.rs`). A verdict, an empty document, a non-zero
+//! exit or a timeout is never a pass.
 
 use std::time::Duration;
 
@@ -62,6 +66,17 @@ pub struct PostImageFacts {
     pub transcript: String,
 }
 
+/// What a node answered to the burn-in command: the raw evidence document, not yet judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BurnInReply {
+    /// The JSON document the node printed (judged by the provisioner; it may be anything).
+    pub document: serde_json::Value,
+    /// The command's exit status (`None`: killed or unknown).
+    pub exit_code: Option<i32>,
+    /// Wall time the command took, measured by the provisioner.
+    pub wall: Duration,
+}
+
 /// Why a node could not be checked.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -101,8 +116,37 @@ pub trait NodeAccess: Send + Sync + 'static {
     /// Kernel version, driver loaded, GPU count.
     async fn post_image_check(&self, host: &NodeHost) -> Result<PostImageFacts, AccessError>;
 
-    /// Runs the GPU burn-in for `duration` and returns its verdict (a failing burn-in is `Ok`).
-    async fn burn_in(&self, host: &NodeHost, duration: Duration) -> Result<Verdict, AccessError>;
+    /// Runs the GPU burn-in for `duration` as SKU `sku` and returns the node's raw evidence, unjudged (a
+    /// failing burn-in is `Ok`; a command that failed, timed out or printed no JSON is `Err`).
+    ///
+    /// The default serves implementations that still answer [`NodeAccess::burn_in`]: their verdict is handed
+    /// on as the "document", which the judge refuses (a verdict is not evidence), so such a node always fails.
+    async fn burn_in_evidence(
+        &self,
+        host: &NodeHost,
+        duration: Duration,
+        sku: &str,
+    ) -> Result<BurnInReply, AccessError> {
+        let _ = sku;
+        let started = std::time::Instant::now();
+        let verdict = self.burn_in(host, duration).await?;
+        Ok(BurnInReply {
+            document: serde_json::to_value(&verdict).unwrap_or_default(),
+            exit_code: Some(0),
+            wall: started.elapsed(),
+        })
+    }
+
+    /// Superseded by [`NodeAccess::burn_in_evidence`], kept only so older implementations still build; the
+    /// engine never takes a verdict from a node. The default refuses.
+    async fn burn_in(&self, host: &NodeHost, duration: Duration) -> Result<Verdict, AccessError> {
+        let _ = duration;
+        Err(AccessError::BadOutput {
+            serial: host.serial.clone(),
+            command: "kiln-agent burn-in".into(),
+            reason: "this node access collects no burn-in evidence".into(),
+        })
+    }
 
     /// Runs multi-node NCCL over `hosts` (launched on the first); a failing run is `Ok` and judged by the caller.
     async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError>;

@@ -4,14 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_health::Verdict;
 use kiln_health::nccl::{
     CommandNcclRunner, NcclRun, NcclRunError, PinnedHost, RemoteOutput, SshClient, shell_quote,
 };
 
 use russh::keys::{PrivateKey, PublicKey};
 
-use super::access::{AccessError, NCCL_TEMPLATE, NodeAccess, NodeHost, PostImageFacts};
+use super::access::{
+    AccessError, BurnInReply, NCCL_TEMPLATE, NodeAccess, NodeHost, PostImageFacts,
+};
 
 /// SSH into nodes as `user` with `key`.
 #[derive(Debug, Clone)]
@@ -137,6 +138,45 @@ fn finished(host: &NodeHost, command: &str, out: &RemoteOutput) -> Result<(), Ac
     Ok(())
 }
 
+/// The burn-in command line for `duration` and SKU `sku` (see [`super::access`]).
+pub fn burn_in_command(duration: Duration, sku: &str) -> String {
+    format!(
+        "kiln-agent burn-in --json --duration-s {} --sku {}",
+        duration.as_secs().max(1),
+        shell_quote(sku)
+    )
+}
+
+/// The evidence document of a finished burn-in command: exit 0 and one JSON object on stdout, else why not.
+pub fn evidence_document(out: &RemoteOutput) -> Result<serde_json::Value, String> {
+    let stderr_tail = || kiln_health::process::tail(out.stderr.trim(), 400);
+    if out.exit_code != Some(0) {
+        return Err(format!(
+            "exited {}, so it collected no evidence; stderr: {}",
+            out.exit_code
+                .map_or("without a status".to_string(), |c| c.to_string()),
+            stderr_tail()
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
+        Ok(document @ serde_json::Value::Object(_)) => Ok(document),
+        Ok(other) => Err(format!(
+            "printed JSON that is not an evidence document (a {})",
+            match other {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "boolean",
+                serde_json::Value::Number(_) => "number",
+                serde_json::Value::String(_) => "string",
+                _ => "list",
+            }
+        )),
+        Err(err) => Err(format!(
+            "printed no evidence JSON ({err}); stderr: {}",
+            stderr_tail()
+        )),
+    }
+}
+
 /// Counts `GPU n: …` lines of `nvidia-smi -L`.
 pub fn count_gpus(listing: &str) -> u32 {
     listing
@@ -197,19 +237,27 @@ impl NodeAccess for SshNodeAccess {
         })
     }
 
-    async fn burn_in(&self, host: &NodeHost, duration: Duration) -> Result<Verdict, AccessError> {
-        let command = format!(
-            "kiln-agent burn-in --json --duration-s {}",
-            duration.as_secs().max(1)
-        );
+    async fn burn_in_evidence(
+        &self,
+        host: &NodeHost,
+        duration: Duration,
+        sku: &str,
+    ) -> Result<BurnInReply, AccessError> {
+        let command = burn_in_command(duration, sku);
+        let started = std::time::Instant::now();
         let out = self
             .run(host, &command, duration + Duration::from_secs(120))
             .await?;
         finished(host, &command, &out)?;
-        serde_json::from_str(out.stdout.trim()).map_err(|err| AccessError::BadOutput {
+        let document = evidence_document(&out).map_err(|reason| AccessError::BadOutput {
             serial: host.serial.clone(),
-            command,
-            reason: format!("not a verdict: {err}; stderr: {}", out.stderr.trim()),
+            command: command.clone(),
+            reason,
+        })?;
+        Ok(BurnInReply {
+            document,
+            exit_code: out.exit_code,
+            wall: started.elapsed(),
         })
     }
 
@@ -245,7 +293,36 @@ impl NodeAccess for SshNodeAccess {
 
 #[cfg(test)]
 mod tests {
-    use super::count_gpus;
+    use super::{burn_in_command, count_gpus, evidence_document};
+    use kiln_health::nccl::RemoteOutput;
+
+    fn output(stdout: &str, exit_code: Option<i32>) -> RemoteOutput {
+        RemoteOutput {
+            stdout: stdout.into(),
+            stderr: "kiln-agent: NVML gone".into(),
+            exit_code,
+            timed_out: false,
+        }
+    }
+
+    #[test]
+    fn burn_in_output_must_be_exit_zero_and_one_json_object() {
+        assert!(evidence_document(&output("{\"format\":\"x\"}\n", Some(0))).is_ok());
+        let err = evidence_document(&output("{}", Some(1))).expect_err("exit 1");
+        assert!(
+            err.contains("exited 1") && err.contains("NVML gone"),
+            "{err}"
+        );
+        assert!(evidence_document(&output("{}", None)).is_err());
+        let err = evidence_document(&output("PASS", Some(0))).expect_err("text");
+        assert!(err.contains("no evidence JSON"), "{err}");
+        let err = evidence_document(&output("[1]", Some(0))).expect_err("list");
+        assert!(err.contains("list"), "{err}");
+        assert_eq!(
+            burn_in_command(std::time::Duration::from_millis(10), "h100 'x"),
+            "kiln-agent burn-in --json --duration-s 1 --sku 'h100 '\\''x'"
+        );
+    }
 
     #[test]
     fn counts_nvidia_smi_lines() {

@@ -1,15 +1,20 @@
-//! burn_in → fabric_test: the GPU burn-in on the installed OS (NVML sampled under a stress load, judged by
-//! kiln-health on the node), within the burn-in limit; the verdict is stored as evidence.
+//! burn_in → fabric_test: the GPU burn-in on the installed OS. The node collects raw evidence (NVML samples
+//! under a stress load, the tool's output and exit status, the kernel log); kiln-health judges it here with
+//! the node's SKU profile, never trusting a verdict from the node. The judgement, the evidence and its digest
+//! are stored as the health run.
 
+use kiln_health::burnin::{evidence_digest, judge_burn_in_document};
+use kiln_health::{Check, Verdict};
 use kiln_inventory::{NewHealthRun, Node, NodeState, StoreError};
+use serde_json::json;
 
 use super::booting::access_trouble;
-use crate::lifecycle::access::NodeHost;
+use crate::lifecycle::access::{BurnInReply, NodeHost};
 use crate::lifecycle::ctx::Ctx;
 use crate::lifecycle::outcome::{Failure, FailureClass, Outcome};
 use crate::lifecycle::work::Work;
 
-/// Runs the burn-in and judges its verdict.
+/// Runs the burn-in and judges its evidence.
 pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, StoreError> {
     let Some(host) = pinned_host(node, work) else {
         return Ok(Outcome::fail(
@@ -17,14 +22,32 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             "no pinned SSH host key: the node must boot its image again",
         ));
     };
+    let profile = match ctx.skus.get(&node.sku) {
+        Ok(profile) => profile.clone(),
+        Err(err) => {
+            return Ok(Outcome::fail(
+                FailureClass::BurnIn,
+                format!("no SKU profile to judge the burn-in against: {err}"),
+            ));
+        }
+    };
     let _permit = ctx.gates.burn_in.acquire().await;
     let started = ctx.store.now();
-    let verdict = match ctx.access.burn_in(&host, ctx.config.burn_in).await {
-        Ok(verdict) => verdict,
+    let asked = ctx.config.burn_in;
+    let reply = match ctx.access.burn_in_evidence(&host, asked, &profile.id).await {
+        Ok(reply) => reply,
         Err(err) => return Ok(access_trouble(ctx, work, err)),
     };
-    let evidence = serde_json::to_value(&verdict).unwrap_or_default();
+    let verdict = judge(&reply, &profile, asked);
+    let digest = evidence_digest(&reply.document);
     let passed = verdict.passed();
+    let run_evidence = json!({
+        "verdict": verdict,
+        "evidence_sha256": digest,
+        "evidence": reply.document,
+        "exit_code": reply.exit_code,
+        "wall_s": reply.wall.as_secs_f64(),
+    });
     ctx.store
         .record_health_run(&NewHealthRun {
             node: node.id,
@@ -32,22 +55,60 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             passed,
             started_at: started,
             finished_at: Some(ctx.store.now()),
-            evidence: &evidence,
+            evidence: &run_evidence,
         })
         .await?;
     if passed {
         return Ok(Outcome::to(
             NodeState::FabricTest,
-            format!("burn-in passed ({} checks)", verdict.checks.len()),
+            format!(
+                "burn-in passed ({} checks judged by kiln on evidence sha256:{})",
+                verdict.checks.len(),
+                short(&digest)
+            ),
         ));
     }
     let reasons: Vec<String> = verdict
         .failures()
         .map(|c| format!("{} {}: {}", c.subject, c.name, c.reason))
         .collect();
+    // The work record keeps the judgement and the digest; the document itself is in the health run.
+    let failure_evidence = json!({ "verdict": verdict, "evidence_sha256": digest });
     Ok(Outcome::Fail(
-        Failure::new(FailureClass::BurnIn, reasons.join("; ")).with_evidence(evidence),
+        Failure::new(FailureClass::BurnIn, reasons.join("; ")).with_evidence(failure_evidence),
     ))
+}
+
+/// The provisioner's judgement of a node's burn-in answer: kiln-health's judge of the document, plus the
+/// command's exit status (a collection that failed is no evidence even when it printed a document).
+pub fn judge(
+    reply: &BurnInReply,
+    profile: &kiln_health::SkuProfile,
+    asked: std::time::Duration,
+) -> Verdict {
+    let judged = judge_burn_in_document(&reply.document, profile, asked);
+    let mut checks = judged.checks;
+    checks.push(Check::judged(
+        reply.exit_code == Some(0),
+        "agent.exit_status",
+        "node",
+        reply
+            .exit_code
+            .map_or(serde_json::Value::Null, |c| json!(c)),
+        Some(json!(0)),
+        "the evidence collector must exit 0",
+    ));
+    Verdict::new(
+        judged.kind,
+        &judged.sku,
+        judged.started_at_unix_s,
+        checks,
+        judged.evidence,
+    )
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 /// The node as reached over SSH, from its work record's pinned key.
