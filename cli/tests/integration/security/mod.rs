@@ -3,8 +3,10 @@
 //!
 //! | attack | module |
 //! |---|---|
+//! | spoofed script fetch, stolen token from another address, replayed report | [`boot`] |
 //! | a node floods the SSH output | [`flood`] |
-| a hostile BMC's links point elsewhere (`//host`, `\\`, encoded, `@` userinfo) | [`redfish`] |
+//! | a hostile BMC's links point elsewhere (`//host`, `\\`, encoded, `@` userinfo) | [`redfish`] |
 
+mod boot;
 mod flood;
 mod redfish;
