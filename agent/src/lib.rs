@@ -5,10 +5,12 @@
 //! - [`inspect`]: hardware inspection from a root directory (sysfs, `/proc`, `dmidecode`, `lspci -vmm`);
 //! - [`sku`]: comparison with the node's SKU, mismatch by mismatch;
 //! - [`report`]: the report body types shared with the provisioner and a retrying client with the node token;
-//! - [`image`]: writing an image with kiln-images' verifying writer while reporting each step.
+//! - [`image`]: writing an image with kiln-images' verifying writer while reporting each step;
+//! - [`burnin`]: `kiln-agent burn-in`, collecting burn-in evidence (judged by the provisioner, not here).
 //!
 //! Invariant: every report carries the node's token; a rejected token is never retried.
 
+pub mod burnin;
 pub mod cmdline;
 pub mod image;
 pub mod inspect;

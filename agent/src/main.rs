@@ -4,7 +4,10 @@
 //! kiln-agent inspect [--root DIR]                      print the hardware as JSON
 //! kiln-agent write URL SHA256 FORMAT TARGET [--sparse] write an image to TARGET, verified
 //! kiln-agent run                                       report booted, then do kiln.mode (inspect, image)
+//! kiln-agent burn-in --json --duration-s N [--sku S] …  collect burn-in evidence, print it as JSON
 //! ```
+//! `burn-in` prints one evidence document and exits 0 when collection worked; it does not judge (the
+//! provisioner does), see [`kiln_agent::burnin`].
 //! `run` and `write` read the `kiln.*` kernel arguments ([`kiln_agent::cmdline`]); the environment overrides
 //! some of them: `KILN_PROVISIONER_URL` (kiln.url), `KILN_NODE_TOKEN` (kiln.token), `KILN_BOOT_MAC` (kiln.mac),
 //! `KILN_MODE` (kiln.mode, `inspect` when neither gives one), `KILN_DISK` (kiln.disk). Arguments are parsed by
@@ -19,8 +22,8 @@ use kiln_agent::run::{RunEnv, RunOutcome, report_unusable_args, run};
 use kiln_agent::{Backoff, InspectSources, RamdiskArgs, ReportClient, error_chain, inspect};
 use kiln_images::{ImageFormat, Sha256Digest, Target, WriteRequest};
 
-const USAGE: &str =
-    "usage: kiln-agent inspect [--root DIR] | write URL SHA256 FORMAT TARGET [--sparse] | run";
+const USAGE: &str = "usage: kiln-agent inspect [--root DIR] | write URL SHA256 FORMAT TARGET [--sparse] | run \
+                     | burn-in --json --duration-s N [--sku S] [--nvml-lib PATH] [--kernel-log FILE] [--stress CMD...]";
 
 /// The environment variable that overrides a kernel argument.
 fn env_override(key: &str) -> Option<&'static str> {
@@ -126,6 +129,18 @@ async fn exec(args: Vec<String>) -> anyhow_lite::Result<()> {
                     reports.url()
                 ),
             }
+            Ok(())
+        }
+        Some("burn-in") => {
+            let parsed = kiln_agent::burnin::parse_args(&args[1..])?;
+            let evidence = kiln_agent::burnin::collect(&parsed).await?;
+            let text = if parsed.json {
+                serde_json::to_string(&evidence)?
+            } else {
+                serde_json::to_string_pretty(&evidence)?
+            };
+            use std::io::Write;
+            writeln!(std::io::stdout().lock(), "{text}")?;
             Ok(())
         }
         _ => Err(USAGE.into()),
