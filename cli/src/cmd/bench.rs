@@ -39,8 +39,12 @@ enum BenchCommand {
         )]
         pg: String,
     },
-    /// Power-status sweep over N simulated BMCs with kiln, against a sequential ipmitool loop.
-    BmcSweep(crate::cmd::bmc::SweepBenchArgs),
+    /// Power-status sweep over N simulated BMCs with kiln, against a sequential ipmitool loop, N parallel
+    /// ipmitool processes (`xargs -P`) and a parallel Redfish client (`curl --parallel`).
+    BmcSweep(crate::cmd::bench_sweep::Args),
+    /// kiln's sweep alone (with the sequential ipmitool sample), for fleets too big to give every simulated BMC
+    /// an IPMI socket as `bmc-sweep` does for its parallel peers.
+    BmcSweepKilnOnly(crate::cmd::bmc::SweepBenchArgs),
     /// A simulated hall brought up by the engine: wall time against the critical path.
     Bringup(crate::cmd::bench_bringup::Args),
     /// Image serving (kiln vs nginx) and writing (kiln's writer vs curl | dd).
@@ -95,7 +99,10 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             transitions,
             pg,
         } => (nodes, transitions, pg),
-        BenchCommand::BmcSweep(sweep) => return crate::cmd::bmc::bench_sweep(sweep, global).await,
+        BenchCommand::BmcSweep(sweep) => return crate::cmd::bench_sweep::exec(sweep, global).await,
+        BenchCommand::BmcSweepKilnOnly(sweep) => {
+            return crate::cmd::bmc::bench_sweep(sweep, global).await;
+        }
         BenchCommand::Bringup(bringup) => {
             return crate::cmd::bench_bringup::exec(bringup, global).await;
         }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_api;
 pub mod bench_bringup;
 pub mod bench_images;
+pub mod bench_sweep;
 pub mod bmc;
 pub mod boot;
 pub mod boot_serve;
