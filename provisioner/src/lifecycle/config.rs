@@ -32,6 +32,10 @@ impl Default for Limits {
     }
 }
 
+/// NCCL runs fabric_test's deadline allows for: the group's first run, then a bisection (the group again and
+/// two halves per level: one bad node in a rack of 64 takes 14 runs).
+pub const FABRIC_NCCL_RUNS: u32 = 16;
+
 /// Everything the engine needs to know besides the inventory.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -55,8 +59,13 @@ pub struct EngineConfig {
     pub bmc_retry: Duration,
     /// Burn-in duration asked of each node.
     pub burn_in: Duration,
-    /// Time limit for one handler run (a hung BMC or SSH call fails the run, not the worker).
-    pub handler_timeout: Duration,
+    /// Deadline of one handler run on top of its state's own long work (see [`EngineConfig::deadline_of`]):
+    /// a BMC or SSH call that never returns ends the run there, the node fails with `handler_deadline` and
+    /// its claim is released instead of being renewed for ever.
+    pub handler_deadline: Duration,
+    /// Longest time one multi-node NCCL run may take (the SSH runner's own limit on it); fabric_test's
+    /// deadline allows [`FABRIC_NCCL_RUNS`] of them (a first run and a bisection).
+    pub nccl_run: Duration,
     /// Concurrency limits.
     pub limits: Limits,
     /// How long a BMC client (its session and connection) is kept between a node's operations. Real time:
@@ -97,7 +106,8 @@ impl Default for EngineConfig {
             recheck: Duration::from_secs(30),
             bmc_retry: Duration::from_secs(10),
             burn_in: minutes(4 * 60),
-            handler_timeout: minutes(10),
+            handler_deadline: minutes(10),
+            nccl_run: minutes(10),
             limits: Limits::default(),
             bmc_session_idle: Duration::from_secs(60),
             bmc_sessions_kept: 4096,
@@ -127,14 +137,61 @@ impl EngineConfig {
         self.recheck = scale(self.recheck);
         self.bmc_retry = scale(self.bmc_retry);
         self.burn_in = scale(self.burn_in);
-        self.handler_timeout = scale(self.handler_timeout).max(Duration::from_secs(10));
+        self.handler_deadline = scale(self.handler_deadline).max(Duration::from_secs(10));
+        self.nccl_run = scale(self.nccl_run).max(Duration::from_secs(10));
         self.claim_ttl = scale(self.claim_ttl).max(Duration::from_secs(5));
         self.poll = scale(self.poll).max(Duration::from_millis(20));
         self
     }
 
+    /// The deadline of one handler run in `state`: [`EngineConfig::handler_deadline`], plus the burn-in's
+    /// duration in burn_in and [`FABRIC_NCCL_RUNS`] NCCL runs in fabric_test, at most the state's SLA (a run
+    /// that outlasts it would fail the SLA anyway) and never zero.
+    pub fn deadline_of(&self, state: NodeState) -> Duration {
+        let work = match state {
+            NodeState::BurnIn => self.burn_in,
+            NodeState::FabricTest => self.nccl_run.saturating_mul(FABRIC_NCCL_RUNS),
+            _ => Duration::ZERO,
+        };
+        let deadline = self.handler_deadline.saturating_add(work);
+        self.sla_of(state)
+            .map_or(deadline, |sla| deadline.min(sla))
+            .max(Duration::from_millis(1))
+    }
+
     /// The SLA of `state` (`None`: not limited).
     pub fn sla_of(&self, state: NodeState) -> Option<Duration> {
         self.sla.get(&state).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_cover_each_states_own_work_within_its_sla() {
+        let config = EngineConfig::default();
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(config.deadline_of(NodeState::Enrolled), minutes(10));
+        assert_eq!(config.deadline_of(NodeState::BurnIn), minutes(4 * 60 + 10));
+        assert_eq!(config.deadline_of(NodeState::FabricTest), minutes(170));
+        // A burn-in longer than its SLA is cut at the SLA.
+        let long = EngineConfig {
+            burn_in: minutes(24 * 60),
+            ..EngineConfig::default()
+        };
+        assert_eq!(long.deadline_of(NodeState::BurnIn), minutes(12 * 60));
+        // Compression keeps the floor, so a loaded machine does not fail healthy handler runs.
+        let fast = EngineConfig::default().compressed(1e6);
+        assert_eq!(
+            fast.deadline_of(NodeState::Booting),
+            Duration::from_secs(10)
+        );
+        let zero = EngineConfig {
+            handler_deadline: Duration::ZERO,
+            ..EngineConfig::default()
+        };
+        assert!(zero.deadline_of(NodeState::Enrolled) > Duration::ZERO);
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ctx::Ctx;
 use super::handlers::dispatch;
-use super::outcome::{FailureClass, Outcome};
+use super::outcome::{Failure, FailureClass, Outcome};
 use super::work::{FailedStep, Work};
 
 /// The lifecycle engine of one provisioner instance.
@@ -45,7 +45,9 @@ impl Engine {
     }
 
     /// Runs until `cancel`: claim, handle, record, repeat. Store errors are logged and retried after a pause;
-    /// a handler that panics or hangs loses only its own run (its claim lapses and the node is handled again).
+    /// a handler that panics loses only its own run (its claim lapses and the node is handled again), and one
+    /// that hangs is dropped at its deadline ([`super::EngineConfig::deadline_of`]): the node fails with
+    /// `handler_deadline` and its claim is released, not renewed.
     pub async fn run(&self, cancel: CancellationToken) {
         let config = &self.ctx.config;
         let workers = Arc::new(Semaphore::new(config.workers.max(1)));
@@ -225,22 +227,39 @@ async fn handle_node(
             Outcome::fail(class, reason)
         }
         _ => {
-            let limit = ctx.config.handler_timeout
-                + if node.state == NodeState::BurnIn {
-                    ctx.config.burn_in
-                } else {
-                    Duration::ZERO
-                };
-            match tokio::time::timeout(limit, dispatch(ctx, node, &mut work)).await {
+            let deadline = ctx.config.deadline_of(node.state);
+            match tokio::time::timeout(deadline, dispatch(ctx, node, &mut work)).await {
                 Ok(outcome) => outcome?,
-                Err(_) => Outcome::wait(
-                    format!("handler did not finish within {limit:?}"),
-                    ctx.config.recheck,
-                ),
+                // The handler's future is dropped here (its BMC or SSH call with it); `work` keeps what the
+                // handler changed before it hung, as its write-ahead intents were saved before their calls.
+                Err(_) => deadline_exceeded(ctx, node, &mut work, deadline),
             }
         }
     };
     record(ctx, node, work, &before, stored.wake_seq, outcome).await
+}
+
+/// The outcome of a handler run that outlived `deadline`: a failure of class `handler_deadline` (its ladder
+/// decides between retry and quarantine), so the claim is released with the outcome instead of being renewed
+/// while the call hangs. A remediating node cannot fail into remediating: its run waits and is looked at again
+/// after the BMC retry, with the attempt the hung run counted kept, so its ladder still ends.
+fn deadline_exceeded(ctx: &Ctx, node: &Node, work: &mut Work, deadline: Duration) -> Outcome {
+    let reason = format!(
+        "handler for state {} exceeded its deadline of {} s; the run was abandoned",
+        node.state,
+        deadline.as_secs_f64()
+    );
+    tracing::warn!(node = %node.serial, state = %node.state, ?deadline, "handler exceeded its deadline");
+    let evidence = serde_json::json!({
+        "state": node.state,
+        "deadline_ms": u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+        "last_error": work.last_error,
+    });
+    work.last_error = Some(reason.clone());
+    if node.state == NodeState::Remediating {
+        return Outcome::wait(reason, ctx.config.bmc_retry);
+    }
+    Outcome::Fail(Failure::new(FailureClass::HandlerDeadline, reason).with_evidence(evidence))
 }
 
 /// When the node's SLA clock in its state started (`None`: not running). Imaging counts from the write

@@ -118,11 +118,14 @@ pub enum FailureClass {
     SlaExceeded,
     /// Secure erase failed after a lease.
     Wipe,
+    /// A handler run did not finish within its deadline (a BMC or SSH call that never returned): the run was
+    /// abandoned and the node's claim released.
+    HandlerDeadline,
 }
 
 impl FailureClass {
     /// Every class.
-    pub const ALL: [FailureClass; 11] = [
+    pub const ALL: [FailureClass; 12] = [
         FailureClass::BmcUnreachable,
         FailureClass::BmcAuth,
         FailureClass::BootTimeout,
@@ -134,6 +137,7 @@ impl FailureClass {
         FailureClass::Fabric,
         FailureClass::SlaExceeded,
         FailureClass::Wipe,
+        FailureClass::HandlerDeadline,
     ];
 
     /// The words a quarantine reason starts with.
@@ -150,6 +154,7 @@ impl FailureClass {
             FailureClass::Fabric => "NCCL fabric test failed",
             FailureClass::SlaExceeded => "state SLA exceeded",
             FailureClass::Wipe => "secure erase failed",
+            FailureClass::HandlerDeadline => "handler exceeded its deadline",
         }
     }
 
@@ -167,6 +172,7 @@ impl FailureClass {
             FailureClass::Fabric => "fabric",
             FailureClass::SlaExceeded => "sla_exceeded",
             FailureClass::Wipe => "wipe",
+            FailureClass::HandlerDeadline => "handler_deadline",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! kiln-provisioner integration tests: one binary, a module per boot service.
 
+mod deadline;
 mod dhcp;
 mod http;
 mod lifecycle;
