@@ -52,6 +52,7 @@ impl Default for Policy {
             (C::BurnIn, vec![RerunHealth, Quarantine]),
             (C::Fabric, vec![RerunHealth, Quarantine]),
             (C::SlaExceeded, vec![PowerCycle, Retry, Quarantine]),
+            (C::HandlerDeadline, vec![PowerCycle, Retry, Quarantine]),
             (C::Wipe, vec![Retry, Quarantine]),
         ]
         .into_iter()
