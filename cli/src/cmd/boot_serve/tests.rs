@@ -185,9 +185,14 @@ async fn services_serve_and_shut_down() {
         "127.0.0.1:0",
     ]);
     assert!(args.any_requested());
-    let services = start_boot_services(&args, store(&dir).await)
+    let store = store(&dir).await;
+    // The script carries the ramdisk only for a boot kiln asked for: open that boot's grant.
+    let node = store.node_by_serial("SN1").await.expect("node");
+    store
+        .open_boot_grant(node.id, store.now(), Duration::from_secs(600))
         .await
-        .expect("start");
+        .expect("grant");
+    let services = start_boot_services(&args, store).await.expect("start");
     let (dhcp, tftp) = (
         services.dhcp_addr.expect("dhcp on"),
         services.tftp_addr.expect("tftp on"),
