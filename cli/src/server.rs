@@ -134,8 +134,8 @@ pub async fn start(store: Store, mut options: ServerOptions) -> anyhow::Result<R
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         if let Err(err) = served {
             tracing::error!(error = %err, "the HTTP server stopped");
         }

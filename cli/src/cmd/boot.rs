@@ -159,10 +159,7 @@ async fn grant(
             .record_event(
                 node.id,
                 "technician",
-                &format!(
-                    "opened a boot grant for {} s: {reason}",
-                    window.as_secs()
-                ),
+                &format!("opened a boot grant for {} s: {reason}", window.as_secs()),
             )
             .await?;
         anyhow::Ok((node, now))

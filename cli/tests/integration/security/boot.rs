@@ -49,7 +49,12 @@ async fn serve(dir: &std::path::Path) -> Served {
     let base = format!("http://127.0.0.1:{port}");
     let mut command = kiln(dir);
     command
-        .args(["boot", "serve", "--http-listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "boot",
+            "serve",
+            "--http-listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .args(["--boot-url", &base, "--boot-assets", "assets"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -178,7 +183,10 @@ async fn spoofed_fetches_stolen_tokens_and_replays_fail() {
     // 4. A report without a nonce is refused; the real node's report is accepted once, its replay refused.
     let mut no_nonce = report("x");
     no_nonce.as_object_mut().expect("object").remove("nonce");
-    assert_eq!(post_report("127.0.0.1", &base, &token, &no_nonce).await, 400);
+    assert_eq!(
+        post_report("127.0.0.1", &base, &token, &no_nonce).await,
+        400
+    );
     let mut written = report("run-7");
     written["step"] = "image_written".into();
     written["sha256"] = "00".repeat(32).into();
@@ -224,5 +232,8 @@ async fn spoofed_fetches_stolen_tokens_and_replays_fail() {
         events.contains("possible spoof: a second script fetch for one boot, from 127.0.0.2"),
         "{events}"
     );
-    assert!(events.contains("kiln asked for no network boot"), "{events}");
+    assert!(
+        events.contains("kiln asked for no network boot"),
+        "{events}"
+    );
 }
