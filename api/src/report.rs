@@ -7,7 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use kiln_health::evidence::{self, AcceptanceRecord, EvidenceError, SignedRecord};
+use kiln_health::burnin::evidence_digest;
+use kiln_health::evidence::{self, AcceptanceRecord, EvidenceDigest, EvidenceError, SignedRecord};
 use kiln_health::{Check, RunKind, Verdict};
 use kiln_inventory::{HallLease, HealthRun, Node, NodeFilter, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -171,6 +172,7 @@ pub async fn build(
             }),
             image_digest: None,
             verdicts: latest_verdicts(&node.sku, &runs),
+            evidence_sha256: evidence_digests(&runs),
             nccl: nccl_figures(&runs),
             created_at_unix_s,
         };
@@ -334,9 +336,8 @@ fn run_kind(kind: &str) -> Option<RunKind> {
     }
 }
 
-/// The latest run of each kind as a verdict: the stored verdict when the run's evidence is one, else a verdict
-/// with a single check standing for the recorded pass/fail and the raw evidence.
-fn latest_verdicts(sku: &str, runs: &[HealthRun]) -> Vec<Verdict> {
+/// The latest run of each kind, oldest kind first.
+fn latest_runs(runs: &[HealthRun]) -> Vec<&HealthRun> {
     let mut latest: Vec<&HealthRun> = Vec::new();
     for run in runs.iter().rev() {
         if !latest.iter().any(|seen| seen.kind == run.kind) {
@@ -345,8 +346,44 @@ fn latest_verdicts(sku: &str, runs: &[HealthRun]) -> Vec<Verdict> {
     }
     latest.reverse();
     latest
+}
+
+/// The raw evidence a run's verdict judged: a burn-in run's `evidence` document (stored beside the
+/// provisioner's judgement), else everything the run stored.
+fn raw_evidence(run: &HealthRun) -> &Value {
+    match run.evidence.get("evidence") {
+        Some(document) if run.evidence.get("verdict").is_some() => document,
+        _ => &run.evidence,
+    }
+}
+
+/// The digest of each latest run's raw evidence, recomputed from what the inventory holds.
+fn evidence_digests(runs: &[HealthRun]) -> Vec<EvidenceDigest> {
+    latest_runs(runs)
+        .into_iter()
+        .map(|run| EvidenceDigest {
+            kind: run.kind.clone(),
+            health_run: Some(run.id),
+            sha256: evidence_digest(raw_evidence(run)),
+        })
+        .collect()
+}
+
+/// The latest run of each kind as a verdict: the provisioner's judgement stored with the run (`verdict` beside
+/// the raw evidence, or the run's evidence itself when it is a verdict), else a verdict with a single check
+/// standing for the recorded pass/fail and the raw evidence.
+fn latest_verdicts(sku: &str, runs: &[HealthRun]) -> Vec<Verdict> {
+    latest_runs(runs)
         .into_iter()
         .filter_map(|run| {
+            if let Some(verdict) = run
+                .evidence
+                .get("verdict")
+                .and_then(|v| serde_json::from_value::<Verdict>(v.clone()).ok())
+                .filter(|_| run.kind == "burn_in")
+            {
+                return Some(verdict);
+            }
             if let Ok(verdict) = serde_json::from_value::<Verdict>(run.evidence.clone()) {
                 return Some(verdict);
             }

@@ -71,12 +71,27 @@ pub struct AcceptanceRecord {
     pub firmware: Value,
     /// sha256 of the installed image, hex.
     pub image_digest: Option<String>,
-    /// Health verdicts.
+    /// Health verdicts: the provisioner's judgement of the evidence (never a node's own verdict).
     pub verdicts: Vec<Verdict>,
+    /// sha256 digests of the raw evidence each verdict judged (canonical JSON bytes, see
+    /// [`crate::burnin::evidence_digest`]), so the stored evidence can be matched to this record later.
+    #[serde(default)]
+    pub evidence_sha256: Vec<EvidenceDigest>,
     /// NCCL figures (avg busbw per run, node counts).
     pub nccl: Value,
     /// When the record was made, seconds since the Unix epoch.
     pub created_at_unix_s: u64,
+}
+
+/// The digest of one health run's raw evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceDigest {
+    /// Run kind (`burn_in`, `nccl`, `nvml_check`).
+    pub kind: String,
+    /// The inventory's health run id, when the evidence is stored there.
+    pub health_run: Option<i64>,
+    /// sha256 of the evidence's canonical JSON, hex.
+    pub sha256: String,
 }
 
 /// A record with its signature. `record` is kept as JSON so records with fields newer than this code still verify.

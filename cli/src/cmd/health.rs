@@ -254,6 +254,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 firmware: serde_json::Value::Null,
                 image_digest,
                 verdicts: parsed,
+                evidence_sha256: Vec::new(),
                 nccl: serde_json::json!(nccl_figures),
                 created_at_unix_s: now_unix_s(),
             };

@@ -1,8 +1,9 @@
 //! Signed acceptance records: sign, verify offline, reject tampering.
 
 use ed25519_dalek::SigningKey;
+use kiln_health::burnin::evidence_digest;
 use kiln_health::evidence::{
-    AcceptanceRecord, EvidenceError, SignedRecord, canonical_json, load_public_key,
+    AcceptanceRecord, EvidenceDigest, EvidenceError, SignedRecord, canonical_json, load_public_key,
     load_signing_key, sign, verify,
 };
 use kiln_health::nccl::{NcclRun, judge_run};
@@ -24,6 +25,11 @@ fn record() -> AcceptanceRecord {
         firmware: json!({"bios": "1.2.3", "vbios": "96.00.74.00.01"}),
         image_digest: Some("ab".repeat(32)),
         verdicts: vec![judge_run(&run, &profile("h100-sxm-80gb"))],
+        evidence_sha256: vec![EvidenceDigest {
+            kind: "nccl".into(),
+            health_run: Some(3),
+            sha256: evidence_digest(&json!({"output": run.output})),
+        }],
         nccl: json!({"avg_busbw_gbps": 112.943, "nodes": 1}),
         created_at_unix_s: 1_795_000_000,
     }
@@ -39,6 +45,41 @@ fn signed_record_verifies_offline_and_round_trips() {
     let text = serde_json::to_string_pretty(&signed).expect("json");
     let back = verify(&text, &key(7).verifying_key()).expect("verifies");
     assert_eq!(back, record());
+}
+
+#[test]
+fn the_evidence_digest_is_signed_and_records_without_it_still_verify() {
+    let signed = sign(&record(), &key(7)).expect("signs");
+    let mut swapped = signed.clone();
+    swapped.record["evidence_sha256"][0]["sha256"] = json!("00".repeat(32));
+    assert!(matches!(
+        verify(
+            &serde_json::to_string(&swapped).expect("json"),
+            &key(7).verifying_key()
+        ),
+        Err(EvidenceError::BadSignature { .. })
+    ));
+    // A record signed before the field existed still verifies, with no digests.
+    let mut old = record();
+    old.evidence_sha256.clear();
+    let mut value = serde_json::to_value(&old).expect("json");
+    value
+        .as_object_mut()
+        .expect("object")
+        .remove("evidence_sha256");
+    let signature = ed25519_dalek::Signer::sign(&key(7), canonical_json(&value).as_bytes());
+    let legacy = SignedRecord {
+        record: value,
+        algorithm: "ed25519".into(),
+        public_key_hex: hex::encode(key(7).verifying_key().as_bytes()),
+        signature_hex: hex::encode(signature.to_bytes()),
+    };
+    let back = verify(
+        &serde_json::to_string(&legacy).expect("json"),
+        &key(7).verifying_key(),
+    )
+    .expect("legacy verifies");
+    assert!(back.evidence_sha256.is_empty());
 }
 
 #[test]
