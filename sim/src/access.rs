@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use kiln_health::Verdict;
 use kiln_health::nccl::NcclRun;
-use kiln_provisioner::lifecycle::access::{AccessError, NodeAccess, NodeHost, PostImageFacts};
+use kiln_provisioner::lifecycle::access::{
+    AccessError, BurnInReply, NodeAccess, NodeHost, PostImageFacts,
+};
 use russh::keys::{HashAlg, PublicKey};
 
 use crate::answers::{self, HallContext};
@@ -69,14 +71,21 @@ impl NodeAccess for SimAccess {
     async fn post_image_check(&self, host: &NodeHost) -> Result<PostImageFacts, AccessError> {
         let node = self.connect(host)?;
         let mut transcript = String::new();
-        let mut run = |command: &str| {
-            let reply = answers::answer(&self.hall, node, command);
+        let mut replies = Vec::new();
+        for command in [
+            "uname -r",
+            "cat /sys/module/nvidia/version",
+            "nvidia-smi -L",
+        ] {
+            let reply = answers::answer(&self.hall, node, command).await;
             transcript.push_str(&format!("$ {command}\n{}", reply.output));
-            reply
-        };
-        let kernel = run("uname -r");
-        let driver = run("cat /sys/module/nvidia/version");
-        let gpus = run("nvidia-smi -L");
+            replies.push(reply);
+        }
+        let [kernel, driver, gpus] =
+            <[answers::Answer; 3]>::try_from(replies).map_err(|_| AccessError::Unreachable {
+                serial: host.serial.clone(),
+                reason: "the post-image check lost a command".into(),
+            })?;
         let gpu_count = kiln_provisioner::lifecycle::ssh::count_gpus(&gpus.output);
         Ok(PostImageFacts {
             kernel: kernel.output.trim().to_string(),
@@ -86,17 +95,40 @@ impl NodeAccess for SimAccess {
         })
     }
 
-    async fn burn_in(&self, host: &NodeHost, duration: Duration) -> Result<Verdict, AccessError> {
+    async fn burn_in_evidence(
+        &self,
+        host: &NodeHost,
+        duration: Duration,
+        sku: &str,
+    ) -> Result<BurnInReply, AccessError> {
         let node = self.connect(host)?.clone();
+        let started = std::time::Instant::now();
         let seconds = duration.as_secs().max(1);
-        tokio::time::sleep(answers::burn_in_time(&self.hall, seconds)).await;
+        let document = answers::burn_in_document(&self.hall, &node, seconds, Some(sku)).await;
         if !node.os_up() {
             return Err(AccessError::Unreachable {
                 serial: host.serial.clone(),
                 reason: "the connection dropped during burn-in: the installed OS went down".into(),
             });
         }
-        Ok(answers::burn_in_verdict(&self.hall, &node, seconds))
+        Ok(BurnInReply {
+            document,
+            exit_code: Some(0),
+            wall: started.elapsed(),
+        })
+    }
+
+    /// The node's evidence judged by kiln-health with the hall's SKU profile, as the provisioner judges it
+    /// (for callers of the superseded verdict method; the engine uses [`NodeAccess::burn_in_evidence`]).
+    async fn burn_in(&self, host: &NodeHost, duration: Duration) -> Result<Verdict, AccessError> {
+        let reply = self
+            .burn_in_evidence(host, duration, &self.hall.profile.id)
+            .await?;
+        Ok(kiln_health::burnin::judge_burn_in_document(
+            &reply.document,
+            &self.hall.profile,
+            duration,
+        ))
     }
 
     async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError> {

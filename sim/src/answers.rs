@@ -5,15 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kiln_health::burnin::BurnInEvidence;
 use kiln_health::nccl::NcclRun;
-use kiln_health::nvml::XidEvent;
-use kiln_health::nvml::checks::judge_xids;
 use kiln_health::verdict::now_unix_s;
 use kiln_health::{Check, RunKind, SkuProfile, Verdict};
-use serde_json::json;
+use serde_json::{Value, json};
 
+use crate::burnin::{FakeNvmlPool, collect_with_fake_nvml, synthetic_evidence};
 use crate::config::{DiskMode, Durations, scale_duration};
-use crate::faults::{FaultKind, PLANTED_XID};
+use crate::faults::FaultKind;
 use crate::nccl_text::{RunHost, all_reduce_output};
 use crate::node::VirtualNode;
 
@@ -50,6 +50,8 @@ pub struct HallContext {
     pub http: reqwest::Client,
     /// Where images go.
     pub disk: DiskMode,
+    /// Fake NVML copies burn-ins run against (SSH mode); `None`: scale mode builds evidence without NVML.
+    pub fake_nvml: Option<FakeNvmlPool>,
 }
 
 impl HallContext {
@@ -68,10 +70,12 @@ pub enum Command {
     Driver,
     /// `nvidia-smi -L`.
     GpuList,
-    /// `kiln-agent burn-in --json --duration-s N`.
+    /// `kiln-agent burn-in --json --duration-s N [--sku S] …` (the agent's own argument parser).
     BurnIn {
         /// Seconds asked for.
         duration_s: u64,
+        /// SKU asked for (`None`: the node's own).
+        sku: Option<String>,
     },
     /// The nccl-tests launcher over these hosts.
     Nccl {
@@ -87,12 +91,15 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ["uname", "-r"] => Ok(Command::Kernel),
         ["cat", "/sys/module/nvidia/version"] => Ok(Command::Driver),
         ["nvidia-smi", "-L"] => Ok(Command::GpuList),
-        ["kiln-agent", "burn-in", "--json", "--duration-s", n] => n
-            .parse()
-            .map(|duration_s| Command::BurnIn { duration_s })
-            .map_err(|_| {
-                format!("kiln-agent: --duration-s {n:?} is not a whole number of seconds")
-            }),
+        ["kiln-agent", "burn-in", rest @ ..] => {
+            let args: Vec<String> = rest.iter().map(|w| w.to_string()).collect();
+            let parsed = kiln_agent::burnin::parse_args(&args)
+                .map_err(|err| format!("kiln-agent: {err}"))?;
+            Ok(Command::BurnIn {
+                duration_s: parsed.duration.as_secs(),
+                sku: parsed.sku,
+            })
+        }
         ["mpirun", rest @ ..] if rest.iter().any(|w| w.ends_with("all_reduce_perf")) => {
             let list = rest
                 .iter()
@@ -135,44 +142,77 @@ pub fn burn_in_time(hall: &HallContext, duration_s: u64) -> Duration {
     scale_duration(Duration::from_secs(duration_s), hall.time_scale)
 }
 
-/// The judged burn-in verdict of a node: the GPU count and every GPU's health against the SKU, plus the XID
-/// planted by [`FaultKind::XidBurnIn`], judged by kiln-health's XID catalog.
-pub fn burn_in_verdict(hall: &HallContext, node: &VirtualNode, duration_s: u64) -> Verdict {
-    let profile = &hall.profile;
-    let mut checks = vec![Check::judged(
-        node.gpus == profile.gpus_per_node,
-        "gpu.count",
-        "node",
-        node.gpus,
-        Some(json!(profile.gpus_per_node)),
-        "GPU count at burn-in start must match the SKU",
-    )];
-    let clock = profile.sm_clock_expected_mhz;
-    for gpu in 0..node.gpus {
-        checks.push(Check::judged(
-            true,
-            "burnin.sm_clock",
-            &format!("gpu{gpu}"),
-            clock,
-            Some(json!({ "min_mhz": (f64::from(clock) * profile.sm_clock_min_ratio).round() })),
-            "sustained SM clock under load must reach the SKU's expected clock",
-        ));
+/// What `node` prints for a burn-in: raw evidence collected like a real node's ([`crate::burnin`]), or, for
+/// the hostile faults, a passing verdict of its own or `{}` (which the provisioner must refuse).
+pub async fn burn_in_document(
+    hall: &HallContext,
+    node: &VirtualNode,
+    duration_s: u64,
+    sku: Option<&str>,
+) -> Value {
+    match node.fault {
+        Some(FaultKind::ForgedVerdict) => {
+            tokio::time::sleep(burn_in_time(hall, duration_s)).await;
+            serde_json::to_value(forged_verdict(&hall.profile, node)).unwrap_or_default()
+        }
+        Some(FaultKind::EmptyEvidence) => {
+            tokio::time::sleep(burn_in_time(hall, duration_s)).await;
+            json!({})
+        }
+        _ => burn_in_evidence(hall, node, duration_s, sku)
+            .await
+            .to_value(),
     }
-    let xids = if node.has(FaultKind::XidBurnIn) {
-        vec![XidEvent {
-            gpu: 3,
-            xid: PLANTED_XID,
-        }]
-    } else {
-        Vec::new()
-    };
-    checks.extend(judge_xids(&xids));
+}
+
+/// `node`'s burn-in evidence: through a fake NVML copy and kiln-health's collector when the hall has them,
+/// else (scale mode) the same document built from sample types after the compressed run time.
+pub async fn burn_in_evidence(
+    hall: &HallContext,
+    node: &VirtualNode,
+    duration_s: u64,
+    sku: Option<&str>,
+) -> BurnInEvidence {
+    let sku = sku.unwrap_or(&hall.profile.id);
+    match &hall.fake_nvml {
+        Some(pool) => {
+            collect_with_fake_nvml(
+                pool,
+                &hall.profile,
+                &hall.gpu_name,
+                node,
+                duration_s,
+                sku,
+                hall.time_scale,
+            )
+            .await
+        }
+        None => {
+            tokio::time::sleep(burn_in_time(hall, duration_s)).await;
+            synthetic_evidence(&hall.profile, node, duration_s, sku)
+        }
+    }
+}
+
+/// The verdict a hostile node prints in place of evidence: every check passing.
+pub fn forged_verdict(profile: &SkuProfile, node: &VirtualNode) -> Verdict {
+    let checks = (0..node.gpus)
+        .map(|gpu| {
+            Check::pass(
+                "burnin.sm_clock",
+                &format!("gpu{gpu}"),
+                profile.sm_clock_expected_mhz,
+                Some(json!({ "min_mhz": profile.sm_clock_expected_mhz })),
+                "sustained SM clock under load must reach the SKU's expected clock",
+            )
+        })
+        .collect();
     Verdict::new(
         RunKind::BurnIn,
         &profile.id,
         now_unix_s(),
         checks,
-        json!({ "simulated": true, "duration_s": duration_s, "xids": xids }),
+        json!({ "samples": 300 }),
     )
 }
 
@@ -233,8 +273,8 @@ pub struct Answer {
     pub takes: Duration,
 }
 
-/// The answer of `node`'s installed OS to a command line.
-pub fn answer(hall: &HallContext, node: &VirtualNode, line: &str) -> Answer {
+/// The answer of `node`'s installed OS to a command line (a burn-in runs its collection before answering).
+pub async fn answer(hall: &HallContext, node: &VirtualNode, line: &str) -> Answer {
     let ok = |output: String, takes: Duration| Answer {
         output,
         exit_status: 0,
@@ -249,11 +289,10 @@ pub fn answer(hall: &HallContext, node: &VirtualNode, line: &str) -> Answer {
         Ok(Command::Kernel) => ok(format!("{INSTALLED_KERNEL}\n"), Duration::ZERO),
         Ok(Command::Driver) => ok(format!("{DRIVER_VERSION}\n"), Duration::ZERO),
         Ok(Command::GpuList) => ok(gpu_list(hall, node), Duration::ZERO),
-        Ok(Command::BurnIn { duration_s }) => {
-            let verdict = burn_in_verdict(hall, node, duration_s);
-            let text = serde_json::to_string(&verdict).unwrap_or_else(|_| "{}".into());
-            // The verdict is the answer, passing or failing; a non-zero exit means no verdict.
-            ok(format!("{text}\n"), burn_in_time(hall, duration_s))
+        Ok(Command::BurnIn { duration_s, sku }) => {
+            let document = burn_in_document(hall, node, duration_s, sku.as_deref()).await;
+            // The evidence is the answer, whatever it shows: the provisioner judges it.
+            ok(format!("{document}\n"), Duration::ZERO)
         }
         Ok(Command::Nccl { hosts }) => {
             let run = nccl_run(hall, &hosts);
@@ -280,7 +319,20 @@ mod tests {
         assert_eq!(parse_command("nvidia-smi -L"), Ok(Command::GpuList));
         assert_eq!(
             parse_command("kiln-agent burn-in --json --duration-s 300"),
-            Ok(Command::BurnIn { duration_s: 300 })
+            Ok(Command::BurnIn {
+                duration_s: 300,
+                sku: None
+            })
+        );
+        assert_eq!(
+            parse_command(&kiln_provisioner::lifecycle::ssh::burn_in_command(
+                Duration::from_secs(144),
+                "h100-sxm-80gb"
+            )),
+            Ok(Command::BurnIn {
+                duration_s: 144,
+                sku: Some("h100-sxm-80gb".into())
+            })
         );
         assert!(parse_command("kiln-agent burn-in --json --duration-s soon").is_err());
         let argv = kiln_health::nccl::CommandNcclRunner {

@@ -89,6 +89,18 @@ pub struct FaultFractions {
     pub changed_host_key: f64,
 }
 
+/// Fractions (0..=1) of the hall's nodes whose burn-in evidence shows a fault, or who answer burn-in with
+/// something other than evidence. Placed after the [`FaultFractions`], one fault per node as well.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EvidenceFaults {
+    /// One GPU thermal-throttles under load (only NVML samples show it).
+    pub throttled_gpu: f64,
+    /// Hostile: the node answers burn-in with a passing verdict of its own.
+    pub forged_verdict: f64,
+    /// Hostile: the node answers burn-in with `{}`.
+    pub empty_evidence: f64,
+}
+
 impl FaultFractions {
     /// A mix exercising every fault: 2% dead and 10% flaky BMCs, 3% of each node fault.
     pub fn demo() -> Self {
@@ -142,6 +154,8 @@ pub struct SimConfig {
     pub time_scale: f64,
     /// Planted faults.
     pub faults: FaultFractions,
+    /// Planted burn-in evidence faults and hostile burn-in answers.
+    pub evidence_faults: EvidenceFaults,
     /// Seed for fault placement and host keys: the same seed plants the same faults on the same nodes.
     pub seed: u64,
     /// How the installed OS is reached.
@@ -170,6 +184,7 @@ impl SimConfig {
             durations: Durations::default(),
             time_scale: 0.01,
             faults: FaultFractions::default(),
+            evidence_faults: EvidenceFaults::default(),
             seed: 1,
             ssh: SshMode::InProcess,
             disk: DiskMode::Null,

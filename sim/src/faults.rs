@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use crate::config::FaultFractions;
+use crate::config::{EvidenceFaults, FaultFractions};
 
 /// A fault the simulator can plant on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,17 +24,26 @@ pub enum FaultKind {
     SlowNccl,
     /// The installed OS's SSH server presents a different host key than its agent reported.
     ChangedHostKey,
+    /// One GPU thermal-throttles under load (hot, SM clock far below the SKU's): seen only in NVML samples.
+    ThrottledGpu,
+    /// A hostile node: answers burn-in with a passing verdict of its own instead of evidence.
+    ForgedVerdict,
+    /// A hostile node: answers burn-in with an empty JSON document.
+    EmptyEvidence,
 }
 
 impl FaultKind {
     /// Every kind, in placement order.
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::DeadBmc,
         FaultKind::FlakyBmc,
         FaultKind::WrongGpuCount,
         FaultKind::XidBurnIn,
         FaultKind::SlowNccl,
         FaultKind::ChangedHostKey,
+        FaultKind::ThrottledGpu,
+        FaultKind::ForgedVerdict,
+        FaultKind::EmptyEvidence,
     ];
 
     /// Short name (`dead-bmc`, …).
@@ -46,10 +55,13 @@ impl FaultKind {
             FaultKind::XidBurnIn => "xid-burn-in",
             FaultKind::SlowNccl => "slow-nccl",
             FaultKind::ChangedHostKey => "changed-host-key",
+            FaultKind::ThrottledGpu => "throttled-gpu",
+            FaultKind::ForgedVerdict => "forged-verdict",
+            FaultKind::EmptyEvidence => "empty-evidence",
         }
     }
 
-    fn fraction(self, fractions: &FaultFractions) -> f64 {
+    fn fraction(self, fractions: &FaultFractions, evidence: &EvidenceFaults) -> f64 {
         match self {
             FaultKind::DeadBmc => fractions.dead_bmc,
             FaultKind::FlakyBmc => fractions.flaky_bmc,
@@ -57,6 +69,9 @@ impl FaultKind {
             FaultKind::XidBurnIn => fractions.xid_burn_in,
             FaultKind::SlowNccl => fractions.slow_nccl,
             FaultKind::ChangedHostKey => fractions.changed_host_key,
+            FaultKind::ThrottledGpu => evidence.throttled_gpu,
+            FaultKind::ForgedVerdict => evidence.forged_verdict,
+            FaultKind::EmptyEvidence => evidence.empty_evidence,
         }
     }
 }
@@ -88,6 +103,10 @@ pub mod reasons {
     pub const BUSBW: &str = "busbw";
     /// A changed host key, as `AccessError::HostKeyMismatch` words it.
     pub const HOST_KEY: &str = "host key mismatch";
+    /// A throttling GPU, as kiln-health's burn-in judge words the SM clock check.
+    pub const SM_CLOCK: &str = "sustained SM clock";
+    /// A forged verdict or an empty document instead of burn-in evidence, as the burn-in judge words it.
+    pub const NOT_EVIDENCE: &str = "not burn-in evidence";
 }
 
 /// The reason substring for a node of `gpus` × `model` with one GPU missing: the agent's own mismatch text
@@ -110,13 +129,18 @@ pub const PLANTED_XID: u64 = 79;
 
 /// Chooses the faulty nodes: a seeded shuffle of node indices, then `round(fraction × nodes)` nodes per kind
 /// in [`FaultKind::ALL`] order, each node at most once. Returns one entry per node (`None`: healthy).
-pub fn place(nodes: usize, fractions: &FaultFractions, seed: u64) -> Vec<Option<FaultKind>> {
+pub fn place(
+    nodes: usize,
+    fractions: &FaultFractions,
+    evidence: &EvidenceFaults,
+    seed: u64,
+) -> Vec<Option<FaultKind>> {
     let mut order: Vec<usize> = (0..nodes).collect();
     order.shuffle(&mut StdRng::seed_from_u64(seed));
     let mut placed = vec![None; nodes];
     let mut next = order.into_iter();
     for kind in FaultKind::ALL {
-        let fraction = kind.fraction(fractions);
+        let fraction = kind.fraction(fractions, evidence);
         let wanted = if fraction.is_finite() && fraction > 0.0 {
             ((fraction.min(1.0) * nodes as f64).round() as usize).max(1)
         } else {
@@ -141,9 +165,9 @@ mod tests {
             wrong_gpu_count: 0.05,
             ..FaultFractions::default()
         };
-        let a = place(200, &fractions, 7);
-        assert_eq!(a, place(200, &fractions, 7));
-        assert_ne!(a, place(200, &fractions, 8));
+        let a = place(200, &fractions, &EvidenceFaults::default(), 7);
+        assert_eq!(a, place(200, &fractions, &EvidenceFaults::default(), 7));
+        assert_ne!(a, place(200, &fractions, &EvidenceFaults::default(), 8));
         let count = |kind| a.iter().filter(|f| **f == Some(kind)).count();
         assert_eq!(count(FaultKind::DeadBmc), 4);
         assert_eq!(count(FaultKind::FlakyBmc), 20);
@@ -158,15 +182,40 @@ mod tests {
             xid_burn_in: 0.001,
             ..FaultFractions::default()
         };
-        assert_eq!(place(4, &tiny, 1).iter().flatten().count(), 1);
+        assert_eq!(
+            place(4, &tiny, &EvidenceFaults::default(), 1)
+                .iter()
+                .flatten()
+                .count(),
+            1
+        );
         let all = FaultFractions {
             dead_bmc: 1.0,
             slow_nccl: 1.0,
             ..FaultFractions::default()
         };
-        let placed = place(5, &all, 1);
+        let placed = place(5, &all, &EvidenceFaults::default(), 1);
         assert!(placed.iter().all(|f| *f == Some(FaultKind::DeadBmc)));
-        assert!(place(0, &all, 1).is_empty());
+        assert!(place(0, &all, &EvidenceFaults::default(), 1).is_empty());
+    }
+
+    #[test]
+    fn evidence_faults_come_after_the_others() {
+        let fractions = FaultFractions {
+            dead_bmc: 0.5,
+            ..FaultFractions::default()
+        };
+        let evidence = EvidenceFaults {
+            forged_verdict: 0.25,
+            empty_evidence: 0.25,
+            ..EvidenceFaults::default()
+        };
+        let placed = place(8, &fractions, &evidence, 3);
+        let count = |kind| placed.iter().filter(|f| **f == Some(kind)).count();
+        assert_eq!(count(FaultKind::DeadBmc), 4);
+        assert_eq!(count(FaultKind::ForgedVerdict), 2);
+        assert_eq!(count(FaultKind::EmptyEvidence), 2);
+        assert_eq!(count(FaultKind::ThrottledGpu), 0);
     }
 
     #[test]

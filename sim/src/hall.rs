@@ -125,7 +125,12 @@ impl SimHall {
             ..SimFleetConfig::default()
         })
         .await?;
-        let placed = faults::place(config.nodes, &config.faults, config.seed);
+        let placed = faults::place(
+            config.nodes,
+            &config.faults,
+            &config.evidence_faults,
+            config.seed,
+        );
         let mut rng = StdRng::seed_from_u64(config.seed ^ 0x6b69_6c6e_2d73_696d);
         let mut listeners = Vec::new();
         let mut virtual_nodes = Vec::with_capacity(config.nodes);
@@ -206,6 +211,7 @@ impl SimHall {
             by_serial,
             http: kiln_images::http_client(),
             disk: config.disk.clone(),
+            fake_nvml: fake_nvml_pool(&config),
         });
         let mut tasks = Vec::new();
         if let SshMode::Servers { client_key } = &config.ssh {
@@ -264,6 +270,10 @@ impl SimHall {
                     FaultKind::XidBurnIn => Some(reasons::XID.to_string()),
                     FaultKind::SlowNccl => Some(reasons::BUSBW.to_string()),
                     FaultKind::ChangedHostKey => Some(reasons::HOST_KEY.to_string()),
+                    FaultKind::ThrottledGpu => Some(reasons::SM_CLOCK.to_string()),
+                    FaultKind::ForgedVerdict | FaultKind::EmptyEvidence => {
+                        Some(reasons::NOT_EVIDENCE.to_string())
+                    }
                 };
                 Some(PlantedFault {
                     serial: node.serial.clone(),
@@ -358,6 +368,28 @@ fn start_boot(
     runtime.boot = Some(task.abort_handle());
     runtime.boots += 1;
     runtime.power_generation = generation;
+}
+
+/// Copies of the fake NVML library that SSH-mode burn-ins collect through (at most 8, fewer for small halls).
+/// Scale mode, or a build without the library, gets `None`: evidence is then built from sample types.
+fn fake_nvml_pool(config: &SimConfig) -> Option<crate::burnin::FakeNvmlPool> {
+    if matches!(config.ssh, SshMode::InProcess) {
+        return None;
+    }
+    let Some(library) = crate::burnin::locate_fake_nvml() else {
+        warn!(
+            env = crate::burnin::FAKE_NVML_ENV,
+            "fake NVML library not found: burn-in evidence is built without NVML"
+        );
+        return None;
+    };
+    match crate::burnin::FakeNvmlPool::new(&library, config.nodes.clamp(1, 8)) {
+        Ok(pool) => Some(pool),
+        Err(err) => {
+            warn!(library = %library.display(), error = %err, "cannot copy the fake NVML library: burn-in evidence is built without NVML");
+            None
+        }
+    }
 }
 
 /// Turns BMC power events into node boots.

@@ -10,8 +10,9 @@
 //! - a node with an imaged disk boots its installed OS, whose agent reports its SSH host key and address with
 //!   the token the image ramdisk handed over, and whose SSH server ([`ssh`]) answers the command set of
 //!   `kiln_provisioner::lifecycle::access` — or [`SimAccess`] answers the same in-process at scale;
-//! - burn-in verdicts are judged by kiln-health (XID catalog included), NCCL output is nccl-tests text that
-//!   kiln-health's judge and bisection read ([`nccl_text`]).
+//! - burn-in answers are raw evidence collected like a real node's: kiln-health's collector over the fake NVML
+//!   library with a stress stand-in ([`burnin`]), judged by the provisioner, never by the node; NCCL output is
+//!   nccl-tests text that kiln-health's judge and bisection read ([`nccl_text`]).
 //!
 //! Invariant: a power-off or a new power-on aborts whatever the node was doing.
 //! Invariant: fault placement and host keys depend only on the config (the seed), never on timing.
@@ -19,6 +20,7 @@
 pub mod access;
 pub mod answers;
 pub mod boot;
+pub mod burnin;
 pub mod config;
 pub mod faults;
 pub mod hall;
@@ -29,7 +31,7 @@ pub mod script;
 pub mod ssh;
 
 pub use access::SimAccess;
-pub use config::{DiskMode, Durations, FaultFractions, SimConfig, SshMode};
+pub use config::{DiskMode, Durations, EvidenceFaults, FaultFractions, SimConfig, SshMode};
 pub use faults::{FaultKind, PlantedFault};
 pub use hall::{NodeStatus, SimHall, SimNode};
 

@@ -115,11 +115,12 @@ impl Handler for NodeSession {
     ) -> Result<(), Self::Error> {
         let line = String::from_utf8_lossy(data).into_owned();
         session.channel_success(channel)?;
-        let reply = answer(&self.hall, &self.node, &line);
-        debug!(serial = %self.node.serial, command = %line, status = reply.exit_status, "SSH command");
         let handle = session.handle();
+        let (hall, node) = (self.hall.clone(), self.node.clone());
         // Long commands (burn-in, NCCL) run beside the session so it keeps serving.
         tokio::spawn(async move {
+            let reply = answer(&hall, &node, &line).await;
+            debug!(serial = %node.serial, command = %line, status = reply.exit_status, "SSH command");
             tokio::time::sleep(reply.takes).await;
             let bytes = CryptoVec::from(reply.output.into_bytes());
             let sent = if reply.exit_status == 127 {
