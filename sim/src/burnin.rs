@@ -14,12 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kiln_health::SkuProfile;
-use kiln_health::burnin::{
-    BurnInConfig, BurnInEvidence, KernelLogSource, NvmlEvidence, SampleTick, StressEvidence,
-    TimedXid, collect_burn_in,
-};
-use kiln_health::nvml::GpuSample;
-use kiln_health::verdict::now_unix_s;
+use kiln_health::burnin::synthetic::SyntheticRun;
+use kiln_health::burnin::{BurnInConfig, BurnInEvidence, KernelLogSource, collect_burn_in};
 
 use crate::faults::{FaultKind, PLANTED_XID};
 use crate::node::VirtualNode;
@@ -29,10 +25,6 @@ pub const FAKE_NVML_ENV: &str = "KILN_SIM_FAKE_NVML";
 
 /// The GPU a planted XID or throttle lands on.
 const FAULTY_GPU: u32 = 3;
-
-/// The driver's kernel log line for the planted XID.
-pub const XID_LOG_LINE: &str =
-    "NVRM: Xid (PCI:0000:3a:00): 79, pid=4242, name=gpu_burn, GPU has fallen off the bus.";
 
 /// The stress stand-in: `sh -c SCRIPT sim-stress LOAD_FILE HALF_WALL_S NODE_S KERNEL_LOG XID GPUS`.
 const STRESS_SCRIPT: &str = r#"load="$1"; half="$2"; secs="$3"; klog="$4"; xid="$5"; gpus="$6"
@@ -220,98 +212,20 @@ pub fn synthetic_evidence(
     duration_s: u64,
     sku: &str,
 ) -> BurnInEvidence {
-    const TICKS: u64 = 24;
     let faulty = FAULTY_GPU.min(node.gpus.saturating_sub(1));
-    let throttled = node.fault == Some(FaultKind::ThrottledGpu);
-    let sample = |gpu: u32, loaded: bool| {
-        let hot = loaded && throttled && gpu == faulty;
-        GpuSample {
-            index: gpu,
-            temp_c: if hot {
-                profile.max_gpu_temp_c + 6
-            } else if loaded {
-                profile.max_gpu_temp_c.saturating_sub(19)
-            } else {
-                33
-            },
-            memory_temp_c: Some(if loaded {
-                profile.max_memory_temp_c.saturating_sub(21)
-            } else {
-                36
-            }),
-            power_w: if loaded {
-                f64::from(profile.power_limit_w * 9 / 10)
-            } else {
-                72.0
-            },
-            sm_clock_mhz: if hot {
-                profile.sm_clock_expected_mhz * 11 / 20
-            } else if loaded {
-                profile.sm_clock_expected_mhz
-            } else {
-                345
-            },
-            throttle_reasons: if hot {
-                0x40
-            } else if loaded {
-                0
-            } else {
-                0x1
-            },
-            ecc_uncorrected_volatile: 0,
-        }
-    };
-    let ticks = (0..=TICKS)
-        .map(|i| SampleTick {
-            t_s: duration_s as f64 * i as f64 / TICKS as f64,
-            gpus: (0..node.gpus).map(|g| Ok(sample(g, i > 0))).collect(),
-        })
-        .collect();
-    let xid = node.fault == Some(FaultKind::XidBurnIn);
-    let started = now_unix_s();
-    let mut doc = BurnInEvidence::new(
-        sku,
+    let run = SyntheticRun {
+        gpus: node.gpus,
         duration_s,
-        &format!(
+        sku: sku.to_string(),
+        xid: (node.fault == Some(FaultKind::XidBurnIn)).then_some((faulty, PLANTED_XID)),
+        throttled_gpu: (node.fault == Some(FaultKind::ThrottledGpu)).then_some(faulty),
+        collector: format!(
             "kiln-sim {} (scale mode, no NVML)",
             env!("CARGO_PKG_VERSION")
         ),
-    );
-    doc.started_at_unix_s = started;
-    doc.finished_at_unix_s = started + duration_s;
-    doc.nvml = NvmlEvidence {
-        driver_version: Some(crate::answers::DRIVER_VERSION.to_string()),
-        gpu_count: node.gpus,
-        baseline_ecc: vec![Some(0); node.gpus as usize],
-        ticks,
-        xids: if xid {
-            vec![TimedXid {
-                t_ms: duration_s * 500,
-                gpu: faulty,
-                xid: PLANTED_XID,
-            }]
-        } else {
-            Vec::new()
-        },
-        sample_interval_s: duration_s as f64 / TICKS as f64,
-        ..NvmlEvidence::default()
     };
-    let mut stdout = format!("Burning for {duration_s} seconds.\n");
-    for g in 0..node.gpus {
-        stdout.push_str(&format!("GPU {g}: OK\n"));
-    }
-    doc.stress = Some(StressEvidence {
-        argv: vec!["kiln-sim-stress".into(), duration_s.to_string()],
-        exit_code: Some(0),
-        timeout_s: duration_s as f64 + 60.0,
-        elapsed_s: duration_s as f64,
-        stdout_tail: stdout,
-        ..StressEvidence::default()
-    });
-    doc.kernel_log.source = "kiln-sim".into();
-    if xid {
-        doc.kernel_log.lines.push(XID_LOG_LINE.to_string());
-    }
+    let mut doc = run.evidence(profile);
+    doc.nvml.driver_version = Some(crate::answers::DRIVER_VERSION.to_string());
     doc
 }
 

@@ -6,11 +6,13 @@
 //!   power-brake throttling, new XIDs and ECC errors, GPUs that disappear, the tool's output and exit status,
 //!   the duration, the SKU and the format). Missing or malformed evidence fails.
 //!
-//! [`run_burn_in`] does both in one process (`kiln health burn-in`).
+//! [`run_burn_in`] does both in one process (`kiln health burn-in`). [`synthetic`] builds documents from
+//! sample types for simulators at scale and tests' fake nodes.
 
 pub mod collect;
 pub mod doc;
 pub mod judge;
+pub mod synthetic;
 
 pub use collect::{BurnInConfig, KernelLogSource, collect_burn_in};
 pub use doc::{

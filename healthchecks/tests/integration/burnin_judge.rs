@@ -173,3 +173,38 @@ async fn an_xid_written_to_the_kernel_log_during_the_run_fails() {
     let v = judge(&doc.to_value());
     assert_eq!(failing(&v), vec!["kernel_log.xid"], "{}", v.render_table());
 }
+
+#[test]
+fn synthetic_documents_are_judged_like_collected_ones() {
+    use kiln_health::burnin::synthetic::SyntheticRun;
+    let p = profile(SKU);
+    let healthy = SyntheticRun::healthy(&p, 300);
+    let v = judge_burn_in_document(
+        &healthy.evidence(&p).to_value(),
+        &p,
+        Duration::from_secs(300),
+    );
+    assert!(v.passed(), "{}", v.render_table());
+    let hot = SyntheticRun {
+        throttled_gpu: Some(5),
+        xid: Some((2, 79)),
+        ..healthy
+    };
+    let v = judge_burn_in_document(&hot.evidence(&p).to_value(), &p, Duration::from_secs(300));
+    let f: Vec<(String, String)> = v
+        .failures()
+        .map(|c| (c.name.clone(), c.subject.clone()))
+        .collect();
+    for expected in [
+        ("burnin.sm_clock", "gpu5"),
+        ("burnin.throttle", "gpu5"),
+        ("burnin.temp_max", "gpu5"),
+        ("xid", "gpu2"),
+        ("kernel_log.xid", "node"),
+    ] {
+        assert!(
+            f.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "{expected:?} in {f:?}"
+        );
+    }
+}

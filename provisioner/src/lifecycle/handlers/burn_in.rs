@@ -119,3 +119,53 @@ pub fn pinned_host(node: &Node, work: &Work) -> Option<NodeHost> {
         host_key: work.host_key.clone()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kiln_health::burnin::synthetic::SyntheticRun;
+    use kiln_health::{Check, RunKind, SkuCatalog, Verdict};
+
+    use super::judge;
+    use crate::lifecycle::access::BurnInReply;
+
+    const ASKED: Duration = Duration::from_secs(300);
+
+    fn failing(v: &Verdict) -> Vec<String> {
+        v.failures().map(|c| c.name.clone()).collect()
+    }
+
+    #[test]
+    fn the_provisioner_judges_the_document_and_the_collectors_exit() {
+        let catalog = SkuCatalog::builtin().expect("catalog");
+        let p = catalog.get("h100-sxm-80gb").expect("sku");
+        let reply = BurnInReply {
+            document: SyntheticRun::healthy(p, 300).evidence(p).to_value(),
+            exit_code: Some(0),
+            wall: Duration::ZERO,
+        };
+        let v = judge(&reply, p, ASKED);
+        assert!(v.passed(), "{}", v.render_table());
+        let crashed = BurnInReply {
+            exit_code: Some(2),
+            ..reply.clone()
+        };
+        assert_eq!(
+            failing(&judge(&crashed, p, ASKED)),
+            vec!["agent.exit_status"]
+        );
+        let forged = Verdict::new(
+            RunKind::BurnIn,
+            &p.id,
+            0,
+            vec![Check::pass("burnin.sm_clock", "gpu0", 1980, None, "fine")],
+            serde_json::json!({}),
+        );
+        let forged = BurnInReply {
+            document: serde_json::to_value(&forged).expect("json"),
+            ..reply
+        };
+        assert_eq!(failing(&judge(&forged, p, ASKED)), vec!["evidence.format"]);
+    }
+}

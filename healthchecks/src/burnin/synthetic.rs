@@ -1,0 +1,138 @@
+//! Evidence documents built from sample types without NVML, for simulators at scale and for tests' fake
+//! nodes: what the collector would write for a node of a SKU at the profile's healthy load values, with an
+//! optional XID or throttling GPU. The provisioner judges these like any other document; nothing here is a
+//! verdict.
+
+use super::doc::{BurnInEvidence, NvmlEvidence, SampleTick, StressEvidence, TimedXid};
+use crate::nvml::GpuSample;
+use crate::sku::SkuProfile;
+use crate::verdict::now_unix_s;
+
+/// The kernel log line of the driver for XID `xid` (`NVRM: Xid (PCI:…): 79, …`).
+pub fn xid_log_line(xid: u64) -> String {
+    format!(
+        "NVRM: Xid (PCI:0000:3a:00): {xid}, pid=4242, name=gpu_burn, GPU has fallen off the bus."
+    )
+}
+
+/// A burn-in to describe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntheticRun {
+    /// GPUs the node has.
+    pub gpus: u32,
+    /// Duration asked and run, seconds.
+    pub duration_s: u64,
+    /// SKU the node was asked to burn in as.
+    pub sku: String,
+    /// An XID `(gpu, xid)` at half-time, in NVML and in the kernel log.
+    pub xid: Option<(u32, u64)>,
+    /// A GPU that thermal-throttles under load.
+    pub throttled_gpu: Option<u32>,
+    /// The collector named in the document.
+    pub collector: String,
+}
+
+impl SyntheticRun {
+    /// A healthy run of a `profile` node for `duration_s`.
+    pub fn healthy(profile: &SkuProfile, duration_s: u64) -> Self {
+        Self {
+            gpus: profile.gpus_per_node,
+            duration_s,
+            sku: profile.id.clone(),
+            xid: None,
+            throttled_gpu: None,
+            collector: "synthetic (no NVML)".to_string(),
+        }
+    }
+
+    fn sample(&self, p: &SkuProfile, gpu: u32, loaded: bool) -> GpuSample {
+        let hot = loaded && self.throttled_gpu == Some(gpu);
+        GpuSample {
+            index: gpu,
+            temp_c: if hot {
+                p.max_gpu_temp_c + 6
+            } else if loaded {
+                p.max_gpu_temp_c.saturating_sub(19)
+            } else {
+                33
+            },
+            memory_temp_c: Some(if loaded {
+                p.max_memory_temp_c.saturating_sub(21)
+            } else {
+                36
+            }),
+            power_w: if loaded {
+                f64::from(p.power_limit_w * 9 / 10)
+            } else {
+                72.0
+            },
+            sm_clock_mhz: if hot {
+                p.sm_clock_expected_mhz * 11 / 20
+            } else if loaded {
+                p.sm_clock_expected_mhz
+            } else {
+                345
+            },
+            // HW thermal slowdown while hot, GPU idle before the load.
+            throttle_reasons: if hot {
+                0x40
+            } else if loaded {
+                0
+            } else {
+                0x1
+            },
+            ecc_uncorrected_volatile: 0,
+        }
+    }
+
+    /// The document, with the profile's healthy load values (the first tick idle).
+    pub fn evidence(&self, profile: &SkuProfile) -> BurnInEvidence {
+        const TICKS: u64 = 24;
+        let d = self.duration_s;
+        let ticks = (0..=TICKS)
+            .map(|i| SampleTick {
+                t_s: d as f64 * i as f64 / TICKS as f64,
+                gpus: (0..self.gpus)
+                    .map(|g| Ok(self.sample(profile, g, i > 0)))
+                    .collect(),
+            })
+            .collect();
+        let started = now_unix_s();
+        let mut doc = BurnInEvidence::new(&self.sku, d, &self.collector);
+        doc.started_at_unix_s = started;
+        doc.finished_at_unix_s = started + d;
+        doc.nvml = NvmlEvidence {
+            gpu_count: self.gpus,
+            baseline_ecc: vec![Some(0); self.gpus as usize],
+            ticks,
+            xids: self
+                .xid
+                .map(|(gpu, xid)| TimedXid {
+                    t_ms: d * 500,
+                    gpu,
+                    xid,
+                })
+                .into_iter()
+                .collect(),
+            sample_interval_s: d as f64 / TICKS as f64,
+            ..NvmlEvidence::default()
+        };
+        let mut stdout = format!("Burning for {d} seconds.\n");
+        for g in 0..self.gpus {
+            stdout.push_str(&format!("GPU {g}: OK\n"));
+        }
+        doc.stress = Some(StressEvidence {
+            argv: vec!["synthetic-stress".into(), d.to_string()],
+            exit_code: Some(0),
+            timeout_s: d as f64 + 60.0,
+            elapsed_s: d as f64,
+            stdout_tail: stdout,
+            ..StressEvidence::default()
+        });
+        doc.kernel_log.source = "synthetic".into();
+        if let Some((_, xid)) = self.xid {
+            doc.kernel_log.lines.push(xid_log_line(xid));
+        }
+        doc
+    }
+}
