@@ -52,7 +52,8 @@ enum HealthCommand {
         #[command(flatten)]
         profile: ProfileArgs,
     },
-    /// Run a stress tool while sampling NVML every second; judge samples, output and exit status.
+    /// Run a stress tool while sampling NVML every second (faster on runs under 10 s); judge samples, output
+    /// and exit status.
     BurnIn {
         #[command(flatten)]
         profile: ProfileArgs,
@@ -150,6 +151,9 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             let (lib, sku) = resolve(&profile)?;
             let duration = duration.unwrap_or(Duration::from_secs(sku.burn_in_duration_s));
             let mut cfg = BurnInConfig::new(stress, duration, lib);
+            // Every second, faster on short runs so they still show sustained behaviour.
+            cfg.sample_interval =
+                (duration / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
             if let Some(t) = timeout {
                 cfg.timeout = t;
             }

@@ -364,3 +364,49 @@ fn check_records_its_verdict_as_a_health_run_of_the_node() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("NO-SUCH-NODE"));
 }
+
+#[test]
+fn burn_in_collects_then_judges_and_exits_by_the_judgement() {
+    let lib = find_fake_nvml();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("libnvidia-ml.so");
+    std::fs::copy(&lib, &copy).expect("copy");
+    let scenario =
+        std::fs::read_to_string(fixture("scenarios/h100-healthy.toml")).expect("scenario");
+    std::fs::write(dir.path().join("fake-nvml-scenario.toml"), &scenario).expect("write");
+    let tool = fixture("fake-stress.sh");
+    let load = dir.path().join("under-load");
+    let burn = |mode: &str| {
+        kiln(&[
+            "--json",
+            "health",
+            "burn-in",
+            "--nvml-lib",
+            copy.to_str().expect("utf8"),
+            "--sku",
+            "h100-sxm-80gb",
+            "--duration",
+            "1",
+            "--",
+            tool.to_str().expect("utf8"),
+            load.to_str().expect("utf8"),
+            "{duration_s}",
+            mode,
+        ])
+    };
+    let out = burn("ok");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["kind"], "burn_in");
+    let digest = v["evidence"]["evidence_sha256"].as_str().expect("digest");
+    assert_eq!(digest.len(), 64, "{digest}");
+    let out = burn("exit1");
+    assert_eq!(out.status.code(), Some(1));
+    let v = stdout_json(&out);
+    assert_eq!(v["checks"][0]["name"], "burnin.exit_status", "{v}");
+}
