@@ -12,13 +12,15 @@ use kiln_bmc::{
     Bmc, BmcError, BootDevice, BootOverride, LogEntry, PowerAction, PowerState, SystemInventory,
     VirtualMediaSlot,
 };
+use kiln_health::SkuCatalog;
+use kiln_health::burnin::synthetic::SyntheticRun;
 use kiln_health::nccl::NcclRun;
-use kiln_health::{Check, RunKind, SkuCatalog, Verdict};
 use kiln_inventory::{
     ImageFormat, ManifestFormat, ManualClock, NewImage, Node, NodeFilter, NodeState, SecretKey,
     Store, StoreOptions, parse_manifest,
 };
 use kiln_provisioner::boot::decision::{BootAction, RamdiskMode, action_for_state};
+use kiln_provisioner::lifecycle::access::BurnInReply;
 use kiln_provisioner::lifecycle::{
     AccessError, BmcConnector, Ctx, Engine, EngineConfig, Limits, NodeAccess, NodeHost,
     PostImageFacts,
@@ -211,7 +213,12 @@ impl NodeAccess for FakeAccess {
             transcript: format!("checked {}", host.serial),
         })
     }
-    async fn burn_in(&self, host: &NodeHost, _d: Duration) -> Result<Verdict, AccessError> {
+    async fn burn_in_evidence(
+        &self,
+        host: &NodeHost,
+        duration: Duration,
+        sku: &str,
+    ) -> Result<BurnInReply, AccessError> {
         let start = std::time::Instant::now();
         tokio::time::sleep(self.latency).await;
         self.log.lock().expect("lock").push(Handled {
@@ -220,13 +227,16 @@ impl NodeAccess for FakeAccess {
             start,
             end: std::time::Instant::now(),
         });
-        Ok(Verdict::new(
-            RunKind::BurnIn,
-            "h100-sxm-80gb",
-            0,
-            vec![Check::pass("burnin.xid", &host.serial, 0, None, "no XIDs")],
-            serde_json::Value::Null,
-        ))
+        // A healthy node's raw evidence, built from kiln-health's sample types; the provisioner judges it.
+        let catalog = SkuCatalog::builtin().expect("skus");
+        let profile = catalog.get(sku).expect("sku profile");
+        Ok(BurnInReply {
+            document: SyntheticRun::healthy(profile, duration.as_secs().max(1))
+                .evidence(profile)
+                .to_value(),
+            exit_code: Some(0),
+            wall: start.elapsed(),
+        })
     }
     async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError> {
         let slow = hosts.iter().any(|h| {
