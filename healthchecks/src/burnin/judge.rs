@@ -13,7 +13,7 @@ use super::doc::{
 use crate::nvml::checks::judge_xids;
 use crate::nvml::{GpuSample, THROTTLE_FAILING_MASK, XidEvent};
 use crate::sku::SkuProfile;
-use crate::verdict::{Check, RunKind, Verdict};
+use crate::verdict::{Check, CheckStatus, RunKind, Verdict};
 use crate::xid::kernel_log_xids;
 
 /// Most GPUs judged one by one.
@@ -148,6 +148,23 @@ pub fn judge_burn_in(evidence: &BurnInEvidence, profile: &SkuProfile, asked: Dur
         .into_iter()
         .map(|xid| XidEvent { gpu: u32::MAX, xid })
         .collect();
+    checks.push(match &evidence.kernel_log.error {
+        Some(err) => Check::new(
+            "kernel_log.read",
+            "node",
+            CheckStatus::Note,
+            err.as_str(),
+            None,
+            "the kernel log could not be read: driver XIDs are judged from NVML events only",
+        ),
+        None => Check::pass(
+            "kernel_log.read",
+            "node",
+            json!({ "source": evidence.kernel_log.source, "lines": evidence.kernel_log.lines.len() }),
+            None,
+            "the kernel log since the start was read",
+        ),
+    });
     checks.extend(judge_xids(&kernel).into_iter().map(|mut c| {
         c.name = "kernel_log.xid".to_string();
         c

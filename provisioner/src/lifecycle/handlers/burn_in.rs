@@ -4,7 +4,7 @@
 //! are stored as the health run.
 
 use kiln_health::burnin::{evidence_digest, judge_burn_in_document};
-use kiln_health::{Check, Verdict};
+use kiln_health::{Check, CheckStatus, Verdict};
 use kiln_inventory::{NewHealthRun, Node, NodeState, StoreError};
 use serde_json::json;
 
@@ -98,6 +98,22 @@ pub fn judge(
         Some(json!(0)),
         "the evidence collector must exit 0",
     ));
+    // Measured here, not taken from the document. Only noted: kiln-sim's nodes run compressed time, and the
+    // engine does not know by how much.
+    let wall_s = reply.wall.as_secs_f64();
+    let min_wall_s = asked.as_secs_f64() * kiln_health::burnin::judge::MIN_DURATION_RATIO;
+    checks.push(Check::new(
+        "burnin.wall_clock",
+        "node",
+        if wall_s >= min_wall_s {
+            CheckStatus::Pass
+        } else {
+            CheckStatus::Note
+        },
+        wall_s,
+        Some(json!({ "min_s": min_wall_s })),
+        "the burn-in command must take the time asked, as measured by the provisioner",
+    ));
     Verdict::new(
         judged.kind,
         &judged.sku,
@@ -147,6 +163,16 @@ mod tests {
         };
         let v = judge(&reply, p, ASKED);
         assert!(v.passed(), "{}", v.render_table());
+        let wall = v
+            .checks
+            .iter()
+            .find(|c| c.name == "burnin.wall_clock")
+            .expect("wall clock");
+        assert_eq!(
+            wall.status,
+            kiln_health::CheckStatus::Note,
+            "returned at once"
+        );
         let crashed = BurnInReply {
             exit_code: Some(2),
             ..reply.clone()
