@@ -30,6 +30,23 @@ impl SimAccess {
         Self { hall }
     }
 
+    /// The node's evidence judged by kiln-health with the hall's SKU profile, as the provisioner judges it
+    /// (tests of the simulator; the engine judges [`NodeAccess::burn_in_evidence`] itself).
+    pub async fn burn_in(
+        &self,
+        host: &NodeHost,
+        duration: Duration,
+    ) -> Result<Verdict, AccessError> {
+        let reply = self
+            .burn_in_evidence(host, duration, &self.hall.profile.id)
+            .await?;
+        Ok(kiln_health::burnin::judge_burn_in_document(
+            &reply.document,
+            &self.hall.profile,
+            duration,
+        ))
+    }
+
     /// Connects to `host` as SSH would: reachable, then the host key checked against the pinned one.
     fn connect(&self, host: &NodeHost) -> Result<&Arc<VirtualNode>, AccessError> {
         let unreachable = |reason: String| AccessError::Unreachable {
@@ -116,19 +133,6 @@ impl NodeAccess for SimAccess {
             exit_code: Some(0),
             wall: started.elapsed(),
         })
-    }
-
-    /// The node's evidence judged by kiln-health with the hall's SKU profile, as the provisioner judges it
-    /// (for callers of the superseded verdict method; the engine uses [`NodeAccess::burn_in_evidence`]).
-    async fn burn_in(&self, host: &NodeHost, duration: Duration) -> Result<Verdict, AccessError> {
-        let reply = self
-            .burn_in_evidence(host, duration, &self.hall.profile.id)
-            .await?;
-        Ok(kiln_health::burnin::judge_burn_in_document(
-            &reply.document,
-            &self.hall.profile,
-            duration,
-        ))
     }
 
     async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError> {

@@ -18,7 +18,6 @@
 
 use std::time::Duration;
 
-use kiln_health::Verdict;
 use kiln_health::nccl::NcclRun;
 
 /// Launcher run on the first host of a group for the multi-node NCCL test; `{hosts_slots}`, `{np}` and `{gpus}`
@@ -117,36 +116,14 @@ pub trait NodeAccess: Send + Sync + 'static {
     async fn post_image_check(&self, host: &NodeHost) -> Result<PostImageFacts, AccessError>;
 
     /// Runs the GPU burn-in for `duration` as SKU `sku` and returns the node's raw evidence, unjudged (a
-    /// failing burn-in is `Ok`; a command that failed, timed out or printed no JSON is `Err`).
-    ///
-    /// The default serves implementations that still answer [`NodeAccess::burn_in`]: their verdict is handed
-    /// on as the "document", which the judge refuses (a verdict is not evidence), so such a node always fails.
+    /// failing burn-in is `Ok`; a command that failed, timed out or printed no JSON is `Err`). The engine
+    /// judges the document itself: there is no way for a node to hand over a verdict.
     async fn burn_in_evidence(
         &self,
         host: &NodeHost,
         duration: Duration,
         sku: &str,
-    ) -> Result<BurnInReply, AccessError> {
-        let _ = sku;
-        let started = std::time::Instant::now();
-        let verdict = self.burn_in(host, duration).await?;
-        Ok(BurnInReply {
-            document: serde_json::to_value(&verdict).unwrap_or_default(),
-            exit_code: Some(0),
-            wall: started.elapsed(),
-        })
-    }
-
-    /// Superseded by [`NodeAccess::burn_in_evidence`], kept only so older implementations still build; the
-    /// engine never takes a verdict from a node. The default refuses.
-    async fn burn_in(&self, host: &NodeHost, duration: Duration) -> Result<Verdict, AccessError> {
-        let _ = duration;
-        Err(AccessError::BadOutput {
-            serial: host.serial.clone(),
-            command: "kiln-agent burn-in".into(),
-            reason: "this node access collects no burn-in evidence".into(),
-        })
-    }
+    ) -> Result<BurnInReply, AccessError>;
 
     /// Runs multi-node NCCL over `hosts` (launched on the first); a failing run is `Ok` and judged by the caller.
     async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError>;
