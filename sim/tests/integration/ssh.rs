@@ -118,12 +118,21 @@ async fn the_ssh_server_presents_the_reported_key_and_answers_the_command_set() 
         .expect("driver");
     assert_eq!(driver.output.trim(), kiln_sim::answers::DRIVER_VERSION);
     let burn = run(
-        &["kiln-agent", "burn-in", "--json", "--duration-s", "2"],
+        &["kiln-agent", "burn-in", "--json", "--duration-s", "5"],
         &healthy[..1],
     )
     .await
     .expect("burn-in");
-    let verdict: Verdict = serde_json::from_str(burn.output.trim()).expect("verdict JSON");
+    // The node answers raw evidence, never a verdict; the provisioner's judge passes a healthy node's.
+    let document: serde_json::Value =
+        serde_json::from_str(burn.output.trim()).expect("evidence JSON");
+    let catalog = SkuCatalog::builtin().expect("catalog");
+    let h100 = catalog.get("h100-sxm-80gb").expect("sku");
+    let verdict: Verdict = kiln_health::burnin::judge_burn_in_document(
+        &document,
+        h100,
+        std::time::Duration::from_secs(5),
+    );
     assert!(verdict.passed(), "{}", verdict.render_table());
     let refused = run(&["reboot"], &healthy[..1]).await.expect("reboot");
     assert_eq!(refused.exit_code, Some(127));
