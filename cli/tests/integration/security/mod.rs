@@ -5,8 +5,10 @@
 //! |---|---|
 //! | spoofed script fetch, stolen token from another address, replayed report | [`boot`] |
 //! | a node floods the SSH output | [`flood`] |
+//! | a node answers burn-in with a forged passing verdict, or `{}` | [`verdict`] |
 //! | a hostile BMC's links point elsewhere (`//host`, `\\`, encoded, `@` userinfo) | [`redfish`] |
 
 mod boot;
 mod flood;
 mod redfish;
+mod verdict;
