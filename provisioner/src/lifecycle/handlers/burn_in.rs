@@ -4,6 +4,7 @@
 //! are stored as the health run.
 
 use kiln_health::burnin::{evidence_digest, judge_burn_in_document};
+use kiln_health::verdict::now_unix_s;
 use kiln_health::{Check, CheckStatus, Verdict};
 use kiln_inventory::{NewHealthRun, Node, NodeState, StoreError};
 use serde_json::json;
@@ -34,11 +35,12 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     let _permit = ctx.gates.burn_in.acquire().await;
     let started = ctx.store.now();
     let asked = ctx.config.burn_in;
+    let called_at = now_unix_s();
     let reply = match ctx.access.burn_in_evidence(&host, asked, &profile.id).await {
         Ok(reply) => reply,
         Err(err) => return Ok(access_trouble(ctx, work, err)),
     };
-    let verdict = judge(&reply, &profile, asked);
+    let verdict = judge(&reply, &profile, asked, (called_at, now_unix_s()));
     let digest = evidence_digest(&reply.document);
     let passed = verdict.passed();
     let run_evidence = json!({
@@ -79,15 +81,35 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     ))
 }
 
+/// How far a node's clock may be from the provisioner's when it says when its burn-in started.
+pub const CLOCK_SKEW_S: u64 = 600;
+
 /// The provisioner's judgement of a node's burn-in answer: kiln-health's judge of the document, plus the
-/// command's exit status (a collection that failed is no evidence even when it printed a document).
+/// command's exit status (a collection that failed is no evidence even when it printed a document) and the
+/// document's freshness: it must say it started while this call ran (`called`, Unix seconds by the
+/// provisioner's wall clock, within [`CLOCK_SKEW_S`]), so an old document replayed by a node fails.
 pub fn judge(
     reply: &BurnInReply,
     profile: &kiln_health::SkuProfile,
     asked: std::time::Duration,
+    called: (u64, u64),
 ) -> Verdict {
     let judged = judge_burn_in_document(&reply.document, profile, asked);
     let mut checks = judged.checks;
+    if let Some(started) = reply.document["started_at_unix_s"].as_u64() {
+        let window = (
+            called.0.saturating_sub(CLOCK_SKEW_S),
+            called.1.saturating_add(CLOCK_SKEW_S),
+        );
+        checks.push(Check::judged(
+            (window.0..=window.1).contains(&started),
+            "evidence.fresh",
+            "node",
+            started,
+            Some(json!({ "from_unix_s": window.0, "to_unix_s": window.1 })),
+            "the evidence must be collected during this burn-in (an older document is a replay)",
+        ));
+    }
     checks.push(Check::judged(
         reply.exit_code == Some(0),
         "agent.exit_status",
@@ -161,7 +183,9 @@ mod tests {
             exit_code: Some(0),
             wall: Duration::ZERO,
         };
-        let v = judge(&reply, p, ASKED);
+        let now = kiln_health::verdict::now_unix_s();
+        let called = (now, now + 1);
+        let v = judge(&reply, p, ASKED, called);
         assert!(v.passed(), "{}", v.render_table());
         let wall = v
             .checks
@@ -178,7 +202,7 @@ mod tests {
             ..reply.clone()
         };
         assert_eq!(
-            failing(&judge(&crashed, p, ASKED)),
+            failing(&judge(&crashed, p, ASKED, called)),
             vec!["agent.exit_status"]
         );
         let forged = Verdict::new(
@@ -190,8 +214,17 @@ mod tests {
         );
         let forged = BurnInReply {
             document: serde_json::to_value(&forged).expect("json"),
-            ..reply
+            ..reply.clone()
         };
-        assert_eq!(failing(&judge(&forged, p, ASKED)), vec!["evidence.format"]);
+        assert!(
+            failing(&judge(&forged, p, ASKED, called)).contains(&"evidence.format".to_string())
+        );
+        // Yesterday's healthy document, replayed.
+        let mut replayed = reply;
+        replayed.document["started_at_unix_s"] = serde_json::json!(now - 86_400);
+        assert_eq!(
+            failing(&judge(&replayed, p, ASKED, called)),
+            vec!["evidence.fresh"]
+        );
     }
 }
