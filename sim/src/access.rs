@@ -13,6 +13,7 @@ use kiln_provisioner::lifecycle::access::{
 use russh::keys::{HashAlg, PublicKey};
 
 use crate::answers::{self, HallContext};
+use crate::faults::FaultKind;
 use crate::node::VirtualNode;
 
 /// In-process [`NodeAccess`] to a [`crate::SimHall`]'s nodes.
@@ -119,6 +120,17 @@ impl NodeAccess for SimAccess {
         sku: &str,
     ) -> Result<BurnInReply, AccessError> {
         let node = self.connect(host)?.clone();
+        if node.has(FaultKind::CollectorFails) {
+            // What SshNodeAccess makes of the same answer (exit 1, no document).
+            return Err(AccessError::BadOutput {
+                serial: host.serial.clone(),
+                command: "kiln-agent burn-in".into(),
+                reason: format!(
+                    "exited 1, so it collected no evidence; stderr: {}",
+                    answers::COLLECTOR_ERROR.trim()
+                ),
+            });
+        }
         let started = std::time::Instant::now();
         let seconds = duration.as_secs().max(1);
         let document = answers::burn_in_document(&self.hall, &node, seconds, Some(sku)).await;

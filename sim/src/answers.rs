@@ -142,6 +142,11 @@ pub fn burn_in_time(hall: &HallContext, duration_s: u64) -> Duration {
     scale_duration(Duration::from_secs(duration_s), hall.time_scale)
 }
 
+/// What the failing collector of [`FaultKind::CollectorFails`] prints (on stdout, where the simulator puts
+/// all output).
+pub const COLLECTOR_ERROR: &str =
+    "kiln-agent: the burn-in collector failed: cannot start the async runtime\n";
+
 /// What `node` prints for a burn-in: raw evidence collected like a real node's ([`crate::burnin`]), or, for
 /// the hostile faults, a passing verdict of its own or `{}` (which the provisioner must refuse).
 pub async fn burn_in_document(
@@ -289,6 +294,11 @@ pub async fn answer(hall: &HallContext, node: &VirtualNode, line: &str) -> Answe
         Ok(Command::Kernel) => ok(format!("{INSTALLED_KERNEL}\n"), Duration::ZERO),
         Ok(Command::Driver) => ok(format!("{DRIVER_VERSION}\n"), Duration::ZERO),
         Ok(Command::GpuList) => ok(gpu_list(hall, node), Duration::ZERO),
+        Ok(Command::BurnIn { .. }) if node.has(FaultKind::CollectorFails) => Answer {
+            output: COLLECTOR_ERROR.to_string(),
+            exit_status: 1,
+            takes: Duration::ZERO,
+        },
         Ok(Command::BurnIn { duration_s, sku }) => {
             let document = burn_in_document(hall, node, duration_s, sku.as_deref()).await;
             // The evidence is the answer, whatever it shows: the provisioner judges it.

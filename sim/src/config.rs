@@ -99,6 +99,8 @@ pub struct EvidenceFaults {
     pub forged_verdict: f64,
     /// Hostile: the node answers burn-in with `{}`.
     pub empty_evidence: f64,
+    /// The node's `kiln-agent burn-in` exits 1 without a document.
+    pub collector_fails: f64,
 }
 
 impl FaultFractions {

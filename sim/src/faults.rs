@@ -30,11 +30,13 @@ pub enum FaultKind {
     ForgedVerdict,
     /// A hostile node: answers burn-in with an empty JSON document.
     EmptyEvidence,
+    /// The node's evidence collector fails: `kiln-agent burn-in` exits 1 with an error and no document.
+    CollectorFails,
 }
 
 impl FaultKind {
     /// Every kind, in placement order.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::DeadBmc,
         FaultKind::FlakyBmc,
         FaultKind::WrongGpuCount,
@@ -44,6 +46,7 @@ impl FaultKind {
         FaultKind::ThrottledGpu,
         FaultKind::ForgedVerdict,
         FaultKind::EmptyEvidence,
+        FaultKind::CollectorFails,
     ];
 
     /// Short name (`dead-bmc`, …).
@@ -58,6 +61,7 @@ impl FaultKind {
             FaultKind::ThrottledGpu => "throttled-gpu",
             FaultKind::ForgedVerdict => "forged-verdict",
             FaultKind::EmptyEvidence => "empty-evidence",
+            FaultKind::CollectorFails => "collector-fails",
         }
     }
 
@@ -72,6 +76,7 @@ impl FaultKind {
             FaultKind::ThrottledGpu => evidence.throttled_gpu,
             FaultKind::ForgedVerdict => evidence.forged_verdict,
             FaultKind::EmptyEvidence => evidence.empty_evidence,
+            FaultKind::CollectorFails => evidence.collector_fails,
         }
     }
 }
@@ -107,6 +112,8 @@ pub mod reasons {
     pub const SM_CLOCK: &str = "sustained SM clock";
     /// A forged verdict or an empty document instead of burn-in evidence, as the burn-in judge words it.
     pub const NOT_EVIDENCE: &str = "not burn-in evidence";
+    /// A burn-in command that exited non-zero, as the burn-in handler words it.
+    pub const NO_EVIDENCE: &str = "no burn-in evidence";
 }
 
 /// The reason substring for a node of `gpus` × `model` with one GPU missing: the agent's own mismatch text

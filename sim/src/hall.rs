@@ -274,6 +274,7 @@ impl SimHall {
                     FaultKind::ForgedVerdict | FaultKind::EmptyEvidence => {
                         Some(reasons::NOT_EVIDENCE.to_string())
                     }
+                    FaultKind::CollectorFails => Some(reasons::NO_EVIDENCE.to_string()),
                 };
                 Some(PlantedFault {
                     serial: node.serial.clone(),

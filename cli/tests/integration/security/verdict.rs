@@ -1,7 +1,7 @@
 //! Hostile nodes at burn-in: kiln judges the evidence, not the node's verdict. A `kiln serve` child brings up
 //! a kiln-sim hall (SSH servers in the test process) where some nodes answer `kiln-agent burn-in` with a
-//! passing verdict of their own, or with `{}`, instead of evidence, and one has an XID 79 in its NVML samples
-//! and kernel log. Every hostile node is quarantined for not sending evidence, the XID node for its XID, the
+//! passing verdict of their own, or with `{}`, instead of evidence, one whose collector exits 1, and one has
+//! an XID 79 in its NVML samples and kernel log. Every hostile node is quarantined for not sending evidence, the XID node for its XID, the
 //! rest become available; no hostile node has a passing burn-in run, and every burn-in run holds the
 //! provisioner's judgement with the digest of the document it judged.
 
@@ -53,6 +53,7 @@ async fn forged_verdicts_and_empty_documents_fail_the_node() {
     config.evidence_faults = EvidenceFaults {
         forged_verdict: 0.25,
         empty_evidence: 0.25,
+        collector_fails: 0.125,
         ..EvidenceFaults::default()
     };
     config.ssh = SshMode::Servers {
@@ -118,6 +119,13 @@ async fn forged_verdicts_and_empty_documents_fail_the_node() {
             .count(),
         2
     );
+    for (kind, planted_count) in [(FaultKind::CollectorFails, 1), (FaultKind::XidBurnIn, 1)] {
+        assert_eq!(
+            kinds.iter().filter(|k| **k == kind).count(),
+            planted_count,
+            "{kind}"
+        );
+    }
     for node in &nodes {
         let events = store.node_events(node.id).await.expect("events");
         let quarantine_reason = events
@@ -132,7 +140,10 @@ async fn forged_verdicts_and_empty_documents_fail_the_node() {
             "{}: no burn-in run\n{log}",
             node.serial
         );
-        for run in &burn_ins {
+        for run in burn_ins
+            .iter()
+            .filter(|r| r.evidence.get("error").is_none())
+        {
             let verdict = &run.evidence["verdict"];
             assert_eq!(
                 verdict["kind"], "burn_in",
@@ -166,6 +177,20 @@ async fn forged_verdicts_and_empty_documents_fail_the_node() {
                 } else {
                     assert_eq!(document["kind"], "burn_in", "the forged verdict is kept");
                 }
+            }
+            Some(FaultKind::CollectorFails) => {
+                assert_eq!(node.state, NodeState::Quarantined, "{}", node.serial);
+                let reason = quarantine_reason.unwrap_or_default();
+                assert!(
+                    reason.contains(reasons::NO_EVIDENCE) && reason.contains("exited 1"),
+                    "{}: {reason:?}",
+                    node.serial
+                );
+                assert!(
+                    burn_ins
+                        .iter()
+                        .all(|r| !r.passed && r.evidence["error"].is_string())
+                );
             }
             Some(FaultKind::XidBurnIn) => {
                 assert_eq!(node.state, NodeState::Quarantined, "{}", node.serial);

@@ -10,7 +10,7 @@ use kiln_inventory::{NewHealthRun, Node, NodeState, StoreError};
 use serde_json::json;
 
 use super::booting::access_trouble;
-use crate::lifecycle::access::{BurnInReply, NodeHost};
+use crate::lifecycle::access::{AccessError, BurnInReply, NodeHost};
 use crate::lifecycle::ctx::Ctx;
 use crate::lifecycle::outcome::{Failure, FailureClass, Outcome};
 use crate::lifecycle::work::Work;
@@ -38,6 +38,22 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     let called_at = now_unix_s();
     let reply = match ctx.access.burn_in_evidence(&host, asked, &profile.id).await {
         Ok(reply) => reply,
+        // The node ran the command but gave no evidence (non-zero exit, timeout, no JSON): a failed burn-in,
+        // recorded as such.
+        Err(err @ AccessError::BadOutput { .. }) => {
+            let reason = format!("no burn-in evidence: {err}");
+            ctx.store
+                .record_health_run(&NewHealthRun {
+                    node: node.id,
+                    kind: "burn_in",
+                    passed: false,
+                    started_at: started,
+                    finished_at: Some(ctx.store.now()),
+                    evidence: &json!({ "error": reason }),
+                })
+                .await?;
+            return Ok(Outcome::fail(FailureClass::BurnIn, reason));
+        }
         Err(err) => return Ok(access_trouble(ctx, work, err)),
     };
     let verdict = judge(&reply, &profile, asked, (called_at, now_unix_s()));
