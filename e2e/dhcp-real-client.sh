@@ -45,6 +45,9 @@ echo kernel > "$work/assets/vmlinuz"; echo initrd > "$work/assets/initramfs.img"
 printf 'hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\nH1,R1,1,SN1,h100-sxm-80gb,10.1.0.1,redfish,admin,pw,52:54:00:aa:00:01\n' > "$work/m.csv"
 db="sqlite://$work/kiln.db"
 "$kiln" --db "$db" --key-file "$work/k.key" rack import "$work/m.csv" >/dev/null 2>&1
+# No lifecycle engine asks for this boot: a technician's grant lets the first script fetch from the node's leased
+# address carry a boot token (without one, kiln serves a script that boots nothing).
+"$kiln" --db "$db" --key-file "$work/k.key" boot grant SN1 --window 30m >/dev/null || { echo "boot grant SN1 failed"; exit 1; }
 
 "$kiln" --db "$db" -v boot serve --boot-server-ip 10.77.0.1 --dhcp-interface kbt-host \
     --dhcp-pool 10.77.0.100-10.77.0.150 --tftp-root "$work/tftp" --tftp-listen 10.77.0.1:69 \

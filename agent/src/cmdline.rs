@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use kiln_images::{ImageFormat, Sha256Digest};
-use kiln_inventory::MacAddr;
+use kiln_inventory::{EraseMethod, MacAddr};
 
 /// Why the kiln ramdisk is booted; passed to the agent as `kiln.mode=…`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -103,6 +103,9 @@ pub struct RamdiskArgs {
     pub image: Option<ImageArgs>,
     /// `kiln.disk`: the whole disk to write; `None`: the agent picks the first one it inspects.
     pub disk: Option<PathBuf>,
+    /// `kiln.erase_skip`: erase methods the wipe chain must not try (comma-separated names), set by the
+    /// remediation ladder after a method failed or hung on this node.
+    pub erase_skip: Vec<EraseMethod>,
 }
 
 impl std::fmt::Debug for RamdiskArgs {
@@ -114,6 +117,7 @@ impl std::fmt::Debug for RamdiskArgs {
             .field("mode", &self.mode)
             .field("image", &self.image)
             .field("disk", &self.disk)
+            .field("erase_skip", &self.erase_skip)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +173,18 @@ impl RamdiskArgs {
             }
             disk => disk.map(PathBuf::from),
         };
+        let erase_skip = arg(ERASE_SKIP_ARG)
+            .map(|list| {
+                list.split(',')
+                    .filter(|name| !name.is_empty())
+                    .map(|name| {
+                        name.parse::<EraseMethod>()
+                            .map_err(|err| invalid(ERASE_SKIP_ARG, err.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             url,
             mac,
@@ -176,9 +192,13 @@ impl RamdiskArgs {
             mode,
             image,
             disk,
+            erase_skip,
         })
     }
 }
+
+/// The kernel argument naming erase methods to skip: `kiln.erase_skip=nvme_sanitize_crypto,nvme_sanitize_block`.
+pub const ERASE_SKIP_ARG: &str = "kiln.erase_skip";
 
 /// The value of `key=` in a whitespace-separated command line (the first occurrence).
 pub fn kernel_arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {

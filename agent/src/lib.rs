@@ -6,12 +6,14 @@
 //! - [`sku`]: comparison with the node's SKU, mismatch by mismatch;
 //! - [`report`]: the report body types shared with the provisioner and a retrying client with the node token;
 //! - [`image`]: writing an image with kiln-images' verifying writer while reporting each step;
+//! - [`erase`]: disk erase between tenants (method chain per device, verification, one record per disk);
 //! - [`burnin`]: `kiln-agent burn-in`, collecting burn-in evidence (judged by the provisioner, not here).
 //!
 //! Invariant: every report carries the node's token; a rejected token is never retried.
 
 pub mod burnin;
 pub mod cmdline;
+pub mod erase;
 pub mod image;
 pub mod inspect;
 pub mod report;

@@ -95,10 +95,20 @@ pub enum AgentStep {
         /// Why, in words.
         error: String,
     },
-    /// The disks were securely erased (wipe mode, after a lease ended).
+    /// The disks were securely erased and verified (wipe mode, after a lease ended).
     Wiped {
         /// The disks erased.
         disks: Vec<String>,
+        /// One record per disk (method, methods tried, verification); empty from agents older than the records.
+        #[serde(default)]
+        records: Vec<kiln_inventory::EraseRecord>,
+    },
+    /// At least one disk could not be erased and verified; the records say which and why.
+    WipeFailed {
+        /// One record per disk, the failed ones with their `error`.
+        records: Vec<kiln_inventory::EraseRecord>,
+        /// The failed disks' summaries, joined (`nvme1n1: sanitize not supported; format: …`).
+        error: String,
     },
     /// Something else failed.
     Failed {

@@ -9,6 +9,7 @@
 
 mod access;
 mod clock;
+mod erase;
 mod error;
 mod manifest;
 mod model;
@@ -19,6 +20,10 @@ mod store;
 
 pub use access::{AcceptanceRule, Principal, Role, UnknownRole};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use erase::{
+    EraseMethod, EraseRecord, EraseResult, EraseVerification, NistClass, TriedMethod,
+    UnknownEraseMethod,
+};
 pub use error::StoreError;
 pub use manifest::{ManifestError, ManifestErrors, ManifestFormat, ManifestRow, parse_manifest};
 pub use model::{

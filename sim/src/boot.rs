@@ -196,7 +196,12 @@ async fn wipe(hall: &HallContext, node: &VirtualNode, client: &ReportClient) {
         }
     }
     let disks = vec!["nvme0n1".to_string(), "nvme1n1".to_string()];
-    send(client, node, AgentStep::Wiped { disks }).await;
+    send(client, node, AgentStep::Wiped {
+            disks,
+            records: Vec::new(),
+        },
+    )
+    .await;
 }
 
 /// Boots the disk: the installed OS comes up and its agent reports with the seed the image ramdisk left.

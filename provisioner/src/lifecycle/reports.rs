@@ -55,6 +55,7 @@ pub fn step_name(step: &AgentStep) -> &'static str {
         AgentStep::ImageWritten { .. } => "image_written",
         AgentStep::ImageFailed { .. } => "image_failed",
         AgentStep::Wiped { .. } => "wiped",
+        AgentStep::WipeFailed { .. } => "wipe_failed",
         AgentStep::Failed { .. } => "failed",
     }
 }
@@ -92,7 +93,8 @@ fn summary(step: &AgentStep) -> String {
             "agent wrote image {sha256} ({disk_bytes} bytes in {elapsed_ms} ms), digest verified"
         ),
         AgentStep::ImageFailed { error, .. } => format!("agent image write failed: {error}"),
-        AgentStep::Wiped { disks } => format!("agent erased {}", disks.join(", ")),
+        AgentStep::Wiped { disks, .. } => format!("agent erased {}", disks.join(", ")),
+        AgentStep::WipeFailed { error, .. } => format!("agent erase failed: {error}"),
         AgentStep::Failed { error } => format!("agent failed: {error}"),
     }
 }

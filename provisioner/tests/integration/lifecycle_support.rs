@@ -444,6 +444,7 @@ impl Hall {
                     booted("ramdisk", None),
                     AgentStep::Wiped {
                         disks: vec!["/dev/nvme0n1".into()],
+                        records: Vec::new(),
                     },
                 ],
                 (BootDevice::Disk, _) => vec![booted("installed", Some(&serial))],

@@ -22,6 +22,7 @@ fn step_name(step: &AgentStep) -> &'static str {
         AgentStep::ImageWritten { .. } => "image_written",
         AgentStep::ImageFailed { .. } => "image_failed",
         AgentStep::Wiped { .. } => "wiped",
+        AgentStep::WipeFailed { .. } => "wipe_failed",
         AgentStep::Failed { .. } => "failed",
     }
 }

@@ -14,7 +14,7 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     if let Some(intent) = work.current_intent(node).cloned() {
         for step in reports_since(ctx, node, &intent).await?.into_iter().rev() {
             match step {
-                AgentStep::Wiped { disks } => {
+                AgentStep::Wiped { disks, .. } => {
                     // The host key belongs to the erased OS.
                     work.host_key = None;
                     work.ssh_address = None;
