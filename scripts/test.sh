@@ -49,13 +49,15 @@ scripts/api-fuzz.sh "$kiln_bin"
 
 # Real network boots (needs root for the network namespace and taps; KILN_E2E=off skips them): kiln's DHCP, TFTP
 # and HTTP against busybox clients (seconds), then QEMU VMs under TCG, BIOS, UEFI and boot-from-disk (about two
-# minutes), then imaging driven by the lifecycle engine through simulated BMCs, raw and raw.zst side by side;
-# each VM under a hard timeout. The ramdisk is built once for both.
+# minutes), then imaging driven by the lifecycle engine through simulated BMCs, raw and raw.zst side by side,
+# then a tenant turnover (the agent erases a VM's NVMe and virtio disks, then the image is written); each VM
+# under a hard timeout. The ramdisk is built once for both.
 if [ "${KILN_E2E:-on}" != "off" ] && [ "$(id -u)" -eq 0 ]; then
     timeout 300 bash e2e/dhcp-real-client.sh "$kiln_bin"
     ramdisk=$(mktemp -d)
     bash images/ramdisk/build.sh "$ramdisk" "$(dirname "$kiln_bin")/kiln-agent"
     KILN_RAMDISK_DIR=$ramdisk timeout 900 bash e2e/pxe-boot.sh "$kiln_bin"
     KILN_RAMDISK_DIR=$ramdisk timeout 600 bash e2e/imaging.sh "$kiln_bin"
+    KILN_RAMDISK_DIR=$ramdisk timeout 600 bash e2e/turnover.sh "$kiln_bin"
     rm -rf "$ramdisk"
 fi
