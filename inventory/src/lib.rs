@@ -37,6 +37,7 @@ pub use store::bmc_observations::{BmcObservation, BmcStatus, ObservedPower};
 pub use store::boot::{
     BootSighting, DhcpLease, DiscoveredMachine, LeaseState, LeaseWrite, NewLease, TokenOwner,
 };
+pub use store::erase::StoredEraseRecord;
 pub use store::grants::{GrantClaim, TokenCheck, canonical_ip};
 pub use store::health::NewHealthRun;
 pub use store::{

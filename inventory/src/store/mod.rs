@@ -19,6 +19,7 @@ use crate::secret::{Secret, SecretKey};
 pub(crate) mod bmc_observations;
 pub(crate) mod boot;
 mod claims;
+pub(crate) mod erase;
 mod events;
 pub(crate) mod grants;
 mod halls;

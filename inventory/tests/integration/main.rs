@@ -3,6 +3,7 @@
 mod bmc_observations;
 mod boot;
 mod claims;
+mod erase;
 mod images;
 mod import;
 mod leasing;
