@@ -54,6 +54,16 @@ pub trait Bmc: Send + Sync {
     /// Power state, identity and capabilities in one answer (`kiln bmc inspect`).
     async fn inspect(&self) -> Result<Inspection, BmcError>;
 
+    /// Clears the server's TPM (owner hierarchy and keys) between tenants. BMCs that do not offer it answer
+    /// [`BmcError::Unsupported`] (the default: IPMI has no such command); Redfish uses
+    /// `#ComputerSystem.Decommission` with `DecommissionTypes: ["Tpm"]` where the System advertises it.
+    async fn clear_tpm(&self) -> Result<(), BmcError> {
+        Err(BmcError::Unsupported {
+            addr: self.addr().to_string(),
+            what: "TPM clear".into(),
+        })
+    }
+
     /// Releases what the client holds on the BMC (a Redfish session). Errors are logged, not returned.
     async fn close(&self) {}
 }

@@ -80,9 +80,11 @@ pub struct VendorProfile {
     pub nic_ids: &'static [&'static str],
     /// BMC firmware version.
     pub bmc_firmware: &'static str,
+    /// `#ComputerSystem.Decommission` with these `DecommissionTypes` (empty: the action is not offered).
+    pub decommission_types: &'static [&'static str],
 }
 
-/// Dell iDRAC-like: long ids, PowerCycle offered, VirtualMedia under the manager with actions, body ETag,
+/// Dell iDRAC-like (iDRAC10 firmware: Decommission with Tpm): long ids, PowerCycle offered, VirtualMedia under the manager with actions, body ETag,
 /// boot PATCH answered 202 with a job (task monitor).
 pub const DELL: VendorProfile = VendorProfile {
     name: "dell",
@@ -127,6 +129,7 @@ pub const DELL: VendorProfile = VendorProfile {
     expand: Some("ExpandAll"),
     nic_ids: &["NIC.Integrated.1-1-1", "NIC.Integrated.1-2-1"],
     bmc_firmware: "7.10.30.00",
+    decommission_types: &["Tpm", "BiosConfig", "ManagerConfig", "UserData", "Logs"],
 };
 
 /// HPE iLO-like: numeric ids, no PowerCycle (cycle = ForceRestart), VirtualMedia under the manager set by
@@ -175,6 +178,7 @@ pub const HPE: VendorProfile = VendorProfile {
     expand: Some("NoLinks"),
     nic_ids: &["1", "2"],
     bmc_firmware: "iLO 6 v1.62",
+    decommission_types: &[],
 };
 
 /// Supermicro-like (older firmware): only On/ForceOff/GracefulShutdown (cycle = ForceOff then On), odd boot
@@ -212,6 +216,7 @@ pub const SUPERMICRO: VendorProfile = VendorProfile {
     expand: None,
     nic_ids: &["1"],
     bmc_firmware: "01.01.10",
+    decommission_types: &[],
 };
 
 /// OpenBMC-like (NVIDIA HGX/DGX): `system`/`bmc` ids, VirtualMedia under the system, no UefiHttp, no boot mode
@@ -249,6 +254,7 @@ pub const OPENBMC: VendorProfile = VendorProfile {
     expand: None,
     nic_ids: &["eth0", "eth1"],
     bmc_firmware: "2.17.0-dev",
+    decommission_types: &[],
 };
 
 /// All profiles; a fleet cycles through them.

@@ -130,6 +130,8 @@ pub struct Inner {
     pub tasks: HashMap<String, tokio::time::Instant>,
     /// Count of requests answered, for tests and benchmarks.
     pub requests: u64,
+    /// TPM clears done through `#ComputerSystem.Decommission` (profiles that offer it).
+    pub tpm_clears: u32,
 }
 
 /// Timing of the simulated hardware.
@@ -234,6 +236,7 @@ impl SimBmc {
                 next_session_id: 1,
                 tasks: HashMap::new(),
                 requests: 0,
+                tpm_clears: 0,
             }),
             faults: Mutex::new(Faults::default()),
             events,

@@ -3,6 +3,7 @@
 //! Resources are found from the service root (never hard-coded ids), the BMC's advertised reset types and boot
 //! targets decide how kiln's actions are expressed, and vendor differences live in [`quirks`] as data.
 
+mod decommission;
 mod event_log;
 mod lenient;
 mod media;
@@ -526,6 +527,10 @@ impl Bmc for RedfishClient {
 
     async fn clear_log(&self) -> Result<(), BmcError> {
         self.log_clear().await
+    }
+
+    async fn clear_tpm(&self) -> Result<(), BmcError> {
+        self.decommission_tpm().await
     }
 
     async fn close(&self) {

@@ -250,6 +250,24 @@ pub struct SystemActions {
     /// The reset action.
     #[serde(rename = "#ComputerSystem.Reset", deserialize_with = "lenient")]
     pub reset: Option<ResetAction>,
+    /// The decommission action (TPM clear, BIOS and BMC config reset, data erase), where offered.
+    #[serde(rename = "#ComputerSystem.Decommission", deserialize_with = "lenient")]
+    pub decommission: Option<DecommissionAction>,
+}
+
+/// `#ComputerSystem.Decommission`: where to POST and the decommission types the BMC accepts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DecommissionAction {
+    /// Where to POST.
+    #[serde(rename = "target", deserialize_with = "lenient")]
+    pub target: Option<String>,
+    /// `DecommissionTypes` the BMC accepts (`Tpm`, `BiosConfig`, …); empty when it does not say.
+    #[serde(
+        rename = "DecommissionTypes@Redfish.AllowableValues",
+        deserialize_with = "lenient_vec"
+    )]
+    pub allowable_types: Vec<String>,
 }
 
 /// `ComputerSystem.Boot`.

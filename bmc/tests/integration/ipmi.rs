@@ -163,3 +163,14 @@ async fn sel_read_and_clear_over_ipmi() {
     assert_eq!(bmc.lock().sel.len(), 1, "only the 'cleared' entry remains");
     assert_eq!(client.read_log().await.expect("read again").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipmi_does_not_offer_a_tpm_clear() {
+    let fleet = fleet().await;
+    let err = client(&fleet, "password")
+        .clear_tpm()
+        .await
+        .expect_err("IPMI has no TPM clear");
+    assert!(matches!(err, BmcError::Unsupported { .. }), "{err}");
+    assert_eq!(fleet.endpoints()[0].bmc.lock().tpm_clears, 0);
+}

@@ -452,3 +452,30 @@ async fn power_status_uses_expand_where_offered_and_never_a_stale_copy() {
         assert_eq!(requests(), first + 1, "{}", profile.name);
     }
 }
+
+#[tokio::test]
+async fn tpm_clear_is_a_decommission_where_offered_and_unsupported_elsewhere() {
+    for profile in ALL {
+        let fleet = one_bmc(profile).await;
+        let bmc = fleet.endpoints()[0].bmc.clone();
+        let client = client_for(&fleet);
+        let result = client.clear_tpm().await;
+        if profile.decommission_types.contains(&"Tpm") {
+            result.unwrap_or_else(|err| panic!("{} TPM clear: {err}", profile.name));
+            assert_eq!(bmc.lock().tpm_clears, 1, "{}", profile.name);
+        } else {
+            let err = result.expect_err(profile.name);
+            assert!(
+                matches!(err, BmcError::Unsupported { .. }),
+                "{}: {err}",
+                profile.name
+            );
+            assert!(err.to_string().contains("TPM clear"), "{err}");
+            assert_eq!(bmc.lock().tpm_clears, 0, "{}", profile.name);
+        }
+    }
+    assert!(
+        ALL.iter().any(|p| p.decommission_types.contains(&"Tpm")),
+        "at least one vendor shape offers the TPM clear"
+    );
+}

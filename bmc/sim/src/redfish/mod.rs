@@ -138,6 +138,10 @@ pub fn router(p: &'static VendorProfile) -> Router<Arc<SimBmc>> {
         .route(&format!("{ROOT}/Systems"), get(systems))
         .route(&sys, get(system).patch(patch_system))
         .route(&format!("{sys}/Actions/ComputerSystem.Reset"), post(reset))
+        .route(
+            &format!("{sys}/Actions/ComputerSystem.Decommission"),
+            post(decommission),
+        )
         .route(&format!("{sys}/EthernetInterfaces"), get(nics))
         .route(&format!("{sys}/EthernetInterfaces/{{nic}}"), get(nic))
         .route(&format!("{ROOT}/Managers"), get(managers))
@@ -379,6 +383,17 @@ fn system_body(bmc: &SimBmc) -> (Value, u64) {
         if p.etag == EtagStyle::BodyOptional {
             map.insert("@odata.etag".into(), json!(etag_of(version)));
         }
+        if !p.decommission_types.is_empty()
+            && let Some(Value::Object(actions)) = map.get_mut("Actions")
+        {
+            actions.insert(
+                "#ComputerSystem.Decommission".into(),
+                json!({
+                    "target": format!("{sys}/Actions/ComputerSystem.Decommission"),
+                    "DecommissionTypes@Redfish.AllowableValues": p.decommission_types,
+                }),
+            );
+        }
     }
     (body, version)
 }
@@ -487,4 +502,40 @@ async fn reset(State(bmc): State<Arc<SimBmc>>, body: Bytes) -> Response {
         );
     }
     answer(&bmc, bmc.profile.reset_answer)
+}
+
+/// `#ComputerSystem.Decommission`: every type asked must be one the profile offers; `Tpm` counts a TPM clear.
+/// Profiles without the action answer 404 like real firmware (the route exists for all, the action for some).
+async fn decommission(State(bmc): State<Arc<SimBmc>>, body: Bytes) -> Response {
+    let offered = bmc.profile.decommission_types;
+    if offered.is_empty() {
+        return redfish_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "Decommission is not offered.",
+        );
+    }
+    let Some(body) = parse_json(&body) else {
+        return malformed_json();
+    };
+    let Some(types) = body.get("DecommissionTypes").and_then(Value::as_array) else {
+        return redfish_error(
+            StatusCode::BAD_REQUEST,
+            "ActionParameterMissing",
+            "DecommissionTypes is required.",
+        );
+    };
+    let asked: Vec<&str> = types.iter().filter_map(Value::as_str).collect();
+    if asked.is_empty() || asked.len() != types.len() || asked.iter().any(|t| !offered.contains(t))
+    {
+        return redfish_error(
+            StatusCode::BAD_REQUEST,
+            "ActionParameterNotSupported",
+            "DecommissionTypes not supported.",
+        );
+    }
+    if asked.contains(&"Tpm") {
+        bmc.lock().tpm_clears += 1;
+    }
+    answer(&bmc, Answer::AcceptedTask)
 }
