@@ -97,6 +97,17 @@ pub struct SkuProfile {
     pub nccl_min_size_bytes: u64,
     /// NCCL busbw floors by node count.
     pub nccl: Vec<NcclThreshold>,
+    /// Seconds the server stays powered off between tenants (wiping's cold power-off): long enough for GPU
+    /// HBM and host DRAM to lose their contents. Defaults to [`DEFAULT_COLD_OFF_S`].
+    #[serde(default = "default_cold_off_s")]
+    pub cold_off_s: u64,
+}
+
+/// The cold power-off between tenants when a profile does not set one, seconds.
+pub const DEFAULT_COLD_OFF_S: u64 = 30;
+
+fn default_cold_off_s() -> u64 {
+    DEFAULT_COLD_OFF_S
 }
 
 impl SkuProfile {
@@ -121,6 +132,11 @@ impl SkuProfile {
         }
         if !(0.0..=1.0).contains(&self.sm_clock_min_ratio) {
             return Err(invalid("sm_clock_min_ratio must be within 0..=1"));
+        }
+        if self.cold_off_s == 0 {
+            return Err(invalid(
+                "cold_off_s must be at least 1 (memory must lose power between tenants)",
+            ));
         }
         if self.nccl.is_empty() || !self.nccl.iter().any(|t| t.nodes <= 1) {
             return Err(invalid(

@@ -99,3 +99,25 @@ fn malformed_or_inconsistent_profiles_are_clear_errors() {
         SkuCatalog::builtin_with_overrides(std::path::Path::new("/nonexistent/skus.toml"));
     assert!(matches!(missing, Err(SkuError::Read { .. })));
 }
+
+#[test]
+fn cold_off_defaults_to_30_s_and_zero_is_refused() {
+    let builtin = SkuCatalog::builtin().expect("built-in");
+    let h100 = builtin.get("h100-sxm-80gb").expect("h100").clone();
+    assert_eq!(h100.cold_off_s, 30);
+    #[derive(serde::Serialize)]
+    struct File {
+        sku: Vec<kiln_health::SkuProfile>,
+    }
+    let text = toml::to_string(&File { sku: vec![h100] }).expect("toml");
+    assert!(text.contains("cold_off_s = 30\n"), "{text}");
+    let unset = text.replace("cold_off_s = 30\n", "");
+    let catalog = SkuCatalog::from_toml(&unset, "test").expect("loads without cold_off_s");
+    assert_eq!(
+        catalog.get("h100-sxm-80gb").expect("h100").cold_off_s,
+        kiln_health::sku::DEFAULT_COLD_OFF_S
+    );
+    let zero = text.replace("cold_off_s = 30\n", "cold_off_s = 0\n");
+    let err = SkuCatalog::from_toml(&zero, "test").expect_err("zero");
+    assert!(err.to_string().contains("h100-sxm-80gb"), "{err}");
+}
