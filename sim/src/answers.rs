@@ -50,6 +50,10 @@ pub struct HallContext {
     pub http: reqwest::Client,
     /// Where images go.
     pub disk: DiskMode,
+    /// Where the nodes' disk files live ([`crate::disks`]): the sparse-file directory, or `scratch`.
+    pub disks_root: std::path::PathBuf,
+    /// The temporary directory of null-disk mode, where disk files exist only while a wipe runs.
+    pub scratch: Option<tempfile::TempDir>,
     /// Fake NVML copies burn-ins run against (SSH mode); `None`: scale mode builds evidence without NVML.
     pub fake_nvml: Option<FakeNvmlPool>,
 }

@@ -13,6 +13,8 @@ use tracing::{debug, info, warn};
 
 use crate::answers::{HallContext, INSTALLED_KERNEL, RAMDISK_KERNEL};
 use crate::config::DiskMode;
+use crate::disks::NodeDisks;
+use crate::faults::FaultKind;
 use crate::hardware::NodeHardware;
 use crate::node::{AgentSeed, Disk, VirtualNode};
 use crate::script::{self, BootScript, RamdiskArgs};
@@ -103,7 +105,7 @@ async fn ramdisk(hall: &HallContext, node: &VirtualNode, args: RamdiskArgs) {
     match args.mode {
         RamdiskMode::Inspect | RamdiskMode::Discovery => inspect(hall, node, &client).await,
         RamdiskMode::Image => image(hall, node, &client, &args).await,
-        RamdiskMode::Wipe => wipe(hall, node, &client).await,
+        RamdiskMode::Wipe => wipe(hall, node, &client, &args).await,
     }
 }
 
@@ -149,7 +151,17 @@ async fn image(hall: &HallContext, node: &VirtualNode, client: &ReportClient, ar
         runtime.seed = None;
     }
     let target = match &hall.disk {
-        DiskMode::SparseFiles(dir) => Target::file(&dir.join(format!("{}.img", node.serial)), None),
+        DiskMode::SparseFiles(dir) => {
+            let disks = NodeDisks::new(dir, &node.serial);
+            match disks.create_dir() {
+                Ok(()) => Target::file(&disks.os_disk(), None),
+                Err(err) => {
+                    let error = format!("cannot create {}: {err}", disks.dir().display());
+                    send(client, node, AgentStep::Failed { error }).await;
+                    return;
+                }
+            }
+        }
         DiskMode::Null => Target::null(),
     };
     let target = match target {
@@ -180,28 +192,64 @@ async fn image(hall: &HallContext, node: &VirtualNode, client: &ReportClient, ar
     }
 }
 
-async fn wipe(hall: &HallContext, node: &VirtualNode, client: &ReportClient) {
+/// Wipe mode: the tenant's data is erased from the node's disk files by the agent's erase chain
+/// ([`crate::disks`]); `Wiped` with the records when every disk is erased and verified, else `WipeFailed`.
+async fn wipe(hall: &HallContext, node: &VirtualNode, client: &ReportClient, args: &RamdiskArgs) {
     tokio::time::sleep(hall.durations.wipe).await;
     {
         let mut runtime = node.runtime();
         runtime.disk = Disk::Blank;
         runtime.seed = None;
     }
-    if let DiskMode::SparseFiles(dir) = &hall.disk {
-        let path = dir.join(format!("{}.img", node.serial));
-        if let Err(err) = std::fs::remove_file(&path)
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(serial = %node.serial, error = %err, "cannot remove the wiped disk file");
+    let disks = NodeDisks::new(&hall.disks_root, &node.serial);
+    let skip = args.erase_skip.clone();
+    let bad_sector = node.has(FaultKind::EraseFails);
+    let scratch = matches!(hall.disk, DiskMode::Null);
+    let erased = tokio::task::spawn_blocking(move || {
+        disks.plant_tenant_data()?;
+        let records = disks.erase(&skip, bad_sector);
+        if scratch {
+            // Null-disk mode keeps no disk files between wipes.
+            std::fs::remove_dir_all(disks.dir())?;
         }
-    }
-    let disks = vec!["nvme0n1".to_string(), "nvme1n1".to_string()];
-    send(client, node, AgentStep::Wiped {
-            disks,
-            records: Vec::new(),
-        },
-    )
+        Ok::<_, std::io::Error>(records)
+    })
     .await;
+    let step = match erased {
+        Ok(Ok(records)) => wipe_step(records),
+        Ok(Err(err)) => AgentStep::Failed {
+            error: format!("the simulated disks: {err}"),
+        },
+        Err(err) => AgentStep::Failed {
+            error: format!("erase task failed: {err}"),
+        },
+    };
+    match &step {
+        AgentStep::Wiped { disks, .. } => {
+            info!(serial = %node.serial, ?disks, "disks erased and verified")
+        }
+        other => warn!(serial = %node.serial, step = ?other, "erase failed"),
+    }
+    send(client, node, step).await;
+}
+
+/// The report for a node's erase records: `Wiped` when all are erased and verified, else `WipeFailed` naming
+/// the failed ones (as the real agent's wipe mode).
+fn wipe_step(records: Vec<kiln_inventory::EraseRecord>) -> AgentStep {
+    if !records.is_empty() && records.iter().all(|r| r.is_ok()) {
+        let disks = records
+            .iter()
+            .map(|r| r.device.rsplit('/').next().unwrap_or(&r.device).to_string())
+            .collect();
+        return AgentStep::Wiped { disks, records };
+    }
+    let error = records
+        .iter()
+        .filter(|r| !r.is_ok())
+        .map(|r| r.summary())
+        .collect::<Vec<_>>()
+        .join("; ");
+    AgentStep::WipeFailed { records, error }
 }
 
 /// Boots the disk: the installed OS comes up and its agent reports with the seed the image ramdisk left.

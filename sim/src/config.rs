@@ -87,6 +87,9 @@ pub struct FaultFractions {
     pub slow_nccl: f64,
     /// The installed OS presents a different SSH host key than the one its agent reported.
     pub changed_host_key: f64,
+    /// A data disk whose erase fails (a bad sector): only seen when a lease is released. Placed after every
+    /// other fault, so adding it leaves the placement of the others as it was for a seed.
+    pub erase_fails: f64,
 }
 
 /// Fractions (0..=1) of the hall's nodes whose burn-in evidence shows a fault, or who answer burn-in with
@@ -104,7 +107,7 @@ pub struct EvidenceFaults {
 }
 
 impl FaultFractions {
-    /// A mix exercising every fault: 2% dead and 10% flaky BMCs, 3% of each node fault.
+    /// A mix exercising every fault: 2% dead and 10% flaky BMCs, 3% of each node fault (the erase fault too).
     pub fn demo() -> Self {
         Self {
             dead_bmc: 0.02,
@@ -114,16 +117,19 @@ impl FaultFractions {
             xid_burn_in: 0.03,
             slow_nccl: 0.03,
             changed_host_key: 0.03,
+            erase_fails: 0.03,
         }
     }
 }
 
-/// Where virtual nodes write their images.
+/// Where virtual nodes write their images, and where their disk files ([`crate::disks`]) live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskMode {
-    /// A sparse file `SERIAL.img` per node in this directory.
+    /// A directory `SERIAL/` per node in this directory, with the disk files `nvme0n1` (the image, sparse)
+    /// and `nvme1n1` (data).
     SparseFiles(PathBuf),
-    /// Written through kiln-images' writer (downloaded, decoded, verified) into a null sink: scale mode.
+    /// Written through kiln-images' writer (downloaded, decoded, verified) into a null sink: scale mode. The
+    /// disk files a wipe erases exist only while it runs, in a temporary directory of the hall.
     Null,
 }
 

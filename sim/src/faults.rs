@@ -32,11 +32,14 @@ pub enum FaultKind {
     EmptyEvidence,
     /// The node's evidence collector fails: `kiln-agent burn-in` exits 1 with an error and no document.
     CollectorFails,
+    /// A data disk with a bad sector: the erase in wipe mode fails (a medium error past the disk's first half),
+    /// so the node's erase record is a failed one and the engine's wipe ladder runs until it quarantines.
+    EraseFails,
 }
 
 impl FaultKind {
     /// Every kind, in placement order.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::DeadBmc,
         FaultKind::FlakyBmc,
         FaultKind::WrongGpuCount,
@@ -47,6 +50,7 @@ impl FaultKind {
         FaultKind::ForgedVerdict,
         FaultKind::EmptyEvidence,
         FaultKind::CollectorFails,
+        FaultKind::EraseFails,
     ];
 
     /// Short name (`dead-bmc`, …).
@@ -62,6 +66,7 @@ impl FaultKind {
             FaultKind::ForgedVerdict => "forged-verdict",
             FaultKind::EmptyEvidence => "empty-evidence",
             FaultKind::CollectorFails => "collector-fails",
+            FaultKind::EraseFails => "erase-fails",
         }
     }
 
@@ -77,6 +82,7 @@ impl FaultKind {
             FaultKind::ForgedVerdict => evidence.forged_verdict,
             FaultKind::EmptyEvidence => evidence.empty_evidence,
             FaultKind::CollectorFails => evidence.collector_fails,
+            FaultKind::EraseFails => fractions.erase_fails,
         }
     }
 }
@@ -95,6 +101,8 @@ pub struct PlantedFault {
     /// The fault.
     pub kind: FaultKind,
     /// A substring kiln's quarantine reason for this node must contain; `None`: the node must end available.
+    /// [`FaultKind::EraseFails`] shows only when a lease of the node is released: until then the node ends
+    /// available like a healthy one.
     pub expected_reason: Option<String>,
 }
 
@@ -114,6 +122,8 @@ pub mod reasons {
     pub const NOT_EVIDENCE: &str = "not burn-in evidence";
     /// A burn-in command that exited non-zero, as the burn-in handler words it.
     pub const NO_EVIDENCE: &str = "no burn-in evidence";
+    /// A failed erase, as the erase-fails fault's disk words it (the record's summary carries it).
+    pub const ERASE_FAILED: &str = crate::disks::MEDIUM_ERROR;
 }
 
 /// The reason substring for a node of `gpus` × `model` with one GPU missing: the agent's own mismatch text

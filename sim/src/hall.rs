@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::access::SimAccess;
 use crate::answers::HallContext;
-use crate::config::{SimConfig, SshMode, scale_duration};
+use crate::config::{DiskMode, SimConfig, SshMode, scale_duration};
 use crate::faults::{self, FaultKind, PlantedFault, reasons};
 use crate::node::{Disk, VirtualNode};
 use crate::{SimError, boot, ssh};
@@ -198,6 +198,16 @@ impl SimHall {
             .enumerate()
             .map(|(i, n)| (n.serial.clone(), i))
             .collect();
+        let (disks_root, scratch) = match &config.disk {
+            DiskMode::SparseFiles(dir) => (dir.clone(), None),
+            DiskMode::Null => {
+                let scratch = tempfile::Builder::new()
+                    .prefix("kiln-sim-disks-")
+                    .tempdir()
+                    .map_err(SimError::DiskDir)?;
+                (scratch.path().to_path_buf(), Some(scratch))
+            }
+        };
         let hall = Arc::new(HallContext {
             provisioner_urls: provisioner_urls
                 .iter()
@@ -211,6 +221,8 @@ impl SimHall {
             by_serial,
             http: kiln_images::http_client(),
             disk: config.disk.clone(),
+            disks_root,
+            scratch,
             fake_nvml: fake_nvml_pool(&config),
         });
         let mut tasks = Vec::new();
@@ -275,6 +287,7 @@ impl SimHall {
                         Some(reasons::NOT_EVIDENCE.to_string())
                     }
                     FaultKind::CollectorFails => Some(reasons::NO_EVIDENCE.to_string()),
+                    FaultKind::EraseFails => Some(reasons::ERASE_FAILED.to_string()),
                 };
                 Some(PlantedFault {
                     serial: node.serial.clone(),

@@ -22,6 +22,7 @@ pub mod answers;
 pub mod boot;
 pub mod burnin;
 pub mod config;
+pub mod disks;
 pub mod faults;
 pub mod hall;
 pub mod hardware;
@@ -53,6 +54,9 @@ pub enum SimError {
     /// An SSH listener could not be bound.
     #[error("cannot bind an SSH listener on 127.0.0.1")]
     Bind(#[source] std::io::Error),
+    /// The nodes' disk directory could not be created.
+    #[error("cannot create the nodes' disk directory")]
+    DiskDir(#[source] std::io::Error),
     /// A host key could not be generated.
     #[error("cannot generate an SSH host key")]
     HostKey(#[from] russh::keys::ssh_key::Error),

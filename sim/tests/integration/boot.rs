@@ -90,7 +90,8 @@ async fn an_image_is_written_verified_and_the_installed_os_reports_with_the_imag
     };
     assert_eq!(sha256, &stub.image_sha256);
     assert_eq!(*disk_bytes, stub.image.len() as u64);
-    let written = std::fs::read(disks.path().join(format!("{}.img", node.serial))).expect("disk");
+    let os_disk = kiln_sim::disks::NodeDisks::new(disks.path(), &node.serial).os_disk();
+    let written = std::fs::read(os_disk).expect("disk");
     assert_eq!(Sha256Digest::of(&written).to_hex(), stub.image_sha256);
     let image_token = reports[0].token.clone();
     wait_until("the image to be recorded", LIMIT, || {

@@ -16,6 +16,7 @@ fn faulty_config(seed: u64) -> kiln_sim::SimConfig {
         xid_burn_in: 0.05,
         slow_nccl: 0.05,
         changed_host_key: 0.05,
+        erase_fails: 0.0,
     };
     config
 }

@@ -8,3 +8,4 @@ mod script;
 mod ssh;
 mod stub;
 mod support;
+mod wipe;
