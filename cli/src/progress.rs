@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_inventory::{Node, NodeFilter, NodeState, Store};
 
-/// States shown, in lifecycle order.
-const SHOWN: [NodeState; 10] = [
+/// States shown, in lifecycle order (wiping first: a released node starts there).
+const SHOWN: [NodeState; 11] = [
+    NodeState::Wiping,
     NodeState::Enrolled,
     NodeState::Discovering,
     NodeState::Inspecting,

@@ -52,6 +52,8 @@ enum BenchCommand {
     /// The web API under load: `wrk` at 64 connections on a page of nodes and a node's detail, and leasing a
     /// 4,096-node hall through the API.
     Api(crate::cmd::bench_api::Args),
+    /// Overwrite erase: kiln's overwrite against `dd oflag=direct bs=1M` on the same loop device (root).
+    Erase(crate::cmd::bench_erase::Args),
 }
 
 /// Latency figures for one kind of operation on one backend.
@@ -110,6 +112,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             return crate::cmd::bench_images::exec(images, global).await;
         }
         BenchCommand::Api(api) => return crate::cmd::bench_api::exec(api, global).await,
+        BenchCommand::Erase(erase) => return crate::cmd::bench_erase::exec(erase, global).await,
     };
     let manifest = generate_manifest(nodes);
     let mut stats = Vec::new();

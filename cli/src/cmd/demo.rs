@@ -1,10 +1,14 @@
-//! `kiln demo`: a simulated hall from rack to lease on a fresh SQLite database. kiln runs in-process (API, boot
-//! endpoints, image server, lifecycle engine); kiln-sim provides the nodes, with faults planted; the engine
-//! brings the hall up, remediates and quarantines the faulty nodes, and the hall is leased to a demo lessee.
+//! `kiln demo`: a simulated hall from rack to lease, and through a tenant turnover, on a fresh SQLite database.
+//! kiln runs in-process (API, boot endpoints, image server, lifecycle engine); kiln-sim provides the nodes, with
+//! faults planted; the engine brings the hall up, remediates and quarantines the faulty nodes, and the hall is
+//! leased to `demo-lessee`. Then the lease is released: the engine erases every released node (the sim nodes
+//! run the agent's real erase code on their disk files), re-images, burns in and runs the fabric test again,
+//! and the hall is leased to `demo-lessee-2` (`--no-turnover` stops after the first lease).
 //!
 //! Contract: with `--json`, the last line of stdout is one JSON object `{"nodes", "leased", "available",
-//! "quarantined", "quarantine_reasons": {serial: reason}, "hall", "lessee", "elapsed_s"}`. The database stays
-//! in `--dir` for `kiln node list` and friends.
+//! "quarantined", "quarantine_reasons": {serial: reason}, "hall", "lessee", "elapsed_s"}` (the bring-up and the
+//! first lease) with, unless `--no-turnover`, `"turnover": {"released", "wiped", "reverified",
+//! "leased_again", …}`. The database stays in `--dir` for `kiln node list` and friends.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kiln_inventory::{AcceptanceRule, NodeState, SecretKey, Store, StoreOptions};
 
+use crate::cmd::demo_turnover::{self, NEXT_LESSEE};
 use crate::global::print_json_line;
 use crate::progress::{quarantine_reasons, summary_line, watch};
 use crate::simrun::{self, SimRunOptions, parse_faults};
@@ -30,7 +35,7 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     nodes_per_rack: usize,
     /// Planted faults: `demo` (a mix of every kind), `none`, or `kind=fraction,…` (dead_bmc, flaky_bmc,
-    /// wrong_gpu_count, xid_burn_in, slow_nccl, changed_host_key).
+    /// wrong_gpu_count, xid_burn_in, slow_nccl, changed_host_key, erase_fails).
     #[arg(long, default_value = "demo")]
     faults: String,
     /// Seed of the fault placement (same seed, same faulty nodes).
@@ -42,10 +47,16 @@ pub struct Args {
     /// Answer the engine's SSH checks in-process instead of a russh server per node (default above 256 nodes).
     #[arg(long)]
     no_ssh: bool,
-    /// Give up after this many seconds.
+    /// Stop after the first lease: no release, erase and second lease.
+    #[arg(long)]
+    no_turnover: bool,
+    /// Give up after this many seconds (bring-up and turnover together).
     #[arg(long, default_value_t = 110)]
     timeout_s: u64,
 }
+
+/// The hall's first lessee.
+const LESSEE: &str = "demo-lessee";
 
 fn reset_database(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -104,22 +115,57 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             eprintln!("  planted: {} on {}", fault.kind.as_str(), fault.serial);
         }
     }
+    let deadline = Duration::from_secs(args.timeout_s);
     let watched = watch(
         &store,
         Some(&hall_name),
         Some(&run.serials),
         global.json,
-        Duration::from_secs(args.timeout_s).saturating_sub(started.elapsed()),
+        deadline.saturating_sub(started.elapsed()),
     )
+    .await;
+    // The engine keeps running through the first lease and the turnover; it is stopped on every path.
+    let story = async {
+        let watched = watched?;
+        let bringup_s = started.elapsed().as_secs_f64();
+        let reasons = quarantine_reasons(&store, &watched.nodes).await?;
+        let count = |state| watched.nodes.iter().filter(|n| n.state == state).count();
+        let (available, quarantined) = (count(NodeState::Available), count(NodeState::Quarantined));
+        let lease = lease_hall(&store, &hall_name, LESSEE, available, watched.nodes.len()).await;
+        let turnover = match &lease {
+            Ok(outcome) if !args.no_turnover && watched.finished && outcome.nodes_leased > 0 => {
+                Some(
+                    demo_turnover::run(
+                        &store,
+                        &hall_name,
+                        &run.serials,
+                        outcome.lease.id,
+                        global.json,
+                        deadline.saturating_sub(started.elapsed()),
+                        |available, total| {
+                            lease_hall(&store, &hall_name, NEXT_LESSEE, available, total)
+                        },
+                    )
+                    .await?,
+                )
+            }
+            _ => None,
+        };
+        anyhow::Ok((
+            watched,
+            bringup_s,
+            reasons,
+            available,
+            quarantined,
+            lease,
+            turnover,
+        ))
+    }
     .await;
     run.running.stop().await;
     run.hall.shutdown();
-    let watched = watched?;
-    let reasons = quarantine_reasons(&store, &watched.nodes).await?;
-    let count = |state| watched.nodes.iter().filter(|n| n.state == state).count();
-    let (available, quarantined) = (count(NodeState::Available), count(NodeState::Quarantined));
-    let lessee = "demo-lessee";
-    let lease = lease_hall(&store, &hall_name, lessee, available, watched.nodes.len()).await;
+    let (watched, bringup_s, reasons, available, quarantined, lease, turnover) = story?;
+    let lessee = LESSEE;
     let leased = match &lease {
         Ok(outcome) => outcome.nodes_leased as usize,
         Err(_) => 0,
@@ -127,8 +173,9 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let planted = run.hall.planted_faults();
     store.close().await;
     let elapsed = started.elapsed().as_secs_f64();
+    let turnover_unfinished = turnover.as_ref().is_some_and(|t| !t.finished);
     if global.json {
-        return print_json_line(&serde_json::json!({
+        let mut line = serde_json::json!({
             "nodes": watched.nodes.len(),
             "leased": leased,
             "available": available,
@@ -137,20 +184,33 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             "hall": hall_name,
             "lessee": lessee,
             "elapsed_s": elapsed,
-        }));
+            "bringup_s": bringup_s,
+        });
+        if let Some(turnover) = &turnover {
+            line["turnover"] = turnover.json();
+        }
+        print_json_line(&line)?;
+        if turnover_unfinished {
+            anyhow::bail!("the turnover did not finish within {}s", args.timeout_s);
+        }
+        return Ok(());
     }
     println!(
-        "\nkiln demo: hall {hall_name} brought up in {elapsed:.1}s: {}",
+        "\nkiln demo: hall {hall_name} brought up in {bringup_s:.1}s: {}",
         summary_line(&watched.nodes)
     );
     let rows: Vec<Vec<String>> = planted
         .iter()
         .map(|fault| {
-            let found = reasons.get(&fault.serial);
+            let at_turnover = turnover
+                .as_ref()
+                .and_then(|t| t.quarantine_reasons.get(&fault.serial))
+                .map(|reason| format!("at the turnover: {reason}"));
+            let found = reasons.get(&fault.serial).cloned().or(at_turnover);
             vec![
                 fault.serial.clone(),
                 fault.kind.as_str().to_string(),
-                found.cloned().unwrap_or_else(|| {
+                found.unwrap_or_else(|| {
                     let state = watched
                         .nodes
                         .iter()
@@ -178,6 +238,10 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         ),
         Err(err) => println!("\nthe hall was not leased: {err:#}"),
     }
+    if let Some(turnover) = &turnover {
+        turnover.print();
+    }
+    println!("\nkiln demo: {elapsed:.1}s in all");
     println!(
         "\nnext:\n  kiln --db {url} --key-file {key} rack status\n  kiln --db {url} --key-file {key} node list --state quarantined\n  kiln --db {url} --key-file {key} node show {serial}\n  kiln --db {url} --key-file {key} serve --no-engine   (hall map at http://127.0.0.1:8080/)",
         key = key_path.display(),
@@ -185,6 +249,9 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     );
     if !watched.finished {
         anyhow::bail!("the bring-up did not finish within {}s", args.timeout_s);
+    }
+    if turnover_unfinished {
+        anyhow::bail!("the turnover did not finish within {}s", args.timeout_s);
     }
     Ok(())
 }

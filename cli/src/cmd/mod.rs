@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_api;
 pub mod bench_bringup;
+pub mod bench_erase;
 pub mod bench_images;
 pub mod bench_sweep;
 pub mod bmc;
@@ -12,6 +13,7 @@ pub mod bringup;
 pub mod completions;
 pub mod db;
 pub mod demo;
+pub mod demo_turnover;
 pub mod engine_args;
 pub mod hall;
 pub mod health;

@@ -49,6 +49,47 @@ fn demo_json_last_line_is_the_contract() {
     );
     assert_eq!(summary["lessee"], "demo-lessee");
     assert!(summary["elapsed_s"].as_f64().is_some_and(|s| s > 0.0));
+    // The turnover: every leased node released, erased, re-verified and leased to the next lessee.
+    let turnover = &summary["turnover"];
+    assert_eq!(turnover["released"].as_u64(), Some(available), "{summary}");
+    assert_eq!(turnover["wiped"].as_u64(), Some(available), "{summary}");
+    assert_eq!(
+        turnover["reverified"].as_u64(),
+        Some(available),
+        "{summary}"
+    );
+    assert_eq!(
+        turnover["leased_again"].as_u64(),
+        Some(available),
+        "{summary}"
+    );
+    assert_eq!(turnover["lessee"], "demo-lessee-2");
+    assert_eq!(turnover["quarantined"], 0, "{summary}");
+    // The sim nodes' disk files were erased by the agent's overwrite: no byte of the tenant's data is left
+    // on the data disks (re-imaging rewrites only the OS disk).
+    let disks = dir.path().join("kiln-demo/disks");
+    let mut data_disks = 0;
+    for node in std::fs::read_dir(&disks).expect("disks dir") {
+        let data = node.expect("entry").path().join("nvme1n1");
+        if data.exists() {
+            data_disks += 1;
+            assert!(
+                !kiln_sim::disks::holds_tenant_data(&data).expect("read"),
+                "{} holds tenant data",
+                data.display()
+            );
+            let bytes = std::fs::read(&data).expect("read");
+            assert!(
+                bytes.iter().all(|b| *b == 0),
+                "{} not zeroed",
+                data.display()
+            );
+        }
+    }
+    assert_eq!(
+        data_disks as u64, available,
+        "one erased data disk per released node"
+    );
     // The database stays for inspection.
     assert!(dir.path().join("kiln-demo/kiln.db").exists());
 }
@@ -61,6 +102,7 @@ fn transient_bmc_errors_pass_and_dead_bmcs_are_quarantined() {
         "--nodes",
         "50",
         "--no-ssh",
+        "--no-turnover",
         "--faults",
         "flaky_bmc=0.96,flaky_error_rate=0.1,dead_bmc=0.04",
         "--timeout-s",
@@ -81,4 +123,8 @@ fn transient_bmc_errors_pass_and_dead_bmcs_are_quarantined() {
         );
     }
     assert_eq!(summary["available"], 48, "{summary}");
+    assert!(
+        summary.get("turnover").is_none(),
+        "--no-turnover: {summary}"
+    );
 }

@@ -1,6 +1,7 @@
 //! `kiln` binary integration tests: one binary, one module per subcommand family.
 
 mod api_cli;
+mod bench_erase;
 mod bmc;
 mod bringup;
 mod crash;
