@@ -96,9 +96,12 @@ impl NodeState {
             | (Remediating, Booting)
             | (Remediating, BurnIn)
             | (Remediating, FabricTest)
+            | (Remediating, Wiping)
             | (Remediating, Quarantined)
-            // A technician's repair sends the node back to be inspected again.
-            | (Quarantined, Inspecting) => true,
+            // A technician's repair sends the node back to be inspected again, or, when it was quarantined
+            // before its disks were erased, back to wiping: a repair never skips the erase between tenants.
+            | (Quarantined, Inspecting)
+            | (Quarantined, Wiping) => true,
             // Any working state can fail into remediation (error or SLA exceeded).
             (from, Remediating) => !matches!(from, Remediating | Quarantined),
             _ => false,
@@ -162,6 +165,7 @@ mod tests {
             .into_iter()
             .filter(|to| NodeState::Quarantined.can_transition_to(*to))
             .collect();
-        assert_eq!(exits, vec![NodeState::Inspecting]);
+        assert_eq!(exits, vec![NodeState::Inspecting, NodeState::Wiping]);
+        assert!(NodeState::Remediating.can_transition_to(NodeState::Wiping));
     }
 }

@@ -47,6 +47,31 @@ pub fn action_for_state(state: NodeState) -> BootAction {
     }
 }
 
+/// Extra kernel arguments of a wipe boot for `node`: ` kiln.erase_skip=m1,m2` with the erase methods the
+/// remediation ladder's "next method" step excludes (kept in the node's work record), empty when none are (or
+/// when the node is not wiping). The agent's erase chain then starts after them.
+pub async fn wipe_args(store: &Store, node: &Node) -> Result<String, StoreError> {
+    if node.state != NodeState::Wiping {
+        return Ok(String::new());
+    }
+    let stored = store.node_work(node.id).await?;
+    let work = crate::lifecycle::Work::parse(node, stored.work.as_deref());
+    Ok(erase_skip_arg(&work.erase_skip))
+}
+
+/// ` kiln.erase_skip=m1,m2` for `methods`, empty for none.
+pub fn erase_skip_arg(methods: &[kiln_inventory::EraseMethod]) -> String {
+    if methods.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+    format!(
+        " {}={}",
+        kiln_agent::cmdline::ERASE_SKIP_ARG,
+        names.join(",")
+    )
+}
+
 /// A boot decision with the reason kiln gives for it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BootDecision {
@@ -108,5 +133,23 @@ mod tests {
             BootAction::Ramdisk(RamdiskMode::Image)
         );
         assert_eq!(action_for_state(NodeState::Leased), BootAction::LocalDisk);
+    }
+
+    #[test]
+    fn the_erase_skip_argument_is_what_the_agent_parses() {
+        use kiln_inventory::EraseMethod;
+        assert_eq!(erase_skip_arg(&[]), "");
+        let skip = [
+            EraseMethod::NvmeSanitizeCrypto,
+            EraseMethod::NvmeFormatCrypto,
+        ];
+        let arg = erase_skip_arg(&skip);
+        assert_eq!(
+            arg,
+            " kiln.erase_skip=nvme_sanitize_crypto,nvme_format_crypto"
+        );
+        let line = format!("kiln.url=http://p kiln.token=t kiln.mode=wipe{arg}");
+        let parsed = kiln_agent::cmdline::RamdiskArgs::parse(&line).expect("parses");
+        assert_eq!(parsed.erase_skip, skip.to_vec());
     }
 }

@@ -265,7 +265,11 @@ async fn script(
         }
     }
     tracing::info!(%mac, node = ?node_id, action = %decision.action, "served iPXE script");
-    let extra = boot.image_args(decision.action).await?;
+    let mut extra = boot.image_args(decision.action).await?;
+    if let (Some(node), BootAction::Ramdisk(RamdiskMode::Wipe)) = (&decision.node, decision.action)
+    {
+        extra.push_str(&super::decision::wipe_args(&boot.store, node).await?);
+    }
     Ok(text(boot.render_script(
         &decision,
         token.as_deref(),

@@ -77,6 +77,9 @@ pub struct EngineConfig {
     pub image: Option<(String, String)>,
     /// Remediation ladders.
     pub policy: Policy,
+    /// The time compression applied by [`EngineConfig::compressed`] (1: real time); scales durations that
+    /// come from elsewhere, such as a SKU profile's cold power-off ([`EngineConfig::cold_off`]).
+    pub time_factor: f64,
 }
 
 impl Default for EngineConfig {
@@ -113,6 +116,7 @@ impl Default for EngineConfig {
             bmc_sessions_kept: 4096,
             image: None,
             policy: Policy::default(),
+            time_factor: 1.0,
         }
     }
 }
@@ -141,7 +145,19 @@ impl EngineConfig {
         self.nccl_run = scale(self.nccl_run).max(Duration::from_secs(10));
         self.claim_ttl = scale(self.claim_ttl).max(Duration::from_secs(5));
         self.poll = scale(self.poll).max(Duration::from_millis(20));
+        self.time_factor *= factor;
         self
+    }
+
+    /// How long wiping keeps a server off for a profile's `cold_off_s`, under the time compression (simulated
+    /// work like the burn-in: no floor).
+    pub fn cold_off(&self, cold_off_s: u64) -> Duration {
+        let factor = if self.time_factor.is_finite() && self.time_factor >= 1.0 {
+            self.time_factor
+        } else {
+            1.0
+        };
+        Duration::from_secs(cold_off_s).div_f64(factor)
     }
 
     /// The deadline of one handler run in `state`: [`EngineConfig::handler_deadline`], plus the burn-in's
@@ -187,6 +203,17 @@ mod tests {
         assert_eq!(
             fast.deadline_of(NodeState::Booting),
             Duration::from_secs(10)
+        );
+        assert_eq!(
+            EngineConfig::default().cold_off(30),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            EngineConfig::default()
+                .compressed(10.0)
+                .compressed(3.0)
+                .cold_off(30),
+            Duration::from_secs(1)
         );
         let zero = EngineConfig {
             handler_deadline: Duration::ZERO,

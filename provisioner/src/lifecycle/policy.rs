@@ -6,6 +6,7 @@
 //! [ladders]
 //! bmc_unreachable = ["retry", "retry", "quarantine"]
 //! burn_in = ["rerun_health", "quarantine"]
+//! wipe = ["retry", "power_cycle", "next_method", "quarantine"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -26,6 +27,9 @@ pub enum Action {
     Reimage,
     /// Run the health checks again (back to burn-in).
     RerunHealth,
+    /// Wipe again, skipping the erase methods that failed on this node so far (`kiln.erase_skip=`); for any
+    /// other failure, a retry.
+    NextMethod,
     /// Give up: a technician must repair the node.
     Quarantine,
 }
@@ -53,7 +57,7 @@ impl Default for Policy {
             (C::Fabric, vec![RerunHealth, Quarantine]),
             (C::SlaExceeded, vec![PowerCycle, Retry, Quarantine]),
             (C::HandlerDeadline, vec![PowerCycle, Retry, Quarantine]),
-            (C::Wipe, vec![Retry, Quarantine]),
+            (C::Wipe, vec![Retry, PowerCycle, NextMethod, Quarantine]),
         ]
         .into_iter()
         .collect();
@@ -121,6 +125,19 @@ mod tests {
             Action::Quarantine
         );
         assert_eq!(policy.action(FailureClass::BmcAuth, 0), Action::Quarantine);
+        // A failed erase: retry, power cycle (unfreezes ATA security), the next method, then quarantine.
+        let wipe: Vec<Action> = (0..4)
+            .map(|a| policy.action(FailureClass::Wipe, a))
+            .collect();
+        assert_eq!(
+            wipe,
+            vec![
+                Action::Retry,
+                Action::PowerCycle,
+                Action::NextMethod,
+                Action::Quarantine
+            ]
+        );
     }
 
     #[test]

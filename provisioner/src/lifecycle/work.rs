@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kiln_inventory::{Node, NodeState};
+use kiln_inventory::{EraseMethod, EraseRecord, Node, NodeState};
 use serde::{Deserialize, Serialize};
 
 use super::outcome::{Failure, FailureClass};
@@ -73,6 +73,32 @@ pub struct Work {
     /// does not count it.
     #[serde(default)]
     pub backlog: Option<Backlog>,
+    /// The known-state steps wiping takes before the wipe boot, in the current wiping entry.
+    #[serde(default)]
+    pub turnover: Option<TurnoverSteps>,
+    /// Erase methods that failed on this node in its current turnover (from the agent's erase records).
+    #[serde(default)]
+    pub erase_failed: Vec<EraseMethod>,
+    /// Erase methods the next wipe boot skips (`kiln.erase_skip=`): set by the remediation ladder's
+    /// "next method" step from [`Work::erase_failed`], cleared when the disks are erased.
+    #[serde(default)]
+    pub erase_skip: Vec<EraseMethod>,
+}
+
+/// Wiping's steps before the wipe boot (a cold power-off, a TPM clear, the BIOS reset seam), so a recheck
+/// or a restarted engine goes on where it was. Valid only in the state entry it was made in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnoverSteps {
+    /// When the node entered wiping.
+    pub state_entered_at: DateTime<Utc>,
+    /// When the BMC powered the server off for the cold power-off.
+    pub powered_off_at: Option<DateTime<Utc>>,
+    /// The cold power-off lasted its full time.
+    pub cold_off_done: bool,
+    /// The TPM clear was done or found not offered.
+    pub tpm_done: bool,
+    /// The BIOS reset step ran.
+    pub bios_done: bool,
 }
 
 /// Backlog time that belongs to one run of a node's SLA clock.
@@ -135,8 +161,38 @@ impl Work {
             .filter(|i| i.state == node.state && i.state_entered_at == node.state_entered_at)
     }
 
+    /// The turnover steps of the node's current wiping entry, started afresh when there are none.
+    pub fn turnover_steps(&mut self, node: &Node) -> &mut TurnoverSteps {
+        let fresh = TurnoverSteps {
+            state_entered_at: node.state_entered_at,
+            powered_off_at: None,
+            cold_off_done: false,
+            tpm_done: false,
+            bios_done: false,
+        };
+        let steps = self.turnover.get_or_insert(fresh);
+        if steps.state_entered_at != node.state_entered_at {
+            *steps = fresh;
+        }
+        steps
+    }
+
+    /// Notes the methods that failed in a failed erase's records (each failed record's method and the ones it
+    /// tried before), for the ladder's "next method" step.
+    pub fn note_erase_failures(&mut self, records: &[EraseRecord]) {
+        for record in records.iter().filter(|r| !r.is_ok()) {
+            let failed = record.tried.iter().map(|t| t.method).chain(record.method);
+            for method in failed {
+                if !self.erase_failed.contains(&method) {
+                    self.erase_failed.push(method);
+                }
+            }
+        }
+    }
+
     /// Forgets per-state memory (intent, error streak) when the node moves on.
     pub fn leave_state(&mut self) {
+        self.turnover = None;
         self.intent = None;
         self.last_error = None;
         self.errors = 0;

@@ -35,20 +35,28 @@ pub struct Faults {
     pub dead_bmc: HashSet<String>,
     pub missing_gpu: HashSet<String>,
     pub slow_nccl: HashSet<String>,
+    /// Erase methods whose erase fails verification on the node (ending that disk's chain), by serial.
+    pub wipe_stuck: HashMap<String, Vec<kiln_inventory::EraseMethod>>,
+    /// Nodes whose BMC offers a TPM clear.
+    pub tpm_offered: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
-struct FakeBmcState {
+pub struct FakeBmcState {
     power: HashMap<String, PowerState>,
     next_boot: HashMap<String, BootDevice>,
     /// Boots not yet answered by the player: (serial, device).
     boots: Vec<(String, BootDevice)>,
+    /// TPM clears asked, by serial.
+    pub tpm_clears: HashMap<String, u32>,
+    /// Power-offs asked, by serial.
+    pub power_offs: HashMap<String, u32>,
 }
 
 /// The BMCs of the hall.
 #[derive(Debug, Clone, Default)]
 pub struct FakeBmcs {
-    state: Arc<Mutex<FakeBmcState>>,
+    pub state: Arc<Mutex<FakeBmcState>>,
     faults: Arc<RwLock<Faults>>,
 }
 
@@ -56,6 +64,7 @@ struct FakeBmc {
     serial: String,
     addr: String,
     state: Arc<Mutex<FakeBmcState>>,
+    tpm_offered: bool,
 }
 
 fn unsupported(addr: &str, what: &str) -> BmcError {
@@ -79,6 +88,7 @@ impl Bmc for FakeBmc {
         match action {
             PowerAction::ForceOff | PowerAction::SoftOff => {
                 state.power.insert(self.serial.clone(), PowerState::Off);
+                *state.power_offs.entry(self.serial.clone()).or_default() += 1;
             }
             _ => {
                 state.power.insert(self.serial.clone(), PowerState::On);
@@ -120,6 +130,14 @@ impl Bmc for FakeBmc {
     async fn inspect(&self) -> Result<kiln_bmc::Inspection, BmcError> {
         Err(unsupported(&self.addr, "inspect"))
     }
+    async fn clear_tpm(&self) -> Result<(), BmcError> {
+        if !self.tpm_offered {
+            return Err(unsupported(&self.addr, "TPM clear"));
+        }
+        let mut state = self.state.lock().expect("lock");
+        *state.tpm_clears.entry(self.serial.clone()).or_default() += 1;
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -137,10 +155,17 @@ impl BmcConnector for FakeBmcs {
                 timeout: Duration::from_secs(10),
             });
         }
+        let tpm_offered = self
+            .faults
+            .read()
+            .expect("lock")
+            .tpm_offered
+            .contains(&node.serial);
         Ok(Box::new(FakeBmc {
             serial: node.serial.clone(),
             addr: node.bmc.address.clone(),
             state: self.state.clone(),
+            tpm_offered,
         }))
     }
 }
@@ -264,6 +289,8 @@ pub struct Hall {
     pub bmcs: FakeBmcs,
     pub access: FakeAccess,
     pub faults: Arc<RwLock<Faults>>,
+    /// Every wipe boot answered: the serial and the `kiln.erase_skip` methods its script carried.
+    pub wipe_boots: Arc<Mutex<Vec<(String, Vec<kiln_inventory::EraseMethod>)>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -397,6 +424,7 @@ impl Hall {
             bmcs,
             access,
             faults,
+            wipe_boots: Arc::default(),
             _dir: dir,
         }
     }
@@ -440,13 +468,25 @@ impl Hall {
                         elapsed_ms: 5,
                     },
                 ],
-                (BootDevice::Pxe, BootAction::Ramdisk(RamdiskMode::Wipe)) => vec![
-                    booted("ramdisk", None),
-                    AgentStep::Wiped {
-                        disks: vec!["/dev/nvme0n1".into()],
-                        records: Vec::new(),
-                    },
-                ],
+                (BootDevice::Pxe, BootAction::Ramdisk(RamdiskMode::Wipe)) => {
+                    let stuck = self
+                        .faults
+                        .read()
+                        .expect("lock")
+                        .wipe_stuck
+                        .get(&serial)
+                        .cloned();
+                    let skip = crate::wipe_support::wipe_boot_skip(&self.store, &node).await;
+                    self.wipe_boots
+                        .lock()
+                        .expect("lock")
+                        .push((serial.clone(), skip.clone()));
+                    let now = self.store.now();
+                    vec![
+                        booted("ramdisk", None),
+                        crate::wipe_support::wipe_answer(&skip, &stuck.unwrap_or_default(), now),
+                    ]
+                }
                 (BootDevice::Disk, _) => vec![booted("installed", Some(&serial))],
                 _ => Vec::new(),
             };

@@ -8,3 +8,5 @@ mod lifecycle_scale;
 mod lifecycle_support;
 mod support;
 mod tftp;
+mod wipe_support;
+mod wiping;

@@ -158,11 +158,24 @@ pub async fn reports_since(
 
 /// The agent's reports with an id above `after`, oldest first; unreadable ones are skipped with a warning.
 pub async fn steps_after(ctx: &Ctx, node: &Node, after: i64) -> Result<Vec<AgentStep>, StoreError> {
+    Ok(reports_after(ctx, node, after)
+        .await?
+        .into_iter()
+        .map(|(_, step)| step)
+        .collect())
+}
+
+/// [`steps_after`] with each step's stored report id.
+pub async fn reports_after(
+    ctx: &Ctx,
+    node: &Node,
+    after: i64,
+) -> Result<Vec<(i64, AgentStep)>, StoreError> {
     let stored = ctx.store.agent_reports_after(node.id, after).await?;
     Ok(stored
         .into_iter()
         .filter_map(|r| match serde_json::from_str::<AgentReport>(&r.body) {
-            Ok(report) => Some(report.step),
+            Ok(report) => Some((r.id, report.step)),
             Err(err) => {
                 tracing::warn!(node = %node.serial, report = r.id, error = %err, "unreadable stored agent report");
                 None

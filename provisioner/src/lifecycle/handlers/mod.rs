@@ -10,6 +10,7 @@ mod fabric_test;
 mod imaging;
 mod inspecting;
 mod remediating;
+mod turnover;
 mod wiping;
 
 pub use booting::fingerprint;

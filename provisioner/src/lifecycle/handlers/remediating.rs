@@ -23,10 +23,15 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     let attempt = work.attempts.get(&class).copied().unwrap_or(0);
     let action = ctx.config.policy.action(class, attempt);
     work.attempts.insert(class, attempt + 1);
-    let retry_state = match failed.state {
-        // Wiping has no way back but through imaging; the rest retry where they failed.
-        NodeState::Wiping => NodeState::Imaging,
-        state => state,
+    // The rest retry where they failed. A node that failed in wiping goes back to wiping whatever the action
+    // (even a policy file's reimage or rerun): nothing skips the erase between tenants.
+    let retry_state = failed.state;
+    let after_wipe = |state: NodeState| {
+        if failed.state == NodeState::Wiping {
+            NodeState::Wiping
+        } else {
+            state
+        }
     };
     let what = format!("{}: {}", class.label(), failed.failure.reason);
     let step = format!("remediation {} of {class}", attempt + 1);
@@ -59,10 +64,28 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
                 ),
             }
         }
-        Action::Reimage => Outcome::to(NodeState::Imaging, format!("{step}: reimage after {what}")),
+        Action::Reimage => Outcome::to(
+            after_wipe(NodeState::Imaging),
+            format!("{step}: reimage after {what}"),
+        ),
         Action::RerunHealth => Outcome::to(
-            NodeState::BurnIn,
+            after_wipe(NodeState::BurnIn),
             format!("{step}: rerun health checks after {what}"),
+        ),
+        Action::NextMethod if !work.erase_failed.is_empty() => {
+            work.erase_skip = work.erase_failed.clone();
+            let skipped: Vec<&str> = work.erase_skip.iter().map(|m| m.as_str()).collect();
+            Outcome::to(
+                retry_state,
+                format!(
+                    "{step}: retry {retry_state} with the next erase method (skipping {}) after {what}",
+                    skipped.join(", ")
+                ),
+            )
+        }
+        Action::NextMethod => Outcome::to(
+            retry_state,
+            format!("{step}: retry {retry_state} (no failed erase method to skip) after {what}"),
         ),
         Action::Quarantine => Outcome::to(
             NodeState::Quarantined,

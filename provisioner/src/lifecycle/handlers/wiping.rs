@@ -1,33 +1,50 @@
-//! wiping → imaging: after a lease ends, the wipe ramdisk securely erases the disks; then the node is imaged
-//! and verified again before it is available.
+//! wiping → imaging: after a lease ends the node is brought to a known state (cold power-off, TPM clear, the
+//! BIOS reset seam: [`super::turnover`]), then the wipe ramdisk erases and verifies every disk and reports one
+//! erase record per disk. The records are stored; the node is imaged and verified again (burn-in, fabric test)
+//! before it is available. A failed erase fails with the records' summaries and goes down the wipe ladder.
 
 use kiln_agent::AgentStep;
-use kiln_inventory::{Node, NodeState, StoreError};
+use kiln_inventory::{EraseRecord, Node, NodeState, StoreError};
+use serde_json::json;
 
-use super::common::{await_boot, reports_since};
+use super::common::{await_boot, reports_after};
+use super::turnover::known_state;
 use crate::lifecycle::ctx::Ctx;
-use crate::lifecycle::outcome::{FailureClass, Outcome};
+use crate::lifecycle::outcome::{Failure, FailureClass, Outcome};
 use crate::lifecycle::work::{IntentKind, Work};
 
-/// Boots the wipe ramdisk and waits for its report.
+/// Takes the known-state steps, boots the wipe ramdisk and judges its report.
 pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, StoreError> {
-    if let Some(intent) = work.current_intent(node).cloned() {
-        for step in reports_since(ctx, node, &intent).await?.into_iter().rev() {
-            match step {
-                AgentStep::Wiped { disks, .. } => {
-                    // The host key belongs to the erased OS.
-                    work.host_key = None;
-                    work.ssh_address = None;
-                    return Ok(Outcome::to(
-                        NodeState::Imaging,
-                        format!("disks erased: {}", disks.join(", ")),
-                    ));
-                }
-                AgentStep::Failed { error } => {
-                    return Ok(Outcome::fail(FailureClass::Wipe, error));
-                }
-                _ => {}
+    let Some(intent) = work.current_intent(node).cloned() else {
+        // No wipe boot asked yet in this entry: the known state comes first.
+        if let Some(outcome) = known_state(ctx, node, work).await? {
+            return Ok(outcome);
+        }
+        return await_boot(
+            ctx,
+            node,
+            work,
+            IntentKind::PxeBoot,
+            "the secure-erase report",
+        )
+        .await;
+    };
+    for (report_id, step) in reports_after(ctx, node, intent.reports_after)
+        .await?
+        .into_iter()
+        .rev()
+    {
+        match step {
+            AgentStep::Wiped { disks, records } => {
+                return erased(ctx, node, work, report_id, &disks, records).await;
             }
+            AgentStep::WipeFailed { records, error } => {
+                return erase_failed(ctx, node, work, report_id, records, &error).await;
+            }
+            AgentStep::Failed { error } => {
+                return Ok(Outcome::fail(FailureClass::Wipe, error));
+            }
+            _ => {}
         }
     }
     await_boot(
@@ -38,4 +55,87 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         "the secure-erase report",
     )
     .await
+}
+
+/// A `Wiped` report: every record must say erased and verified, and there must be records (an erase kiln
+/// cannot check is not an erase); then they are stored and the node goes to imaging.
+async fn erased(
+    ctx: &Ctx,
+    node: &Node,
+    work: &mut Work,
+    report_id: i64,
+    disks: &[String],
+    records: Vec<EraseRecord>,
+) -> Result<Outcome, StoreError> {
+    if records.is_empty() {
+        return Ok(Outcome::fail(
+            FailureClass::Wipe,
+            format!(
+                "the agent reported {} erased without erase records: nothing verifies the erase",
+                if disks.is_empty() {
+                    "no disk".to_string()
+                } else {
+                    disks.join(", ")
+                }
+            ),
+        ));
+    }
+    if records.iter().any(|r| !r.is_ok()) {
+        let error = failed_summaries(&records);
+        return erase_failed(ctx, node, work, report_id, records, &error).await;
+    }
+    let lease = ctx.store.last_released_lease(node.id).await?;
+    ctx.store
+        .record_erase(node.id, lease, Some(report_id), &records)
+        .await?;
+    // The host key belongs to the erased OS; the turnover's failed methods no longer apply.
+    work.host_key = None;
+    work.ssh_address = None;
+    work.erase_failed.clear();
+    work.erase_skip.clear();
+    let summary: Vec<String> = records.iter().map(EraseRecord::summary).collect();
+    Ok(Outcome::to(
+        NodeState::Imaging,
+        format!("disks erased: {}", summary.join("; ")),
+    ))
+}
+
+/// A failed erase: the records are stored (they are the evidence), the methods that failed are noted for the
+/// ladder's "next method" step, and the node fails with the failed disks' summaries.
+async fn erase_failed(
+    ctx: &Ctx,
+    node: &Node,
+    work: &mut Work,
+    report_id: i64,
+    records: Vec<EraseRecord>,
+    error: &str,
+) -> Result<Outcome, StoreError> {
+    let lease = ctx.store.last_released_lease(node.id).await?;
+    ctx.store
+        .record_erase(node.id, lease, Some(report_id), &records)
+        .await?;
+    work.note_erase_failures(&records);
+    let summaries = failed_summaries(&records);
+    let reason = if summaries.is_empty() {
+        error.to_string()
+    } else {
+        summaries
+    };
+    let reason = if reason.trim().is_empty() {
+        "the agent reported a failed erase without saying why".to_string()
+    } else {
+        reason
+    };
+    Ok(Outcome::Fail(
+        Failure::new(FailureClass::Wipe, reason).with_evidence(json!({ "records": records })),
+    ))
+}
+
+fn failed_summaries(records: &[EraseRecord]) -> String {
+    records
+        .iter()
+        .filter(|r| !r.is_ok())
+        .map(EraseRecord::summary)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
