@@ -3,9 +3,15 @@
 //! ```text
 //! kiln-agent inspect [--root DIR]                      print the hardware as JSON
 //! kiln-agent write URL SHA256 FORMAT TARGET [--sparse] write an image to TARGET, verified
-//! kiln-agent run                                       report booted, then do kiln.mode (inspect, image)
+//! kiln-agent run                                       report booted, then do kiln.mode (inspect, image, wipe)
 //! kiln-agent burn-in --json --duration-s N [--sku S] …  collect burn-in evidence, print it as JSON
+//! kiln-agent wipe [DEVICE...] [--method M] [--json] [--samples N]
+//!                                                      erase disks (all local ones when none is named), verified
 //! ```
+//! `wipe` prints one erase record per device (a JSON line each with `--json`, else its summary), in the order
+//! given, with progress on stderr; it exits 1 when any device was not erased and verified, 2 on a usage error.
+//! With no DEVICE it erases every whole local disk inspection finds, never RAM, loop or optical devices nor a
+//! disk holding a mounted filesystem ([`kiln_agent::erase::wipe`]).
 //! `burn-in` prints one evidence document and exits 0 when collection worked; it does not judge (the
 //! provisioner does), see [`kiln_agent::burnin`].
 //! `run` and `write` read the `kiln.*` kernel arguments ([`kiln_agent::cmdline`]); the environment overrides
@@ -13,17 +19,22 @@
 //! `KILN_MODE` (kiln.mode, `inspect` when neither gives one), `KILN_DISK` (kiln.disk). Arguments are parsed by
 //! hand to keep the ramdisk binary small.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use kiln_agent::cmdline::kernel_arg;
+use kiln_agent::erase::EraseStep;
+use kiln_agent::erase::wipe::{WipeArgs, disks_to_wipe, erase_all, open_host_device};
 use kiln_agent::image::write_and_report;
 use kiln_agent::run::{RunEnv, RunOutcome, report_unusable_args, run};
 use kiln_agent::{Backoff, InspectSources, RamdiskArgs, ReportClient, error_chain, inspect};
 use kiln_images::{ImageFormat, Sha256Digest, Target, WriteRequest};
 
 const USAGE: &str = "usage: kiln-agent inspect [--root DIR] | write URL SHA256 FORMAT TARGET [--sparse] | run \
-                     | burn-in --json --duration-s N [--sku S] [--nvml-lib PATH] [--kernel-log FILE] [--stress CMD...]";
+                     | burn-in --json --duration-s N [--sku S] [--nvml-lib PATH] [--kernel-log FILE] [--stress CMD...] \
+                     | wipe [DEVICE...] [--method M] [--json] [--samples N]";
 
 /// The environment variable that overrides a kernel argument.
 fn env_override(key: &str) -> Option<&'static str> {
@@ -128,6 +139,12 @@ async fn exec(args: Vec<String>) -> anyhow_lite::Result<()> {
                     disk.display(),
                     reports.url()
                 ),
+                RunOutcome::Wiped { records } => {
+                    for record in &records {
+                        println!("kiln-agent: {}", record.summary());
+                    }
+                    println!("kiln-agent: disks erased; reported to {}", reports.url())
+                }
             }
             Ok(())
         }
@@ -147,8 +164,101 @@ async fn exec(args: Vec<String>) -> anyhow_lite::Result<()> {
     }
 }
 
+/// `kiln-agent wipe`: synchronous (one thread per device), so it runs without the async runtime.
+fn wipe(words: &[String]) -> ExitCode {
+    let args = match WipeArgs::parse(words) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("kiln-agent wipe: {err}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let devices = if args.devices.is_empty() {
+        match disks_to_wipe(&InspectSources::this_host(), Path::new("/dev")) {
+            Ok(selection) => {
+                for (disk, why) in &selection.left_out {
+                    eprintln!("kiln-agent wipe: not erasing {disk}: {why}");
+                }
+                selection.disks
+            }
+            Err(err) => {
+                eprintln!(
+                    "kiln-agent wipe: cannot list the disks: {}",
+                    error_chain(&err)
+                );
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        args.devices.clone()
+    };
+    if devices.is_empty() {
+        eprintln!("kiln-agent wipe: no disk to erase");
+        return ExitCode::from(1);
+    }
+    // Progress lines: every step, but overwrite and sanitize figures only at each further tenth.
+    let tenths: Mutex<HashMap<PathBuf, u64>> = Mutex::new(HashMap::new());
+    let on_step = |path: &Path, step: &EraseStep| {
+        let name = path.display();
+        let tenth = |fraction: f64| {
+            let tenth = (fraction * 10.0).floor() as u64;
+            let mut seen = tenths
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let last = seen.entry(path.to_path_buf()).or_insert(0);
+            (tenth > *last).then(|| *last = tenth).is_some()
+        };
+        match step {
+            EraseStep::Trying(method) => {
+                tenths
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(path);
+                eprintln!("kiln-agent wipe: {name}: trying {method}");
+            }
+            EraseStep::Written { bytes, total }
+                if tenth(*bytes as f64 / (*total).max(1) as f64) =>
+            {
+                eprintln!("kiln-agent wipe: {name}: {bytes} of {total} bytes written");
+            }
+            EraseStep::Running(Some(done)) if tenth(*done) => {
+                eprintln!("kiln-agent wipe: {name}: {:.0}% done", done * 100.0);
+            }
+            EraseStep::Verifying(method) => {
+                eprintln!("kiln-agent wipe: {name}: {method} done, reading back");
+            }
+            EraseStep::MethodFailed(method, why) => {
+                eprintln!("kiln-agent wipe: {name}: {method} failed: {why}");
+            }
+            _ => {}
+        }
+    };
+    let records = erase_all(&devices, &args.options(), open_host_device, &on_step);
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for record in &records {
+        let line = if args.json {
+            serde_json::to_string(record).unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+        } else {
+            record.summary()
+        };
+        if let Err(err) = writeln!(out, "{line}") {
+            eprintln!("kiln-agent wipe: cannot write the records: {err}");
+            return ExitCode::from(1);
+        }
+    }
+    if records.iter().all(|r| r.is_ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("wipe") {
+        return wipe(&args[1..]);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

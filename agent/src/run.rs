@@ -3,16 +3,21 @@
 //! - `inspect` / `discovery`: inspect the hardware and report it (or the failure);
 //! - `image`: stream `kiln.image` onto `kiln.disk` (or the first whole disk inspection finds) with kiln-images'
 //!   verifying writer, reporting the start, progress and `image_written` / `image_failed`;
-//! - `wipe`: not done by this agent yet: reported as a failure, so the engine remediates instead of waiting.
+//! - `wipe`: erase every local disk with its method chain ([`crate::erase`], `kiln.erase_skip` honoured) and
+//!   report `wiped` with one erase record per disk, or `wipe_failed` naming the disks that failed and why.
 //!
-//! After an image write the ramdisk waits for the provisioner to power-cycle the node (see `images/ramdisk/init`);
-//! this module only does the work and the reports.
+//! After an image write or a wipe the ramdisk waits for the provisioner to power-cycle the node (see
+//! `images/ramdisk/init`); this module only does the work and the reports.
 
 use std::path::{Path, PathBuf};
 
 use kiln_images::{Target, WriteRequest};
 
+use kiln_inventory::EraseRecord;
+
 use crate::cmdline::{CmdlineError, RamdiskArgs, RamdiskMode};
+use crate::erase::EraseOptions;
+use crate::erase::wipe::{disks_to_wipe, erase_all, open_host_device, wipe_step};
 use crate::image::{ImagingError, write_and_report};
 use crate::inspect::{InspectSources, Inspection, inspect};
 use crate::report::{AgentStep, ReportClient, ReportError};
@@ -55,6 +60,11 @@ pub enum RunOutcome {
         /// Bytes of disk content.
         disk_bytes: u64,
     },
+    /// Every local disk was erased and verified, and reported.
+    Wiped {
+        /// One record per disk.
+        records: Vec<EraseRecord>,
+    },
 }
 
 /// Why a run failed (after reporting the failure to the provisioner when it could).
@@ -89,9 +99,15 @@ pub enum RunError {
         #[source]
         source: ImagingError,
     },
-    /// The mode is not done by this agent.
-    #[error("kiln-agent does not do {0} mode yet")]
-    Unsupported(&'static str),
+    /// Wipe mode could not list the disks (reported as `wipe_failed`).
+    #[error("cannot list the disks to erase")]
+    WipeInspect(#[source] crate::InspectError),
+    /// Wipe mode found no disk to erase (reported as `wipe_failed`).
+    #[error("no disk to erase: {0}")]
+    NoDiskToWipe(String),
+    /// At least one disk was not erased and verified (reported as `wipe_failed` with the records).
+    #[error("erase failed: {0}")]
+    WipeFailed(String),
 }
 
 /// Runs `args.mode` on `env`, reporting each step through `reports`.
@@ -133,7 +149,7 @@ pub async fn run(
             Ok(outcome)
         }
         RamdiskMode::Image => image(args, env, reports, http).await,
-        RamdiskMode::Wipe => fail(reports, RunError::Unsupported("wipe")).await,
+        RamdiskMode::Wipe => wipe(args, env, reports).await,
     }
 }
 
@@ -181,6 +197,78 @@ async fn image(
         }),
         Err(source) => Err(RunError::Imaging { disk, source }),
     }
+}
+
+/// Wipe mode: every local disk erased in parallel, one record each, reported as `wiped` or `wipe_failed`.
+async fn wipe(
+    args: &RamdiskArgs,
+    env: &RunEnv,
+    reports: &ReportClient,
+) -> Result<RunOutcome, RunError> {
+    let selection = match disks_to_wipe(&env.inspect, &env.dev_dir) {
+        Ok(selection) => selection,
+        Err(err) => return wipe_failed(reports, Vec::new(), RunError::WipeInspect(err)).await,
+    };
+    for (disk, why) in &selection.left_out {
+        tracing::info!(disk = %disk, reason = %why, "not erased");
+    }
+    if selection.disks.is_empty() {
+        let left_out: Vec<String> = selection
+            .left_out
+            .iter()
+            .map(|(disk, why)| format!("{disk} ({why})"))
+            .collect();
+        let why = if left_out.is_empty() {
+            "inspection lists none".to_string()
+        } else {
+            format!("left out {}", left_out.join(", "))
+        };
+        return wipe_failed(reports, Vec::new(), RunError::NoDiskToWipe(why)).await;
+    }
+    let options = EraseOptions {
+        skip: args.erase_skip.clone(),
+        ..EraseOptions::default()
+    };
+    let disks = selection.disks;
+    // Erasing takes minutes to hours of blocking I/O and device commands: off the async runtime.
+    let records = tokio::task::spawn_blocking(move || {
+        erase_all(&disks, &options, open_host_device, &|path, step| {
+            tracing::debug!(disk = %path.display(), ?step, "erase");
+        })
+    })
+    .await;
+    let records = match records {
+        Ok(records) => records,
+        Err(err) => {
+            let err = RunError::WipeFailed(format!("the erase task failed: {err}"));
+            return wipe_failed(reports, Vec::new(), err).await;
+        }
+    };
+    let step = wipe_step(records.clone());
+    let failed = match &step {
+        AgentStep::WipeFailed { error, .. } => Some(error.clone()),
+        _ => None,
+    };
+    reports.send(step).await?;
+    match failed {
+        None => Ok(RunOutcome::Wiped { records }),
+        Some(error) => Err(RunError::WipeFailed(error)),
+    }
+}
+
+/// Reports `err` as `wipe_failed` with `records`, then returns it.
+async fn wipe_failed(
+    reports: &ReportClient,
+    records: Vec<EraseRecord>,
+    err: RunError,
+) -> Result<RunOutcome, RunError> {
+    reports
+        .send(AgentStep::WipeFailed {
+            records,
+            error: crate::error_chain(&err),
+        })
+        .await?;
+    Err(err)
 }
 
 /// The disk an image goes to when the command line names none: the first whole disk inspection lists (they are

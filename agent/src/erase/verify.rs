@@ -1,6 +1,6 @@
 //! Verification of an erase by sampled read-back: the first and last MiB and `samples` random 1 MiB ranges
-//! spread over the device (one per equal stretch of the space between, block-aligned); a device under 2 MiB is
-//! read whole.
+//! spread over the device (one per equal stretch of the space between, block-aligned); a device no larger than
+//! that sample (`samples + 2` MiB) is read whole.
 //!
 //! - After an overwrite, a block erase or a user-data format every sampled byte must be zero; the error names the
 //!   offset of the first byte that is not.
@@ -63,18 +63,17 @@ pub struct SampleRange {
 
 /// The ranges verification reads on a device of `bytes` with `block_size` blocks: the first MiB, the last MiB and
 /// `samples` random ranges, one in each of `samples` equal stretches between them (sorted by offset, no
-/// duplicates). The same seed gives the same ranges.
+/// duplicates); a device no larger than `samples + 2` MiB is read whole. The same seed gives the same ranges.
 pub fn sample_ranges(bytes: u64, block_size: u32, samples: u32, seed: u64) -> Vec<SampleRange> {
     let block = u64::from(block_size.max(1));
-    if bytes < 2 * RANGE_BYTES {
-        return if bytes == 0 {
-            Vec::new()
-        } else {
-            vec![SampleRange {
-                offset: 0,
-                len: bytes,
-            }]
-        };
+    if bytes <= (u64::from(samples) + 2) * RANGE_BYTES {
+        // No more than the sample would read: the whole device, in ranges of a MiB (the last one to the end).
+        return (0..bytes.div_ceil(RANGE_BYTES))
+            .map(|i| SampleRange {
+                offset: i * RANGE_BYTES,
+                len: (bytes - i * RANGE_BYTES).min(RANGE_BYTES),
+            })
+            .collect();
     }
     let last = (bytes - RANGE_BYTES) / block * block;
     let mut ranges = vec![
@@ -287,13 +286,26 @@ mod tests {
     fn small_devices_are_read_whole_and_odd_sizes_end_at_the_end() {
         assert_eq!(
             sample_ranges(3 << 19, 512, 16, 1),
-            [SampleRange {
-                offset: 0,
-                len: 3 << 19
-            }]
+            [
+                SampleRange {
+                    offset: 0,
+                    len: RANGE_BYTES
+                },
+                SampleRange {
+                    offset: RANGE_BYTES,
+                    len: 1 << 19
+                }
+            ]
         );
         assert!(sample_ranges(0, 512, 16, 1).is_empty());
-        let bytes = (5 << 20) + 1000;
+        let whole = sample_ranges(18 << 20, 512, 16, 1);
+        assert_eq!(whole.len(), 18);
+        assert_eq!(
+            whole.iter().map(|r| r.len).sum::<u64>(),
+            18 << 20,
+            "every byte once"
+        );
+        let bytes = (9 << 20) + 1000;
         let ranges = sample_ranges(bytes, 512, 4, 1);
         let last = ranges.last().expect("last");
         assert_eq!(last.offset + last.len, bytes);

@@ -12,7 +12,7 @@ use kiln_inventory::{EraseRecord, EraseResult};
 
 use super::chain::{EraseOptions, EraseStep, erase_device_reporting};
 use super::device::{DeviceError, EraseDevice};
-use crate::inspect::{InspectSources, Inspection};
+use crate::inspect::{DiskInfo, InspectSources};
 
 /// Device name prefixes that are never erased: memory-backed, loop and optical devices.
 const NEVER: &[&str] = &["ram", "zram", "loop", "sr"];
@@ -34,14 +34,10 @@ pub struct WipeSelection {
     pub left_out: Vec<(String, String)>,
 }
 
-/// The whole disks of `inspection` to erase; `held` names the disks holding a mounted filesystem.
-pub fn select_disks(
-    inspection: &Inspection,
-    dev_dir: &Path,
-    held: &BTreeSet<String>,
-) -> WipeSelection {
+/// The whole disks of `disks` (inspection's) to erase; `held` names the disks holding a mounted filesystem.
+pub fn select_disks(disks: &[DiskInfo], dev_dir: &Path, held: &BTreeSet<String>) -> WipeSelection {
     let mut selection = WipeSelection::default();
-    for disk in &inspection.disks {
+    for disk in disks {
         let name = &disk.name;
         if NEVER.iter().any(|prefix| name.starts_with(prefix)) {
             selection
@@ -130,7 +126,7 @@ pub fn disks_to_wipe(
     let inspection = crate::inspect(sources)?;
     let mounts = std::fs::read_to_string(sources.root.join("proc/mounts")).unwrap_or_default();
     let held = held_disks(&mounts, dev_dir, &sources.root.join("sys/class/block"));
-    Ok(select_disks(&inspection, dev_dir, &held))
+    Ok(select_disks(&inspection.disks, dev_dir, &held))
 }
 
 /// Erases `paths` in parallel (one thread each) with `opts`, opening each with `open`; one record per path, in
@@ -185,3 +181,76 @@ fn unopened(path: &Path, err: &DeviceError) -> EraseRecord {
         verification: None,
     }
 }
+
+/// The report of a wipe: `Wiped` (disk names and records) when there are records and every one is erased and
+/// verified, else `WipeFailed` with the failed records' summaries joined by `"; "`.
+pub fn wipe_step(records: Vec<EraseRecord>) -> crate::AgentStep {
+    if !records.is_empty() && records.iter().all(EraseRecord::is_ok) {
+        let disks = records
+            .iter()
+            .map(|r| r.device.rsplit('/').next().unwrap_or(&r.device).to_string())
+            .collect();
+        return crate::AgentStep::Wiped { disks, records };
+    }
+    let error = records
+        .iter()
+        .filter(|r| !r.is_ok())
+        .map(EraseRecord::summary)
+        .collect::<Vec<_>>()
+        .join("; ");
+    crate::AgentStep::WipeFailed { records, error }
+}
+
+/// `kiln-agent wipe [DEVICE...] [--method M] [--json] [--samples N]`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WipeArgs {
+    /// Devices named; empty: every local disk ([`disks_to_wipe`]).
+    pub devices: Vec<PathBuf>,
+    /// `--method`: only this method.
+    pub method: Option<kiln_inventory::EraseMethod>,
+    /// `--json`: one record per line on stdout.
+    pub json: bool,
+    /// `--samples`: random ranges read back (default 16).
+    pub samples: Option<u32>,
+}
+
+impl WipeArgs {
+    /// Parses the words after `wipe`; the error says what is wrong (an unknown method names the valid ones).
+    pub fn parse(words: &[String]) -> Result<Self, String> {
+        let mut args = WipeArgs::default();
+        let mut words = words.iter();
+        while let Some(word) = words.next() {
+            match word.as_str() {
+                "--json" => args.json = true,
+                "--method" => {
+                    let name = words.next().ok_or("--method needs a method name")?;
+                    args.method = Some(name.parse().map_err(|e| format!("--method: {e}"))?);
+                }
+                "--samples" => {
+                    let n = words.next().ok_or("--samples needs a number")?;
+                    args.samples = Some(
+                        n.parse()
+                            .map_err(|_| format!("--samples: {n:?} is not a whole number"))?,
+                    );
+                }
+                flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+                device => args.devices.push(PathBuf::from(device)),
+            }
+        }
+        Ok(args)
+    }
+
+    /// The chain options these arguments ask for.
+    pub fn options(&self) -> EraseOptions {
+        let defaults = EraseOptions::default();
+        EraseOptions {
+            only: self.method,
+            samples: self.samples.unwrap_or(defaults.samples),
+            ..defaults
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "wipe_tests.rs"]
+mod tests;

@@ -4,3 +4,4 @@ mod fixtures;
 mod inspect;
 mod report;
 mod run;
+mod wipe;
