@@ -575,4 +575,6 @@ fn unreachable_plain() -> Result<(), DeviceError> {
 }
 
 #[cfg(test)]
+mod loop_tests;
+#[cfg(test)]
 mod tests;
