@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use kiln_health::burnin::evidence_digest;
+use kiln_health::erasure::{self, ErasedBeforeLease, ErasedDevice, ErasureStatus};
 use kiln_health::evidence::{self, AcceptanceRecord, EvidenceDigest, EvidenceError, SignedRecord};
 use kiln_health::{Check, RunKind, Verdict};
 use kiln_inventory::{HallLease, HealthRun, Node, NodeFilter, Store, StoreError};
@@ -100,6 +101,14 @@ pub enum ReportError {
         #[source]
         source: EvidenceError,
     },
+    /// A node's signed record says its disks were not (or not verifiably) erased before the lease.
+    #[error("node {serial}: erased before this lease: {reason}")]
+    Erasure {
+        /// The node.
+        serial: String,
+        /// What is wrong with the erase.
+        reason: String,
+    },
     /// A record signs another node than the report row it sits in.
     #[error("report row {serial} carries the signed record of node {signed}")]
     Mismatch {
@@ -133,6 +142,9 @@ pub struct VerifiedReport {
     pub gpu_count: usize,
     /// Whether every verdict of every record passed.
     pub all_verdicts_passed: bool,
+    /// Records whose disks were erased (and verified) after a previous tenant; the rest are first leases or
+    /// records made before kiln signed erasures.
+    pub nodes_erased_before_lease: usize,
     /// Nodes still owed (not signed: as the report states it).
     pub nodes_owed: i64,
 }
@@ -158,6 +170,7 @@ pub async fn build(
     leased.sort_by(|a, b| a.serial.cmp(&b.serial));
     let now = store.now();
     let created_at_unix_s = u64::try_from(now.timestamp()).unwrap_or(0);
+    let previous = previous_lease(&store.hall_leases(hall.id).await?, &lease);
     let mut nodes = Vec::with_capacity(leased.len());
     let mut records = Vec::with_capacity(leased.len());
     for node in leased {
@@ -175,6 +188,9 @@ pub async fn build(
             evidence_sha256: evidence_digests(&runs),
             nccl: nccl_figures(&runs),
             created_at_unix_s,
+            erased_before_lease: Some(
+                erased_before(store, &node, &lease, previous.as_ref(), now).await?,
+            ),
         };
         let signed_record = evidence::sign(&record, key).map_err(|source| ReportError::Record {
             serial: node.serial.clone(),
@@ -224,6 +240,12 @@ pub fn verify(text: &str, trusted: &VerifyingKey) -> Result<VerifiedReport, Repo
                 signed: record.node,
             });
         }
+        if let Some(erased) = &record.erased_before_lease {
+            erasure::check(erased).map_err(|reason| ReportError::Erasure {
+                serial: row.serial.clone(),
+                reason,
+            })?;
+        }
         records.push(record);
     }
     let claimed = &report.aggregates;
@@ -262,7 +284,86 @@ pub fn verify(text: &str, trusted: &VerifyingKey) -> Result<VerifiedReport, Repo
         all_verdicts_passed: records
             .iter()
             .all(|r| r.verdicts.iter().all(Verdict::passed)),
+        nodes_erased_before_lease: records
+            .iter()
+            .filter(|r| {
+                r.erased_before_lease
+                    .as_ref()
+                    .is_some_and(|e| e.status == ErasureStatus::Erased)
+            })
+            .count(),
         nodes_owed: claimed.nodes_owed,
+    })
+}
+
+/// The hall's lease released last before `lease` started: the previous tenant's.
+fn previous_lease(leases: &[HallLease], lease: &HallLease) -> Option<HallLease> {
+    leases
+        .iter()
+        .filter(|l| l.id != lease.id)
+        .filter(|l| l.released_at.is_some_and(|at| at <= lease.starts_at))
+        .max_by_key(|l| (l.released_at, l.id))
+        .cloned()
+}
+
+/// The node's erase between `previous` (the last tenant's lease) and `lease`: the latest erase run stored
+/// before `lease` ended (or `now`), which must come after the previous lease was released.
+async fn erased_before(
+    store: &Store,
+    node: &Node,
+    lease: &HallLease,
+    previous: Option<&HallLease>,
+    now: DateTime<Utc>,
+) -> Result<ErasedBeforeLease, StoreError> {
+    let Some(previous) = previous else {
+        return Ok(ErasedBeforeLease {
+            status: ErasureStatus::FirstLease,
+            after_lease: None,
+            devices: Vec::new(),
+            summary: "first lease of this hall: no earlier tenant, nothing erased".into(),
+        });
+    };
+    let released = previous.released_at.unwrap_or(previous.starts_at);
+    let stored = store
+        .erase_records_before(node.id, lease.released_at.unwrap_or(now))
+        .await?;
+    if stored.is_empty() || stored.iter().any(|r| r.recorded_at < released) {
+        return Ok(ErasedBeforeLease {
+            status: ErasureStatus::NotRecorded,
+            after_lease: Some(previous.id),
+            devices: Vec::new(),
+            summary: format!(
+                "no erase of this node is recorded after lease {}",
+                previous.id
+            ),
+        });
+    }
+    let summary: Vec<String> = stored.iter().map(|r| r.record.summary()).collect();
+    let devices = stored
+        .iter()
+        .map(|r| {
+            let record = &r.record;
+            ErasedDevice {
+                device: record.device.clone(),
+                serial: record.serial.clone(),
+                method: record.method.map(|m| m.as_str().to_string()),
+                nist: record
+                    .nist
+                    .and_then(|n| serde_json::to_value(n).ok())
+                    .and_then(|v| v.as_str().map(str::to_string)),
+                started_at: record.started_at.to_rfc3339(),
+                finished_at: record.finished_at.to_rfc3339(),
+                verified: record.verified,
+                result: if record.is_ok() { "ok" } else { "failed" }.into(),
+                record_sha256: evidence_digest(&json!(record)),
+            }
+        })
+        .collect();
+    Ok(ErasedBeforeLease {
+        status: ErasureStatus::Erased,
+        after_lease: Some(previous.id),
+        devices,
+        summary: summary.join("; "),
     })
 }
 

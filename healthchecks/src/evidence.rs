@@ -81,6 +81,10 @@ pub struct AcceptanceRecord {
     pub nccl: Value,
     /// When the record was made, seconds since the Unix epoch.
     pub created_at_unix_s: u64,
+    /// How the node's disks were erased after the previous tenant, or that there was none (absent from
+    /// records made before kiln signed it; see [`crate::erasure::check`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_before_lease: Option<crate::erasure::ErasedBeforeLease>,
 }
 
 /// The digest of one health run's raw evidence.

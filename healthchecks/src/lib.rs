@@ -9,6 +9,7 @@
 
 pub mod burnin;
 pub mod duration;
+pub mod erasure;
 pub mod evidence;
 pub mod nccl;
 pub mod nvml;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
 use kiln_inventory::{
-    AcceptanceRule, HallLease, LeaseEvent, LeaseOutcome, NodeFilter, NodeState, Role, Store,
+    AcceptanceRule, HallLease, LeaseEvent, LeaseOutcome, Node, NodeFilter, NodeState, Role, Store,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -200,6 +200,27 @@ pub struct LeaseProgress {
     pub quarantined: usize,
     /// Every released node is available or quarantined.
     pub done: bool,
+    /// Once `done`: each released node's turnover (erased how, verified again, or quarantined and why);
+    /// empty before.
+    #[serde(default)]
+    pub turnover: Vec<NodeTurnover>,
+}
+
+/// One released node's tenant turnover.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeTurnover {
+    /// The node.
+    pub serial: String,
+    /// Where it is now.
+    #[schema(value_type = String)]
+    pub state: NodeState,
+    /// Its disks erased and verified after the release, one `device: method (class)` per disk; empty when
+    /// not erased.
+    pub erased: Vec<String>,
+    /// Verified again (imaging, burn-in, fabric test) and available.
+    pub reverified: bool,
+    /// Why it was quarantined, when it was.
+    pub quarantined: Option<String>,
 }
 
 /// Progress of the nodes of a lease, as read from the inventory. One code path for the API and the CLI.
@@ -219,19 +240,65 @@ pub async fn lease_progress(store: &Store, id: i64) -> Result<LeaseProgress, Api
         ..NodeFilter::default()
     };
     let mut states: BTreeMap<NodeState, usize> = BTreeMap::new();
-    for node in store.list_nodes(&filter).await? {
-        if serials.contains(&node.serial) {
-            *states.entry(node.state).or_default() += 1;
-        }
+    let released: Vec<Node> = store
+        .list_nodes(&filter)
+        .await?
+        .into_iter()
+        .filter(|node| serials.contains(&node.serial))
+        .collect();
+    for node in &released {
+        *states.entry(node.state).or_default() += 1;
     }
     let count = |s| states.get(&s).copied().unwrap_or(0);
     let (available, quarantined) = (count(NodeState::Available), count(NodeState::Quarantined));
+    let done = lease.status != "active" && available + quarantined == serials.len();
+    // Read once at the end, not on every poll of a hall still on its way.
+    let mut turnover = Vec::new();
+    if done {
+        for node in &released {
+            turnover.push(node_turnover(store, node, lease.released_at).await?);
+        }
+    }
     Ok(LeaseProgress {
         released: serials.len(),
-        done: lease.status != "active" && available + quarantined == serials.len(),
+        done,
         lease,
         states,
         available,
+        quarantined,
+        turnover,
+    })
+}
+
+/// A released node's turnover: its erase after the release and where it ended.
+async fn node_turnover(
+    store: &Store,
+    node: &Node,
+    released_at: Option<DateTime<Utc>>,
+) -> Result<NodeTurnover, ApiError> {
+    let erased = store
+        .erase_records(node.id)
+        .await?
+        .into_iter()
+        .filter(|r| released_at.is_none_or(|at| r.recorded_at >= at) && r.record.is_ok())
+        .map(|r| r.record.summary())
+        .collect();
+    let quarantined = if node.state == NodeState::Quarantined {
+        store
+            .node_events(node.id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|e| e.to_state == Some(NodeState::Quarantined))
+            .map(|e| e.reason)
+    } else {
+        None
+    };
+    Ok(NodeTurnover {
+        serial: node.serial.clone(),
+        state: node.state,
+        erased,
+        reverified: node.state == NodeState::Available,
         quarantined,
     })
 }

@@ -51,6 +51,9 @@ pub struct NodeDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub bmc_status: Option<kiln_inventory::BmcStatus>,
+    /// The disk erase of the node's latest tenant turnover, one record per device (empty: never erased).
+    #[serde(default)]
+    pub erase_records: Vec<kiln_inventory::StoredEraseRecord>,
 }
 
 /// A node's history.
@@ -157,10 +160,12 @@ pub async fn show(
     let node = visible_node(&state, &caller, &serial).await?;
     let hardware = state.store.hardware(node.id).await?;
     let bmc_status = state.store.bmc_status(node.id).await?;
+    let erase_records = state.store.erase_records(node.id).await?;
     Ok(Json(NodeDetail {
         node,
         hardware,
         bmc_status,
+        erase_records,
     }))
 }
 

@@ -206,6 +206,10 @@ async fn openapi_document_is_complete() {
         assert!(schemas.contains_key(name), "dangling $ref {name}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Tenant turnover: a node's erase records and the release's per-node summary are documented.
+    assert!(schemas["NodeDetail"]["properties"]["erase_records"].is_object());
+    assert!(schemas["LeaseProgress"]["properties"]["turnover"].is_object());
+    assert!(schemas.contains_key("EraseRecord"), "EraseRecord schema");
 }
 
 #[tokio::test]

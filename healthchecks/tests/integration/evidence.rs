@@ -32,6 +32,7 @@ fn record() -> AcceptanceRecord {
         }],
         nccl: json!({"avg_busbw_gbps": 112.943, "nodes": 1}),
         created_at_unix_s: 1_795_000_000,
+        erased_before_lease: None,
     }
 }
 
@@ -164,4 +165,40 @@ fn keys_load_from_files_and_bad_input_is_a_clear_error() {
         verify("{", &key(7).verifying_key()),
         Err(EvidenceError::Malformed { .. })
     ));
+}
+
+#[test]
+fn the_erase_before_the_lease_is_signed_and_checked() {
+    use kiln_health::erasure::{self, ErasedBeforeLease, ErasedDevice, ErasureStatus};
+    let mut with_erase = record();
+    with_erase.erased_before_lease = Some(ErasedBeforeLease {
+        status: ErasureStatus::Erased,
+        after_lease: Some(4),
+        devices: vec![ErasedDevice {
+            device: "/dev/nvme0n1".into(),
+            serial: "S1".into(),
+            method: Some("nvme_format_crypto".into()),
+            nist: Some("purge".into()),
+            started_at: "2026-12-03T10:00:00Z".into(),
+            finished_at: "2026-12-03T10:00:05Z".into(),
+            verified: true,
+            result: "ok".into(),
+            record_sha256: "cd".repeat(32),
+        }],
+        summary: "nvme0n1: nvme_format_crypto (purge), verified".into(),
+    });
+    let signed = sign(&with_erase, &key(7)).expect("signs");
+    let text = serde_json::to_string(&signed).expect("json");
+    let back = verify(&text, &key(7).verifying_key()).expect("verifies");
+    assert_eq!(back, with_erase);
+    let erased = back.erased_before_lease.expect("erase signed");
+    assert_eq!(erasure::check(&erased), Ok(()));
+    // Marking the erase verified after signing breaks the signature.
+    let mut tampered = signed.clone();
+    tampered.record["erased_before_lease"]["devices"][0]["verified"] = json!(false);
+    let tampered = serde_json::to_string(&tampered).expect("json");
+    assert!(verify(&tampered, &key(7).verifying_key()).is_err());
+    // A record without it (made before kiln signed erasures) keeps its signature bytes.
+    let plain = sign(&record(), &key(7)).expect("signs");
+    assert!(plain.record.get("erased_before_lease").is_none());
 }
