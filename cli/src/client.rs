@@ -54,6 +54,8 @@ pub struct NodeView {
     pub health_runs: Vec<HealthRun>,
     /// What the last BMC sweep saw.
     pub bmc_status: Option<kiln_inventory::BmcStatus>,
+    /// The disk erase of its latest tenant turnover.
+    pub erase_records: Vec<kiln_inventory::StoredEraseRecord>,
 }
 
 /// A transport.
@@ -156,6 +158,7 @@ impl Client {
                     events: store.node_events(node.id).await?,
                     health_runs: store.health_runs(node.id).await?,
                     bmc_status: store.bmc_status(node.id).await?,
+                    erase_records: store.erase_records(node.id).await?,
                     node,
                 })
             }
@@ -170,6 +173,7 @@ impl Client {
                     events: events.events,
                     health_runs: health.health_runs,
                     bmc_status: detail.bmc_status,
+                    erase_records: detail.erase_records,
                 })
             }
         }

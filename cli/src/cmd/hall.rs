@@ -242,7 +242,35 @@ fn print_release_progress(
         "lease {lease}: {} of {} node(s) available again, {} quarantined",
         progress.available, progress.released, progress.quarantined
     );
+    if !progress.turnover.is_empty() {
+        print!("{}", render_turnover(progress));
+    }
     Ok(())
+}
+
+/// The per-node turnover summary `kiln hall release --wait` ends with.
+fn render_turnover(progress: &LeaseProgress) -> String {
+    let rows: Vec<Vec<String>> = progress
+        .turnover
+        .iter()
+        .map(|t| {
+            let outcome = match (&t.quarantined, t.reverified) {
+                (Some(why), _) => format!("quarantined: {why}"),
+                (None, true) => "re-verified, available".to_string(),
+                (None, false) => t.state.to_string(),
+            };
+            let erased = if t.erased.is_empty() {
+                "not erased".to_string()
+            } else {
+                t.erased.join("; ")
+            };
+            vec![t.serial.clone(), erased, outcome]
+        })
+        .collect();
+    format!(
+        "turnover:\n{}\n",
+        table::render(&["SERIAL", "ERASED", "OUTCOME"], &rows)
+    )
 }
 
 fn humantime(span: Duration) -> String {

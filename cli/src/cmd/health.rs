@@ -261,6 +261,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 evidence_sha256: Vec::new(),
                 nccl: serde_json::json!(nccl_figures),
                 created_at_unix_s: now_unix_s(),
+                erased_before_lease: None,
             };
             print_json(&evidence::sign(&record, &key)?)
         }
@@ -273,6 +274,15 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             }
             let verified = evidence::verify(&text, &key)
                 .with_context(|| format!("verifying {}", record.display()))?;
+            if let Some(erased) = &verified.erased_before_lease {
+                kiln_health::erasure::check(erased).map_err(|reason| {
+                    anyhow::anyhow!(
+                        "{}: node {}: erased before this lease: {reason}",
+                        record.display(),
+                        verified.node
+                    )
+                })?;
+            }
             let passed = verified.verdicts.iter().all(Verdict::passed);
             if global.json {
                 print_json(
@@ -318,13 +328,14 @@ fn verify_report(
         return print_json(&value);
     }
     println!(
-        "report valid: lease {} of hall {}: {} signed node record(s), {} GPU(s), all verdicts passed: {}, nodes owed: {}",
+        "report valid: lease {} of hall {}: {} signed node record(s), {} GPU(s), all verdicts passed: {}, nodes owed: {}, erased and verified before this lease: {}",
         verified.lease_id,
         verified.hall,
         verified.nodes,
         verified.gpu_count,
         verified.all_verdicts_passed,
-        verified.nodes_owed
+        verified.nodes_owed,
+        verified.nodes_erased_before_lease
     );
     Ok(())
 }

@@ -191,6 +191,7 @@ fn render_node(view: &NodeView) -> String {
         events,
         health_runs,
         bmc_status,
+        erase_records,
     } = view;
     let mut out = String::new();
     let _ = writeln!(out, "node {} ({})", node.serial, node.state);
@@ -254,6 +255,53 @@ fn render_node(view: &NodeView) -> String {
         "{}",
         table::render(&["AT", "ACTOR", "CHANGE", "REASON"], &rows)
     );
+    match erase_records.first() {
+        None => {
+            let _ = writeln!(out, "erased:     never (no tenant turnover yet)");
+        }
+        Some(first) => {
+            let _ = writeln!(
+                out,
+                "erased:     turnover {} after lease {}, recorded {}",
+                first.batch,
+                first
+                    .lease_id
+                    .map_or_else(|| "(unknown)".to_string(), |l| l.to_string()),
+                first.recorded_at.to_rfc3339()
+            );
+            let rows: Vec<Vec<String>> = erase_records
+                .iter()
+                .map(|r| {
+                    let e = &r.record;
+                    let tried: Vec<&str> = e.tried.iter().map(|t| t.method.as_str()).collect();
+                    vec![
+                        e.device.clone(),
+                        e.method.map_or("-", |m| m.as_str()).to_string(),
+                        e.nist
+                            .map_or("-".to_string(), |n| format!("{n:?}").to_lowercase()),
+                        if e.is_ok() { "ok, verified" } else { "FAILED" }.to_string(),
+                        if tried.is_empty() {
+                            "-".to_string()
+                        } else {
+                            tried.join(",")
+                        },
+                        e.finished_at.to_rfc3339(),
+                        e.error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{}",
+                table::render(
+                    &[
+                        "DEVICE", "METHOD", "NIST", "RESULT", "TRIED", "FINISHED", "ERROR"
+                    ],
+                    &rows
+                )
+            );
+        }
+    }
     if !health_runs.is_empty() {
         let _ = writeln!(out, "health runs:");
         for run in health_runs {

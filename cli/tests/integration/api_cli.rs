@@ -408,6 +408,28 @@ async fn lease_report_verify_release_and_power() {
         .expect("store");
     for i in 0..4 {
         let node = store.node_by_serial(&format!("N-{i}")).await.expect("node");
+        if i < 3 {
+            let now = store.now();
+            let record = kiln_inventory::EraseRecord {
+                device: "/dev/vda".into(),
+                model: String::new(),
+                serial: String::new(),
+                bytes: 1 << 20,
+                method: Some(kiln_inventory::EraseMethod::Overwrite),
+                nist: Some(kiln_inventory::NistClass::Clear),
+                tried: Vec::new(),
+                started_at: now,
+                finished_at: now,
+                verified: true,
+                result: kiln_inventory::EraseResult::Ok,
+                error: None,
+                verification: None,
+            };
+            store
+                .record_erase(node.id, Some(1), None, &[record])
+                .await
+                .expect("erase");
+        }
         let path: &[NodeState] = if i == 3 {
             &[NodeState::Wiping, NodeState::Quarantined]
         } else {
@@ -431,11 +453,64 @@ async fn lease_report_verify_release_and_power() {
     let followed = site
         .remote(admin, &["hall", "release", "1", "--wait", "--poll", "1s"])
         .await;
-    assert_eq!(
-        ok(&followed),
-        "lease 1: 3 of 4 node(s) available again, 1 quarantined\n"
+    let summary = ok(&followed);
+    assert!(
+        summary.starts_with("lease 1: 3 of 4 node(s) available again, 1 quarantined\nturnover:\n"),
+        "{summary}"
+    );
+    let row = |serial: &str| {
+        summary
+            .lines()
+            .find(|l| l.starts_with(serial))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        row("N-0").contains("vda: overwrite (clear), verified")
+            && row("N-0").contains("re-verified, available"),
+        "{summary}"
+    );
+    assert!(
+        row("N-3").contains("not erased") && row("N-3").contains("quarantined: by hand"),
+        "{summary}"
     );
     assert!(text(&followed.stderr).contains("already released"));
+    let json = ok(&site
+        .remote(
+            admin,
+            &["hall", "release", "1", "--wait", "--poll", "1s", "--json"],
+        )
+        .await);
+    let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(json["available"], 3, "existing fields stay: {json}");
+    let turnover = json["turnover"].as_array().expect("turnover");
+    assert_eq!(turnover.len(), 4);
+    assert_eq!(turnover[0]["serial"], "N-0");
+    assert_eq!(turnover[0]["erased"][0], "vda: overwrite (clear), verified");
+    assert_eq!(turnover[0]["reverified"], true);
+    assert_eq!(turnover[3]["quarantined"], "by hand");
+    // `kiln node show` lists the erase, the same over the API as on the database.
+    let shown = ok(&site.remote(admin, &["node", "show", "N-0"]).await);
+    assert_eq!(shown, ok(&site.local(&["node", "show", "N-0"]).await));
+    assert!(
+        shown.contains("erased:     turnover 1 after lease 1"),
+        "{shown}"
+    );
+    let vda = shown
+        .lines()
+        .find(|l| l.starts_with("/dev/vda"))
+        .unwrap_or_default();
+    assert!(
+        vda.contains("overwrite") && vda.contains("clear") && vda.contains("ok, verified"),
+        "{shown}"
+    );
+    let shown: serde_json::Value = serde_json::from_str(&ok(&site
+        .remote(admin, &["node", "show", "N-0", "--json"])
+        .await))
+    .expect("json");
+    assert_eq!(shown["erase_records"][0]["record"]["method"], "overwrite");
+    let never = ok(&site.local(&["node", "show", "N-3"]).await);
+    assert!(never.contains("erased:     never"), "{never}");
     let nodes = ok(&site
         .remote(admin, &["node", "list", "--state", "available"])
         .await);
