@@ -20,9 +20,14 @@ const NEVER: &[&str] = &["ram", "zram", "loop", "sr"];
 /// Opens a device for the chain.
 pub type Opener = fn(&Path) -> Result<Box<dyn EraseDevice + Send>, DeviceError>;
 
-/// The opener of the running host: the kernel implementation (sysfs classification, NVMe admin commands, SG_IO).
+/// The opener of the running host: a block device through the kernel implementation ([`super::linux::open`]:
+/// sysfs classification, NVMe admin commands, SG_IO); a regular file (kiln-sim's disks, tests) as a plain
+/// [`super::file::FileDevice`], since sysfs says nothing about it.
 pub fn open_host_device(path: &Path) -> Result<Box<dyn EraseDevice + Send>, DeviceError> {
-    Ok(Box::new(super::file::FileDevice::open(path)?))
+    if std::fs::metadata(path).is_ok_and(|meta| meta.is_file()) {
+        return Ok(Box::new(super::file::FileDevice::open(path)?));
+    }
+    Ok(Box::new(super::linux::open(path)?))
 }
 
 /// The disks a wipe with no device named erases, and the ones it leaves out with why.

@@ -89,7 +89,7 @@ fn wipe_of_a_missing_device_is_a_failed_record_and_exit_1() {
     assert!(!records[0].is_ok());
     let error = records[0].error.as_deref().unwrap_or("");
     assert!(
-        error.contains("nvme7n1") && error.contains("No such file"),
+        error.contains("cannot open the device") && error.contains("nvme7n1"),
         "{error}"
     );
 
