@@ -122,8 +122,9 @@ pub mod reasons {
     pub const NOT_EVIDENCE: &str = "not burn-in evidence";
     /// A burn-in command that exited non-zero, as the burn-in handler words it.
     pub const NO_EVIDENCE: &str = "no burn-in evidence";
-    /// A failed erase, as the erase-fails fault's disk words it (the record's summary carries it).
-    pub const ERASE_FAILED: &str = crate::disks::MEDIUM_ERROR;
+    /// A failed erase that ended the wipe ladder, as the wiping handler words it (`secure erase failed: …`;
+    /// the first attempts' records carry [`crate::disks::MEDIUM_ERROR`]).
+    pub const ERASE_FAILED: &str = "erase failed";
 }
 
 /// The reason substring for a node of `gpus` × `model` with one GPU missing: the agent's own mismatch text

@@ -5,13 +5,39 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use kiln_inventory::{LeaseOutcome, NodeState, Store};
+use kiln_inventory::{EraseMethod, EraseRecord, LeaseOutcome, NodeState, Store};
 use serde_json::json;
 
 use crate::progress::{quarantine_reasons, watch};
 
 /// The lessee of the hall after the turnover.
 pub const NEXT_LESSEE: &str = "demo-lessee-2";
+
+/// The erase records stored during the turnover, counted.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct EraseTally {
+    /// Records stored (one per disk per erase run, failed runs included).
+    pub records: usize,
+    /// Of them, erased and verified.
+    pub verified: usize,
+    /// Of them, failed.
+    pub failed: usize,
+    /// Verified records per method.
+    pub methods: BTreeMap<String, usize>,
+}
+
+impl EraseTally {
+    fn add(&mut self, record: &EraseRecord) {
+        self.records += 1;
+        if record.is_ok() {
+            self.verified += 1;
+            let method = record.method.map_or("?", EraseMethod::as_str);
+            *self.methods.entry(method.to_string()).or_default() += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+}
 
 /// What the turnover did to the released nodes.
 pub struct Turnover {
@@ -25,6 +51,8 @@ pub struct Turnover {
     pub reverified: usize,
     /// Of them, quarantined, with the reason.
     pub quarantine_reasons: BTreeMap<String, String>,
+    /// The erase records the engine stored for the released nodes since the release.
+    pub erase: EraseTally,
     /// The lease to the next lessee (or why there is none).
     pub next_lease: anyhow::Result<LeaseOutcome>,
     /// Whether every released node settled before the deadline.
@@ -51,6 +79,7 @@ impl Turnover {
             "leased_again": self.leased_again(),
             "quarantined": self.quarantine_reasons.len(),
             "quarantine_reasons": self.quarantine_reasons,
+            "erase": self.erase,
             "released_lease": self.released_lease,
             "lessee": NEXT_LESSEE,
             "lease": self.next_lease.as_ref().ok().map(|o| o.lease.id),
@@ -70,6 +99,22 @@ impl Turnover {
             self.reverified,
             self.quarantine_reasons.len(),
             self.elapsed_s
+        );
+        let methods: Vec<String> = self
+            .erase
+            .methods
+            .iter()
+            .map(|(method, n)| format!("{method} ×{n}"))
+            .collect();
+        println!(
+            "  erase records: {} disk(s) erased and verified ({}), {} failed",
+            self.erase.verified,
+            if methods.is_empty() {
+                "none".to_string()
+            } else {
+                methods.join(", ")
+            },
+            self.erase.failed
         );
         for (serial, reason) in &self.quarantine_reasons {
             println!("  quarantined {serial}: {reason}");
@@ -116,7 +161,13 @@ where
     }
     let watched = watch(store, Some(hall), Some(&leased), json, deadline).await?;
     let mut wiped = 0;
+    let mut erase = EraseTally::default();
     for node in &watched.nodes {
+        for stored in store.erase_history(node.id).await? {
+            if stored.recorded_at >= release_at {
+                erase.add(&stored.record);
+            }
+        }
         let events = store.node_events(node.id).await?;
         if events.iter().any(|e| {
             e.at >= release_at
@@ -144,6 +195,7 @@ where
         wiped,
         reverified,
         quarantine_reasons,
+        erase,
         next_lease,
         finished: watched.finished,
         elapsed_s: started.elapsed().as_secs_f64(),

@@ -102,5 +102,5 @@ async fn an_erase_fails_node_reports_a_failed_record_naming_the_medium_error() {
     }
     let planted = hall.planted_faults();
     assert_eq!(planted.len(), 1);
-    assert_eq!(planted[0].expected_reason.as_deref(), Some(MEDIUM_ERROR));
+    assert_eq!(planted[0].expected_reason.as_deref(), Some("erase failed"));
 }
