@@ -11,7 +11,7 @@
 //! `wipe` prints one erase record per device (a JSON line each with `--json`, else its summary), in the order
 //! given, with progress on stderr; it exits 1 when any device was not erased and verified, 2 on a usage error.
 //! With no DEVICE it erases every whole local disk inspection finds, never RAM, loop or optical devices nor a
-//! disk holding a mounted filesystem ([`kiln_agent::erase::wipe`]).
+//! disk holding a mounted filesystem ([`kiln_agent::erase::wipe`]); a named device that holds one is refused (exit 2).
 //! `burn-in` prints one evidence document and exits 0 when collection worked; it does not judge (the
 //! provisioner does), see [`kiln_agent::burnin`].
 //! `run` and `write` read the `kiln.*` kernel arguments ([`kiln_agent::cmdline`]); the environment overrides
@@ -26,7 +26,9 @@ use std::sync::Mutex;
 
 use kiln_agent::cmdline::kernel_arg;
 use kiln_agent::erase::EraseStep;
-use kiln_agent::erase::wipe::{WipeArgs, disks_to_wipe, erase_all, open_host_device};
+use kiln_agent::erase::wipe::{
+    WipeArgs, disks_to_wipe, erase_all, mounted_among, open_host_device,
+};
 use kiln_agent::image::write_and_report;
 use kiln_agent::run::{RunEnv, RunOutcome, report_unusable_args, run};
 use kiln_agent::{Backoff, InspectSources, RamdiskArgs, ReportClient, error_chain, inspect};
@@ -190,6 +192,19 @@ fn wipe(words: &[String]) -> ExitCode {
             }
         }
     } else {
+        let mounted = mounted_among(
+            &args.devices,
+            &InspectSources::this_host(),
+            Path::new("/dev"),
+        );
+        if !mounted.is_empty() {
+            let names: Vec<String> = mounted.iter().map(|p| p.display().to_string()).collect();
+            eprintln!(
+                "kiln-agent wipe: refusing to erase {}: it holds a mounted filesystem (unmount it first)",
+                names.join(", ")
+            );
+            return ExitCode::from(2);
+        }
         args.devices.clone()
     };
     if devices.is_empty() {

@@ -2,7 +2,8 @@
 //!
 //! With no device named, every whole disk inspection lists (size > 0) that exists under the device directory,
 //! never a RAM, zram, loop or optical device, and never a disk that holds a mounted filesystem (the running root,
-//! or the medium the ramdisk came from): those are left out with a note.
+//! or the medium the ramdisk came from): those are left out with a note. A device named explicitly that holds a
+//! mounted filesystem is refused ([`mounted_among`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -132,6 +133,26 @@ pub fn disks_to_wipe(
     let mounts = std::fs::read_to_string(sources.root.join("proc/mounts")).unwrap_or_default();
     let held = held_disks(&mounts, dev_dir, &sources.root.join("sys/class/block"));
     Ok(select_disks(&inspection.disks, dev_dir, &held))
+}
+
+/// The named devices among `paths` that are whole disks holding a mounted filesystem of this system (as
+/// `sources` and `dev_dir` show it): a wipe refuses them rather than erase a filesystem in use.
+pub fn mounted_among(paths: &[PathBuf], sources: &InspectSources, dev_dir: &Path) -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string(sources.root.join("proc/mounts")).unwrap_or_default();
+    let sys_block = sources.root.join("sys/class/block");
+    let held = held_disks(&mounts, dev_dir, &sys_block);
+    paths
+        .iter()
+        .filter(|path| {
+            let resolved = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+            resolved.starts_with(dev_dir)
+                && resolved
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|name| held.contains(name))
+        })
+        .cloned()
+        .collect()
 }
 
 /// Erases `paths` in parallel (one thread each) with `opts`, opening each with `open`; one record per path, in

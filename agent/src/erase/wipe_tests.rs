@@ -87,6 +87,27 @@ fn held_disks_resolve_partitions_and_device_mapper_to_whole_disks() {
         held,
         BTreeSet::from(["nvme0n1".to_string(), "nvme1n1".to_string()])
     );
+    // A named device is refused when it is a disk holding a mount.
+    let root = tempfile::tempdir().expect("root");
+    std::fs::create_dir_all(root.path().join("proc")).expect("proc");
+    std::fs::write(root.path().join("proc/mounts"), mounts).expect("mounts");
+    let sys_link = root.path().join("sys/class");
+    std::fs::create_dir_all(&sys_link).expect("sys");
+    std::os::unix::fs::symlink(sys.path().join("class/block"), sys_link.join("block"))
+        .expect("link");
+    for name in ["nvme0n1", "sdb"] {
+        std::fs::write(dev.path().join(name), b"").expect("disk");
+    }
+    let sources = InspectSources {
+        root: root.path().to_path_buf(),
+        dmidecode: None,
+        lspci_vmm: None,
+    };
+    let named = [dev.path().join("sdb"), dev.path().join("nvme0n1")];
+    assert_eq!(
+        mounted_among(&named, &sources, &dev.path().canonicalize().expect("dev")),
+        [dev.path().join("nvme0n1")]
+    );
     // The ramdisk's own mounts (rootfs, proc, sysfs, devtmpfs) hold no disk.
     assert!(held_disks("rootfs / rootfs rw 0 0\n", dev.path(), sys.path()).is_empty());
 }
