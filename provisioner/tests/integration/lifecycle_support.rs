@@ -281,6 +281,9 @@ impl NodeAccess for FakeAccess {
     }
 }
 
+/// A wipe boot the player answered: the node's serial and the `kiln.erase_skip` methods its script carried.
+pub type WipeBoot = (String, Vec<kiln_inventory::EraseMethod>);
+
 /// A hall of `racks` × `per_rack` nodes with an engine over fakes, on a manual clock.
 pub struct Hall {
     pub store: Store,
@@ -290,7 +293,7 @@ pub struct Hall {
     pub access: FakeAccess,
     pub faults: Arc<RwLock<Faults>>,
     /// Every wipe boot answered: the serial and the `kiln.erase_skip` methods its script carried.
-    pub wipe_boots: Arc<Mutex<Vec<(String, Vec<kiln_inventory::EraseMethod>)>>>,
+    pub wipe_boots: Arc<Mutex<Vec<WipeBoot>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
