@@ -28,7 +28,7 @@ fn demo_json_last_line_is_the_contract() {
         "--nodes",
         "16",
         "--faults",
-        "dead_bmc=0.07,wrong_gpu_count=0.07",
+        "dead_bmc=0.07,wrong_gpu_count=0.07,erase_fails=0.07",
         "--timeout-s",
         "150",
     ]);
@@ -49,46 +49,58 @@ fn demo_json_last_line_is_the_contract() {
     );
     assert_eq!(summary["lessee"], "demo-lessee");
     assert!(summary["elapsed_s"].as_f64().is_some_and(|s| s > 0.0));
-    // The turnover: every leased node released, erased, re-verified and leased to the next lessee.
+    // The turnover: every leased node released; all but the erase-fails one erased, re-verified and leased to
+    // the next lessee; that one goes down the wipe ladder to quarantine and is not handed over.
     let turnover = &summary["turnover"];
-    assert_eq!(turnover["released"].as_u64(), Some(available), "{summary}");
-    assert_eq!(turnover["wiped"].as_u64(), Some(available), "{summary}");
-    assert_eq!(
-        turnover["reverified"].as_u64(),
-        Some(available),
-        "{summary}"
-    );
-    assert_eq!(
-        turnover["leased_again"].as_u64(),
-        Some(available),
-        "{summary}"
-    );
+    let count = |key: &str| turnover[key].as_u64();
+    assert_eq!(count("released"), Some(available), "{summary}");
+    assert_eq!(count("wiped"), Some(available - 1), "{summary}");
+    assert_eq!(count("reverified"), Some(available - 1), "{summary}");
+    assert_eq!(count("leased_again"), Some(available - 1), "{summary}");
     assert_eq!(turnover["lessee"], "demo-lessee-2");
-    assert_eq!(turnover["quarantined"], 0, "{summary}");
+    let at_turnover = turnover["quarantine_reasons"].as_object().expect("reasons");
+    assert_eq!(at_turnover.len(), 1, "{summary}");
+    let (bad_disk_node, reason) = at_turnover.iter().next().expect("one");
+    let reason = reason.as_str().unwrap_or_default();
+    assert!(reason.contains("erase failed"), "{bad_disk_node}: {reason}");
+    let erase = &turnover["erase"];
+    assert!(
+        erase["failed"].as_u64().is_some_and(|n| n >= 1),
+        "{summary}"
+    );
+    // Two disks per erased node by overwrite, and the erase-fails node's OS disk in its failed runs.
+    assert!(
+        erase["methods"]["overwrite"]
+            .as_u64()
+            .is_some_and(|n| n >= 2 * (available - 1)),
+        "{summary}"
+    );
     // The sim nodes' disk files were erased by the agent's overwrite: no byte of the tenant's data is left
-    // on the data disks (re-imaging rewrites only the OS disk).
-    let disks = dir.path().join("kiln-demo/disks");
+    // on the data disks of the erased nodes (re-imaging rewrites only the OS disk).
     let mut data_disks = 0;
-    for node in std::fs::read_dir(&disks).expect("disks dir") {
-        let data = node.expect("entry").path().join("nvme1n1");
-        if data.exists() {
-            data_disks += 1;
-            assert!(
-                !kiln_sim::disks::holds_tenant_data(&data).expect("read"),
-                "{} holds tenant data",
-                data.display()
-            );
-            let bytes = std::fs::read(&data).expect("read");
-            assert!(
-                bytes.iter().all(|b| *b == 0),
-                "{} not zeroed",
-                data.display()
-            );
+    for node in std::fs::read_dir(dir.path().join("kiln-demo/disks")).expect("disks dir") {
+        let node = node.expect("entry").path();
+        let data = node.join("nvme1n1");
+        if !data.exists() || node.ends_with(bad_disk_node) {
+            continue;
         }
+        data_disks += 1;
+        assert!(
+            !kiln_sim::disks::holds_tenant_data(&data).expect("read"),
+            "{} holds tenant data",
+            data.display()
+        );
+        let bytes = std::fs::read(&data).expect("read");
+        assert!(
+            bytes.iter().all(|b| *b == 0),
+            "{} not zeroed",
+            data.display()
+        );
     }
     assert_eq!(
-        data_disks as u64, available,
-        "one erased data disk per released node"
+        data_disks,
+        available - 1,
+        "one erased data disk per erased node"
     );
     // The database stays for inspection.
     assert!(dir.path().join("kiln-demo/kiln.db").exists());
