@@ -6,7 +6,8 @@
 //! - on power-on a node waits out its POST, then network-boots: it fetches `GET {provisioner}/boot/{mac}.ipxe`
 //!   (retrying while the provisioner is down), reads the script ([`script`]) and, in the ramdisk, runs the
 //!   real agent library: inspection of a fixture hardware tree ([`hardware`]), image writes through
-//!   kiln-images' verifying writer to a sparse file or a null sink, wipes, reports with the script's token;
+//!   kiln-images' verifying writer to a sparse file or a null sink, wipes by the agent's erase chain over the
+//!   node's disk files ([`disks`]), reports with the script's token;
 //! - a node with an imaged disk boots its installed OS, whose agent reports its SSH host key and address with
 //!   the token the image ramdisk handed over, and whose SSH server ([`ssh`]) answers the command set of
 //!   `kiln_provisioner::lifecycle::access` — or [`SimAccess`] answers the same in-process at scale;
