@@ -479,3 +479,25 @@ async fn tpm_clear_is_a_decommission_where_offered_and_unsupported_elsewhere() {
         "at least one vendor shape offers the TPM clear"
     );
 }
+
+/// A Dell shape whose Decommission offers other types but not the TPM.
+static DECOMMISSION_WITHOUT_TPM: profile::VendorProfile = profile::VendorProfile {
+    decommission_types: &["BiosConfig", "ManagerConfig"],
+    ..profile::DELL
+};
+
+#[tokio::test]
+async fn a_decommission_without_tpm_is_not_a_tpm_clear() {
+    let fleet = one_bmc(&DECOMMISSION_WITHOUT_TPM).await;
+    let bmc = fleet.endpoints()[0].bmc.clone();
+    let err = client_for(&fleet)
+        .clear_tpm()
+        .await
+        .expect_err("Tpm is not offered");
+    assert!(matches!(err, BmcError::Unsupported { .. }), "{err}");
+    assert!(
+        err.to_string().contains("BiosConfig, ManagerConfig"),
+        "{err}"
+    );
+    assert_eq!(bmc.lock().tpm_clears, 0);
+}

@@ -1,4 +1,4 @@
-//! A hall in a test: fake BMCs that log the boots the engine asks for, a "player" that answers each boot with
+//! A hall in a test: fake BMCs (`fake_bmc.rs`) that log the boots the engine asks for, a "player" that answers each boot with
 //! the reports a real node's agent would send, and a fake node access (SSH side) with planted faults.
 
 use std::collections::{HashMap, HashSet};
@@ -8,10 +8,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use kiln_agent::inspect::{PciGpu, SystemInfo};
 use kiln_agent::{AgentReport, AgentStep, Inspection};
-use kiln_bmc::{
-    Bmc, BmcError, BootDevice, BootOverride, LogEntry, PowerAction, PowerState, SystemInventory,
-    VirtualMediaSlot,
-};
+use kiln_bmc::BootDevice;
 use kiln_health::SkuCatalog;
 use kiln_health::burnin::synthetic::SyntheticRun;
 use kiln_health::nccl::NcclRun;
@@ -22,9 +19,10 @@ use kiln_inventory::{
 use kiln_provisioner::boot::decision::{BootAction, RamdiskMode, action_for_state};
 use kiln_provisioner::lifecycle::access::BurnInReply;
 use kiln_provisioner::lifecycle::{
-    AccessError, BmcConnector, Ctx, Engine, EngineConfig, Limits, NodeAccess, NodeHost,
-    PostImageFacts,
+    AccessError, Ctx, Engine, EngineConfig, Limits, NodeAccess, NodeHost, PostImageFacts,
 };
+
+pub use crate::fake_bmc::FakeBmcs;
 
 pub const IMAGE_SHA: &str = "5f3d6e0e0d2a4c1f9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f";
 const GPU_MODEL: &str = "NVIDIA H100 80GB HBM3";
@@ -39,135 +37,6 @@ pub struct Faults {
     pub wipe_stuck: HashMap<String, Vec<kiln_inventory::EraseMethod>>,
     /// Nodes whose BMC offers a TPM clear.
     pub tpm_offered: HashSet<String>,
-}
-
-#[derive(Debug, Default)]
-pub struct FakeBmcState {
-    power: HashMap<String, PowerState>,
-    next_boot: HashMap<String, BootDevice>,
-    /// Boots not yet answered by the player: (serial, device).
-    boots: Vec<(String, BootDevice)>,
-    /// TPM clears asked, by serial.
-    pub tpm_clears: HashMap<String, u32>,
-    /// Power-offs asked, by serial.
-    pub power_offs: HashMap<String, u32>,
-}
-
-/// The BMCs of the hall.
-#[derive(Debug, Clone, Default)]
-pub struct FakeBmcs {
-    pub state: Arc<Mutex<FakeBmcState>>,
-    faults: Arc<RwLock<Faults>>,
-}
-
-struct FakeBmc {
-    serial: String,
-    addr: String,
-    state: Arc<Mutex<FakeBmcState>>,
-    tpm_offered: bool,
-}
-
-fn unsupported(addr: &str, what: &str) -> BmcError {
-    BmcError::Unsupported {
-        addr: addr.into(),
-        what: what.into(),
-    }
-}
-
-#[async_trait::async_trait]
-impl Bmc for FakeBmc {
-    fn addr(&self) -> &str {
-        &self.addr
-    }
-    async fn power_state(&self) -> Result<PowerState, BmcError> {
-        let state = self.state.lock().expect("lock");
-        Ok(*state.power.get(&self.serial).unwrap_or(&PowerState::Off))
-    }
-    async fn set_power(&self, action: PowerAction) -> Result<(), BmcError> {
-        let mut state = self.state.lock().expect("lock");
-        match action {
-            PowerAction::ForceOff | PowerAction::SoftOff => {
-                state.power.insert(self.serial.clone(), PowerState::Off);
-                *state.power_offs.entry(self.serial.clone()).or_default() += 1;
-            }
-            _ => {
-                state.power.insert(self.serial.clone(), PowerState::On);
-                if let Some(device) = state.next_boot.remove(&self.serial) {
-                    state.boots.push((self.serial.clone(), device));
-                }
-            }
-        }
-        Ok(())
-    }
-    async fn set_boot(&self, boot: BootOverride) -> Result<(), BmcError> {
-        let mut state = self.state.lock().expect("lock");
-        state.next_boot.insert(self.serial.clone(), boot.device);
-        Ok(())
-    }
-    async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>, BmcError> {
-        Err(unsupported(&self.addr, "virtual media"))
-    }
-    async fn insert_media(&self, _slot: Option<&str>, _url: &str) -> Result<(), BmcError> {
-        Err(unsupported(&self.addr, "virtual media"))
-    }
-    async fn eject_media(&self, _slot: Option<&str>) -> Result<(), BmcError> {
-        Err(unsupported(&self.addr, "virtual media"))
-    }
-    async fn inventory(&self) -> Result<SystemInventory, BmcError> {
-        Ok(SystemInventory {
-            manufacturer: Some("Fake".into()),
-            model: Some("HGX".into()),
-            serial: Some(self.serial.clone()),
-            ..SystemInventory::default()
-        })
-    }
-    async fn read_log(&self) -> Result<Vec<LogEntry>, BmcError> {
-        Ok(Vec::new())
-    }
-    async fn clear_log(&self) -> Result<(), BmcError> {
-        Ok(())
-    }
-    async fn inspect(&self) -> Result<kiln_bmc::Inspection, BmcError> {
-        Err(unsupported(&self.addr, "inspect"))
-    }
-    async fn clear_tpm(&self) -> Result<(), BmcError> {
-        if !self.tpm_offered {
-            return Err(unsupported(&self.addr, "TPM clear"));
-        }
-        let mut state = self.state.lock().expect("lock");
-        *state.tpm_clears.entry(self.serial.clone()).or_default() += 1;
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl BmcConnector for FakeBmcs {
-    async fn connect(&self, node: &Node) -> Result<Box<dyn Bmc>, BmcError> {
-        if self
-            .faults
-            .read()
-            .expect("lock")
-            .dead_bmc
-            .contains(&node.serial)
-        {
-            return Err(BmcError::Timeout {
-                addr: node.bmc.address.clone(),
-                timeout: Duration::from_secs(10),
-            });
-        }
-        let tpm_offered = self
-            .faults
-            .read()
-            .expect("lock")
-            .tpm_offered
-            .contains(&node.serial);
-        Ok(Box::new(FakeBmc {
-            serial: node.serial.clone(),
-            addr: node.bmc.address.clone(),
-            state: self.state.clone(),
-            tpm_offered,
-        }))
-    }
 }
 
 /// One burn-in as the fake saw it: which engine ran it on which node, and when.

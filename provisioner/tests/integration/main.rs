@@ -2,6 +2,7 @@
 
 mod deadline;
 mod dhcp;
+mod fake_bmc;
 mod http;
 mod lifecycle;
 mod lifecycle_scale;
