@@ -154,3 +154,24 @@ fn the_chain_erases_a_loop_device_by_overwrite() {
         "the loop device still holds the pattern"
     );
 }
+
+/// Against a real NVMe namespace named by `KILN_TEST_NVME` (e.g. QEMU's emulated drive inside a test VM; it
+/// is erased): every admin command either works or fails with a mapped error, never a panic.
+#[test]
+fn nvme_commands_on_the_namespace_in_kiln_test_nvme() {
+    let Some(path) = std::env::var_os("KILN_TEST_NVME") else {
+        eprintln!("skipped: KILN_TEST_NVME names no NVMe namespace to erase");
+        return;
+    };
+    let mut d = open(Path::new(&path)).unwrap();
+    assert_eq!(d.info().kind, DeviceKind::Nvme);
+    let offered = d.offered().unwrap();
+    eprintln!("offered: {offered:?}");
+    for method in DeviceKind::Nvme.chain() {
+        let result = d.start(*method).and_then(|()| d.progress());
+        eprintln!(
+            "{method} (offered: {}): {result:?}",
+            offered.contains(method)
+        );
+    }
+}
