@@ -33,8 +33,10 @@ kver=$(ls kernel/lib/modules | head -n1)
 root=$work/root
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,run,etc,lib/modules,usr/share/udhcpc}
 cp busybox/bin/busybox "$root/bin/busybox"
-# Modules for virtio and NVMe, in load order (virtio_ring before virtio, or there is no eth0).
-modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk crct10dif_common crc-t10dif crc64-rocksoft crc64 t10-pi nvme-core nvme"
+# Modules for virtio and NVMe, in load order: each after the ones it needs (virtio_ring before virtio, or there
+# is no eth0; crc64 before crc64-rocksoft, or t10-pi, nvme-core and nvme fail with unknown symbols and no NVMe
+# disk appears).
+modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk crct10dif_common crc-t10dif crc64 crc64-rocksoft t10-pi nvme-core nvme"
 : > "$root/lib/modules/load-order"
 for name in $modules; do
     found=$(find "kernel/lib/modules/$kver" \( -name "$name.ko" -o -name "$name.ko.xz" -o -name "$name.ko.zst" \) | head -n1)
