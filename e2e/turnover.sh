@@ -130,7 +130,8 @@ records=$(python3 - "$shown" <<'PY'
 import json, sys
 node = json.loads(sys.argv[1])
 records = node.get("erase_records") or []
-for r in records:
+for stored in records:
+    r = stored["record"]  # the agent's record (the erase JSON contract) inside the stored row
     tried = ",".join(t["method"] for t in r.get("tried", []))
     print(f'{r["device"]} {r["method"]} {r["result"]} verified={r["verified"]} tried={tried or "-"}')
 PY
@@ -138,6 +139,8 @@ PY
 echo "$records"
 check "the wipe ramdisk ran the agent and reported" grep -q "KILN-RAMDISK-BOOTED mac=$mac mode=wipe report=reported" "$work/serial.log"
 check "the engine powered the node off cold before the wipe" grep -q "cold power-off" <<<"$events"
+check "the engine cleared the TPM or recorded that the BMC does not offer it" grep -q "TPM clear" <<<"$events"
+check "the BIOS reset seam is recorded, not faked" grep -q "BIOS reset: not managed yet" <<<"$events"
 check "no trace of the tenant's pattern on the NVMe drive" test "$(count "$work/nvme.raw")" -eq 0
 check "no trace of the tenant's pattern on the virtio disk" test "$(count "$work/vd.raw")" -eq 0
 check "an erase record for the NVMe drive, verified" grep -q '^/dev/nvme0n1 nvme_.* ok verified=True' <<<"$records"
