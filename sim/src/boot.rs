@@ -216,7 +216,8 @@ async fn wipe(hall: &HallContext, node: &VirtualNode, client: &ReportClient, arg
     })
     .await;
     let step = match erased {
-        Ok(Ok(records)) => wipe_step(records),
+        // The same report the real agent's wipe mode sends for these records.
+        Ok(Ok(records)) => kiln_agent::erase::wipe::wipe_step(records),
         Ok(Err(err)) => AgentStep::Failed {
             error: format!("the simulated disks: {err}"),
         },
@@ -231,25 +232,6 @@ async fn wipe(hall: &HallContext, node: &VirtualNode, client: &ReportClient, arg
         other => warn!(serial = %node.serial, step = ?other, "erase failed"),
     }
     send(client, node, step).await;
-}
-
-/// The report for a node's erase records: `Wiped` when all are erased and verified, else `WipeFailed` naming
-/// the failed ones (as the real agent's wipe mode).
-fn wipe_step(records: Vec<kiln_inventory::EraseRecord>) -> AgentStep {
-    if !records.is_empty() && records.iter().all(|r| r.is_ok()) {
-        let disks = records
-            .iter()
-            .map(|r| r.device.rsplit('/').next().unwrap_or(&r.device).to_string())
-            .collect();
-        return AgentStep::Wiped { disks, records };
-    }
-    let error = records
-        .iter()
-        .filter(|r| !r.is_ok())
-        .map(|r| r.summary())
-        .collect::<Vec<_>>()
-        .join("; ");
-    AgentStep::WipeFailed { records, error }
 }
 
 /// Boots the disk: the installed OS comes up and its agent reports with the seed the image ramdisk left.

@@ -10,8 +10,7 @@
 //! Systems collection, system), as it must for a BMC it has not seen, so the curl figure favours curl. Every
 //! ipmitool call asks for cipher suite 3 (`-C 3`), the one the simulator speaks. A peer tool that is not
 //! installed is reported as skipped with the reason; a peer run that exits non-zero, or reads fewer BMCs than
-//! there are, is reported as failed with a count and its stderr tail. A benchmark, not a test: the numbers
-//! depend on the machine and its load.
+//! there are, is reported as failed with a count and its stderr tail. A benchmark, not a test.
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -55,6 +55,7 @@ pub async fn repair_done(
     // A repaired node's erase starts from the strongest method again.
     work.erase_failed.clear();
     work.erase_skip.clear();
+    work.erase_causes.clear();
     let reason = if note.trim().is_empty() {
         format!("repaired by a technician; {next}")
     } else {

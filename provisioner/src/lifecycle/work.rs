@@ -83,6 +83,10 @@ pub struct Work {
     /// "next method" step from [`Work::erase_failed`], cleared when the disks are erased.
     #[serde(default)]
     pub erase_skip: Vec<EraseMethod>,
+    /// The distinct causes of this turnover's failed erases, oldest first, so a later attempt that skipped
+    /// the failing methods still names the first cause when the node is quarantined.
+    #[serde(default)]
+    pub erase_causes: Vec<String>,
 }
 
 /// Wiping's steps before the wipe boot (a cold power-off, a TPM clear, the BIOS reset seam), so a recheck

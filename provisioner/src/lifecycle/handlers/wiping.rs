@@ -93,6 +93,7 @@ async fn erased(
     work.ssh_address = None;
     work.erase_failed.clear();
     work.erase_skip.clear();
+    work.erase_causes.clear();
     let summary: Vec<String> = records.iter().map(EraseRecord::summary).collect();
     Ok(Outcome::to(
         NodeState::Imaging,
@@ -125,6 +126,24 @@ async fn erase_failed(
         "the agent reported a failed erase without saying why".to_string()
     } else {
         reason
+    };
+    // A retry that skipped methods fails for its own reason; the causes of the earlier tries stay in it.
+    let earlier: Vec<String> = work
+        .erase_causes
+        .iter()
+        .filter(|cause| **cause != reason)
+        .cloned()
+        .collect();
+    if !work.erase_causes.contains(&reason) {
+        work.erase_causes.push(reason.clone());
+    }
+    let reason = if earlier.is_empty() {
+        reason
+    } else {
+        format!(
+            "{reason} (earlier in this turnover: {})",
+            earlier.join("; ")
+        )
     };
     Ok(Outcome::Fail(
         Failure::new(FailureClass::Wipe, reason).with_evidence(json!({ "records": records })),
