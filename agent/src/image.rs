@@ -34,6 +34,19 @@ pub async fn write_and_report(
     request: &WriteRequest,
     target: Target,
 ) -> Result<WriteReport, ImagingError> {
+    write_and_report_with(http, reports, request, target, |_| {}).await
+}
+
+/// [`write_and_report`], calling `on_written` once the image is on disk and verified, before `image_written`
+/// is sent: the provisioner may power-cycle the node as soon as it reads that report, so whatever must hold
+/// when the node next boots (the simulator's disk state) is set here, not after this returns.
+pub async fn write_and_report_with(
+    http: &reqwest::Client,
+    reports: &ReportClient,
+    request: &WriteRequest,
+    target: Target,
+    on_written: impl FnOnce(&WriteReport),
+) -> Result<WriteReport, ImagingError> {
     let sha256 = request.sha256.to_hex();
     reports
         .send(AgentStep::ImageStarted {
@@ -92,6 +105,7 @@ pub async fn write_and_report(
     }
     match outcome {
         Ok(written) => {
+            on_written(&written);
             reports
                 .send(AgentStep::ImageWritten {
                     sha256,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_agent::error_chain;
-use kiln_agent::image::write_and_report;
+use kiln_agent::image::write_and_report_with;
 use kiln_agent::{AgentStep, Backoff, ReportClient};
 use kiln_images::{Target, WriteRequest};
 use kiln_provisioner::boot::decision::RamdiskMode;
@@ -175,20 +175,23 @@ async fn image(hall: &HallContext, node: &VirtualNode, client: &ReportClient, ar
     tokio::time::sleep(hall.durations.image_write).await;
     let mut request = WriteRequest::new(image.url.clone(), image.sha256, image.format);
     request.sparse = true;
-    match write_and_report(&hall.http, client, &request, target).await {
-        Ok(written) => {
-            let mut runtime = node.runtime();
-            runtime.disk = Disk::Imaged {
-                sha256: written.sha256,
-            };
-            runtime.seed = Some(AgentSeed {
-                url: args.url.clone(),
-                token: args.token.clone(),
-            });
-            runtime.images_written += 1;
-            info!(serial = %node.serial, bytes = written.disk_bytes, "image written and verified");
-        }
-        Err(err) => warn!(serial = %node.serial, error = %error_chain(&err), "imaging failed"),
+    // The disk state is set before `image_written` goes out: the engine power-cycles the node into its disk as
+    // soon as it reads that report, which ends this task.
+    let on_written = |written: &kiln_images::WriteReport| {
+        let mut runtime = node.runtime();
+        runtime.disk = Disk::Imaged {
+            sha256: written.sha256,
+        };
+        runtime.seed = Some(AgentSeed {
+            url: args.url.clone(),
+            token: args.token.clone(),
+        });
+        runtime.images_written += 1;
+        info!(serial = %node.serial, bytes = written.disk_bytes, "image written and verified");
+    };
+    if let Err(err) = write_and_report_with(&hall.http, client, &request, target, on_written).await
+    {
+        warn!(serial = %node.serial, error = %error_chain(&err), "imaging failed");
     }
 }
 
