@@ -232,7 +232,10 @@ async fn wipe(hall: &HallContext, node: &VirtualNode, client: &ReportClient, arg
         AgentStep::Wiped { disks, .. } => {
             info!(serial = %node.serial, ?disks, "disks erased and verified")
         }
-        other => warn!(serial = %node.serial, step = ?other, "erase failed"),
+        AgentStep::WipeFailed { error, .. } | AgentStep::Failed { error } => {
+            warn!(serial = %node.serial, %error, "erase failed")
+        }
+        _ => {}
     }
     send(client, node, step).await;
 }
