@@ -183,10 +183,17 @@ impl Work {
 
     /// Notes the methods that failed in a failed erase's records (each failed record's method and the ones it
     /// tried before), for the ladder's "next method" step.
+    /// A method that erased and verified another disk of the node is not noted: `kiln.erase_skip` applies to
+    /// every disk, and skipping it would fail the disks it works on.
     pub fn note_erase_failures(&mut self, records: &[EraseRecord]) {
+        let worked: Vec<EraseMethod> = records
+            .iter()
+            .filter(|r| r.is_ok())
+            .filter_map(|r| r.method)
+            .collect();
         for record in records.iter().filter(|r| !r.is_ok()) {
             let failed = record.tried.iter().map(|t| t.method).chain(record.method);
-            for method in failed {
+            for method in failed.filter(|m| !worked.contains(m)) {
                 if !self.erase_failed.contains(&method) {
                     self.erase_failed.push(method);
                 }
@@ -267,5 +274,48 @@ mod tests {
         assert_eq!(work.add_backlog(t(60), t(60), t(61)), 1_000);
         work.leave_state();
         assert_eq!(work.backlog, None);
+    }
+
+    fn record(device: &str, method: EraseMethod, ok: bool) -> EraseRecord {
+        EraseRecord {
+            device: device.into(),
+            model: String::new(),
+            serial: String::new(),
+            bytes: 1 << 20,
+            method: Some(method),
+            nist: ok.then(|| method.nist()),
+            tried: vec![kiln_inventory::TriedMethod {
+                method: EraseMethod::NvmeSanitizeCrypto,
+                error: "not supported by the device".into(),
+            }],
+            started_at: DateTime::UNIX_EPOCH,
+            finished_at: DateTime::UNIX_EPOCH,
+            verified: ok,
+            result: if ok {
+                kiln_inventory::EraseResult::Ok
+            } else {
+                kiln_inventory::EraseResult::Failed
+            },
+            error: (!ok).then(|| "I/O error".into()),
+            verification: None,
+        }
+    }
+
+    #[test]
+    fn a_method_that_worked_on_another_disk_is_not_noted_as_failed() {
+        let mut work = Work::default();
+        work.note_erase_failures(&[
+            record("/dev/nvme0n1", EraseMethod::Overwrite, true),
+            record("/dev/nvme1n1", EraseMethod::Overwrite, false),
+        ]);
+        assert_eq!(work.erase_failed, vec![EraseMethod::NvmeSanitizeCrypto]);
+        work.note_erase_failures(&[record("/dev/nvme1n1", EraseMethod::NvmeFormatCrypto, false)]);
+        assert_eq!(
+            work.erase_failed,
+            vec![
+                EraseMethod::NvmeSanitizeCrypto,
+                EraseMethod::NvmeFormatCrypto
+            ]
+        );
     }
 }
