@@ -147,6 +147,8 @@ check "an erase record for the NVMe drive, verified" grep -q '^/dev/nvme0n1 nvme
 check "the NVMe record names the methods tried before the one that worked" \
     grep -q '^/dev/nvme0n1 .* tried=nvme_sanitize_crypto' <<<"$records"
 check "an erase record for the virtio disk: overwrite, verified" grep -q '^/dev/vda overwrite ok verified=True' <<<"$records"
+check "the agent reported each method as it started (wipe progress)" \
+    bash -c 'grep -q "erase /dev/nvme0n1: trying nvme_format_user_data" <<<"$0" && grep -q "erase /dev/vda: trying overwrite" <<<"$0"' "$events"
 check "the engine recorded the erase and went on to imaging" grep -q "disks erased" <<<"$events"
 check "the image ramdisk wrote the catalog image after the wipe" grep -q "image marker-disk raw written and verified" <<<"$events"
 check "the node reached booting" test "$state" = booting

@@ -103,6 +103,20 @@ pub enum AgentStep {
         #[serde(default)]
         records: Vec<kiln_inventory::EraseRecord>,
     },
+    /// How a disk's erase is going (wipe mode): a method starting, being verified or failing, the overwrite
+    /// or sanitize figure, and once a minute a heartbeat with each disk's latest step.
+    WipeProgress {
+        /// The device (`/dev/nvme0n1`).
+        device: String,
+        /// The method running, when known.
+        method: Option<kiln_inventory::EraseMethod>,
+        /// `trying`, `overwriting`, `running` (an asynchronous sanitize), `verifying` or `method_failed`.
+        stage: String,
+        /// Percent done, when the step has a figure.
+        percent: Option<u8>,
+        /// Why a method failed (`method_failed`).
+        detail: Option<String>,
+    },
     /// At least one disk could not be erased and verified; the records say which and why.
     WipeFailed {
         /// One record per disk, the failed ones with their `error`.

@@ -17,6 +17,7 @@ use kiln_inventory::EraseRecord;
 
 use crate::cmdline::{CmdlineError, RamdiskArgs, RamdiskMode};
 use crate::erase::EraseOptions;
+use crate::erase::progress::{PROGRESS_EVERY, report_progress};
 use crate::erase::wipe::{disks_to_wipe, erase_all, open_host_device, wipe_step};
 use crate::image::{ImagingError, write_and_report};
 use crate::inspect::{InspectSources, Inspection, inspect};
@@ -230,13 +231,27 @@ async fn wipe(
         ..EraseOptions::default()
     };
     let disks = selection.disks;
-    // Erasing takes minutes to hours of blocking I/O and device commands: off the async runtime.
+    // Erasing takes minutes to hours of blocking I/O and device commands: off the async runtime, its steps
+    // reported as wipe progress while it runs (the provisioner takes a silent wipe agent as stalled).
+    let (steps_tx, steps_rx) = tokio::sync::mpsc::unbounded_channel();
+    let progress = tokio::spawn(report_progress(reports.clone(), steps_rx, PROGRESS_EVERY));
     let records = tokio::task::spawn_blocking(move || {
         erase_all(&disks, &options, open_host_device, &|path, step| {
             tracing::debug!(disk = %path.display(), ?step, "erase");
+            // The receiver goes only when the reporter ends, after the erase.
+            let _ = steps_tx.send((path.to_path_buf(), step.clone()));
         })
     })
     .await;
+    // The senders went with the erase: the reporter sends what is left and ends.
+    if tokio::time::timeout(std::time::Duration::from_secs(30), progress)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "wipe progress reports still pending after the erase; the outcome goes first"
+        );
+    }
     let records = match records {
         Ok(records) => records,
         Err(err) => {

@@ -11,6 +11,7 @@ pub mod device;
 pub mod fake;
 pub mod file;
 pub mod linux;
+pub mod progress;
 pub mod verify;
 pub mod wipe;
 

@@ -143,9 +143,37 @@ async fn wipe_mode_erases_every_local_disk_and_reports_the_records() {
         panic!("{outcome:?}");
     };
     assert_eq!(records.len(), 2);
-    assert_eq!(p.steps(), ["booted", "wiped"]);
+    // booted, each disk's progress (overwrite tried, verified: sent at once), then the outcome.
+    let steps = p.steps();
+    assert_eq!(
+        steps.first().map(String::as_str),
+        Some("booted"),
+        "{steps:?}"
+    );
+    assert_eq!(steps.last().map(String::as_str), Some("wiped"), "{steps:?}");
+    assert!(
+        steps[1..steps.len() - 1]
+            .iter()
+            .all(|s| s == "wipe_progress"),
+        "{steps:?}"
+    );
     let received = p.received.lock().expect("lock").clone();
-    let AgentStep::Wiped { disks, records } = &received[1].1.step else {
+    let stages: Vec<(String, String)> = received
+        .iter()
+        .filter_map(|(_, report)| match &report.step {
+            AgentStep::WipeProgress { device, stage, .. } => Some((device.clone(), stage.clone())),
+            _ => None,
+        })
+        .collect();
+    for name in ["nvme0n1", "nvme1n1"] {
+        for stage in ["trying", "verifying"] {
+            assert!(
+                stages.iter().any(|(d, s)| d.ends_with(name) && s == stage),
+                "{name} {stage}: {stages:?}"
+            );
+        }
+    }
+    let AgentStep::Wiped { disks, records } = &received[received.len() - 1].1.step else {
         panic!("wiped");
     };
     assert_eq!(disks, &["nvme0n1", "nvme1n1"]);

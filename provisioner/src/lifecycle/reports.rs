@@ -56,6 +56,7 @@ pub fn step_name(step: &AgentStep) -> &'static str {
         AgentStep::ImageFailed { .. } => "image_failed",
         AgentStep::Wiped { .. } => "wiped",
         AgentStep::WipeFailed { .. } => "wipe_failed",
+        AgentStep::WipeProgress { .. } => "wipe_progress",
         AgentStep::Failed { .. } => "failed",
     }
 }
@@ -95,6 +96,25 @@ fn summary(step: &AgentStep) -> String {
         AgentStep::ImageFailed { error, .. } => format!("agent image write failed: {error}"),
         AgentStep::Wiped { disks, .. } => format!("agent erased {}", disks.join(", ")),
         AgentStep::WipeFailed { error, .. } => format!("agent erase failed: {error}"),
+        AgentStep::WipeProgress {
+            device,
+            method,
+            stage,
+            percent,
+            detail,
+        } => {
+            let mut text = format!("erase {device}: {stage}");
+            if let Some(method) = method {
+                text.push_str(&format!(" {method}"));
+            }
+            if let Some(percent) = percent {
+                text.push_str(&format!(" {percent}%"));
+            }
+            if let Some(detail) = detail {
+                text.push_str(&format!(": {detail}"));
+            }
+            text
+        }
         AgentStep::Failed { error } => format!("agent failed: {error}"),
     }
 }
@@ -171,10 +191,19 @@ async fn report(
     let text = String::from_utf8_lossy(&body);
     // Progress ticks are kept but not noted in the history. Neither they nor the start of a write wake the
     // node: its handler has nothing to decide until the write ends (it looks again on its own schedule).
-    let tick = matches!(report.step, AgentStep::ImageProgress { .. });
+    // A wipe's figures and heartbeats are ticks too; a method starting, verified or failing is noted.
+    let tick = match &report.step {
+        AgentStep::ImageProgress { .. } => true,
+        AgentStep::WipeProgress { stage, .. } => {
+            matches!(stage.as_str(), "overwriting" | "running")
+        }
+        _ => false,
+    };
     let wake = !matches!(
         report.step,
-        AgentStep::ImageProgress { .. } | AgentStep::ImageStarted { .. }
+        AgentStep::ImageProgress { .. }
+            | AgentStep::ImageStarted { .. }
+            | AgentStep::WipeProgress { .. }
     );
     let event = (!tick).then(|| summary(&report.step));
     let stored = reports

@@ -37,6 +37,8 @@ pub struct Faults {
     pub wipe_stuck: HashMap<String, Vec<kiln_inventory::EraseMethod>>,
     /// Nodes whose BMC offers a TPM clear.
     pub tpm_offered: HashSet<String>,
+    /// Nodes whose wipe agent reports booted, then nothing (it hangs), by serial.
+    pub wipe_silent: HashSet<String>,
 }
 
 /// One burn-in as the fake saw it: which engine ran it on which node, and when.
@@ -354,10 +356,24 @@ impl Hall {
                         .expect("lock")
                         .push((serial.clone(), skip.clone()));
                     let now = self.store.now();
-                    vec![
-                        booted("ramdisk", None),
-                        crate::wipe_support::wipe_answer(&skip, &stuck.unwrap_or_default(), now),
-                    ]
+                    if self
+                        .faults
+                        .read()
+                        .expect("lock")
+                        .wipe_silent
+                        .contains(&serial)
+                    {
+                        vec![booted("ramdisk", None)]
+                    } else {
+                        vec![
+                            booted("ramdisk", None),
+                            crate::wipe_support::wipe_answer(
+                                &skip,
+                                &stuck.unwrap_or_default(),
+                                now,
+                            ),
+                        ]
+                    }
                 }
                 (BootDevice::Disk, _) => vec![booted("installed", Some(&serial))],
                 _ => Vec::new(),

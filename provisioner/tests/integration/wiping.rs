@@ -262,3 +262,38 @@ async fn an_erase_that_never_takes_quarantines_with_the_reason_and_a_repair_wipe
         "a repair starts the chain afresh"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wipe_agent_that_goes_silent_fails_as_a_stalled_wipe_without_a_second_boot() {
+    let hall = Hall::new(1, 1, Faults::default()).await;
+    hall.settle(150).await;
+    hall.set_faults(Faults {
+        wipe_silent: ["SN0".to_string()].into(),
+        ..Faults::default()
+    });
+    lease_and_release(&hall).await;
+    // Past the boot timeout (20 s on this clock) the erase is not re-booted: a running erase would be cut.
+    for _ in 0..300 {
+        hall.settle(1).await;
+        if hall.state_of("SN0").await != NodeState::Wiping {
+            break;
+        }
+    }
+    let events = events(&hall, "SN0").await;
+    let silent = position(
+        &events,
+        "secure erase failed: the wipe agent went silent: no report for",
+    );
+    let wiping = events
+        .iter()
+        .rposition(|e| e.to_state == Some(NodeState::Wiping) && e.reason.contains("released"))
+        .expect("released into wiping");
+    assert_eq!(
+        events[wiping..silent]
+            .iter()
+            .filter(|e| e.reason.contains("asked the BMC for a one-time pxe boot"))
+            .count(),
+        1,
+        "{events:#?}"
+    );
+}

@@ -23,6 +23,7 @@ fn step_name(step: &AgentStep) -> &'static str {
         AgentStep::ImageFailed { .. } => "image_failed",
         AgentStep::Wiped { .. } => "wiped",
         AgentStep::WipeFailed { .. } => "wipe_failed",
+        AgentStep::WipeProgress { .. } => "wipe_progress",
         AgentStep::Failed { .. } => "failed",
     }
 }

@@ -47,6 +47,32 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             _ => {}
         }
     }
+    // The wipe agent reported after this boot: it is erasing, which takes minutes to hours, so the boot
+    // timeout no longer applies. Its progress reports (a heartbeat at least once a minute) show it is alive;
+    // silence longer than the boot timeout is a stalled wipe. The state's SLA bounds the whole erase.
+    if let Some(last) = ctx
+        .store
+        .agent_reports_after(node.id, intent.reports_after)
+        .await?
+        .last()
+    {
+        let silent = (ctx.store.now() - last.at).to_std().unwrap_or_default();
+        if silent < ctx.config.boot_timeout {
+            return Ok(Outcome::wait(
+                "secure erase under way",
+                ctx.config.boot_timeout - silent,
+            ));
+        }
+        return Ok(Outcome::fail(
+            FailureClass::Wipe,
+            format!(
+                "the wipe agent went silent: no report for {}s (last: {} at {})",
+                silent.as_secs(),
+                last.step,
+                last.at
+            ),
+        ));
+    }
     await_boot(
         ctx,
         node,
