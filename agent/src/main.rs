@@ -248,7 +248,7 @@ fn wipe(words: &[String]) -> ExitCode {
             _ => {}
         }
     };
-    let records = erase_all(&devices, &args.options(), open_host_device, &on_step);
+    let records = erase_all(&devices, &args.options(), &open_host_device, &on_step);
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     for record in &records {

@@ -236,7 +236,7 @@ async fn wipe(
     let (steps_tx, steps_rx) = tokio::sync::mpsc::unbounded_channel();
     let progress = tokio::spawn(report_progress(reports.clone(), steps_rx, PROGRESS_EVERY));
     let records = tokio::task::spawn_blocking(move || {
-        erase_all(&disks, &options, open_host_device, &|path, step| {
+        erase_all(&disks, &options, &open_host_device, &|path, step| {
             tracing::debug!(disk = %path.display(), ?step, "erase");
             // The receiver goes only when the reporter ends, after the erase.
             let _ = steps_tx.send((path.to_path_buf(), step.clone()));

@@ -15,10 +15,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use kiln_agent::erase::wipe::erase_all;
 use kiln_agent::erase::{
-    DeviceError, DeviceInfo, EraseDevice, EraseOptions, EraseProgress, FileDevice, erase_device,
+    DeviceError, DeviceInfo, EraseDevice, EraseOptions, EraseProgress, FileDevice,
 };
-use kiln_inventory::{EraseMethod, EraseRecord, EraseResult};
+use kiln_inventory::{EraseMethod, EraseRecord};
 
 /// The disks of every node, by device name (the names the simulated inspection lists).
 pub const DISK_NAMES: [&str; 2] = ["nvme0n1", "nvme1n1"];
@@ -83,22 +84,21 @@ impl NodeDisks {
             skip: skip.to_vec(),
             ..EraseOptions::default()
         };
-        self.paths()
-            .iter()
-            .enumerate()
-            .map(|(index, path)| match FileDevice::open(path) {
-                Ok(device) if bad_data_disk && index > 0 => {
-                    let bytes = device.info().bytes;
-                    let mut device = BadSector {
-                        inner: device,
-                        from: bytes / 2,
-                    };
-                    erase_device(&mut device, &options)
-                }
-                Ok(mut device) => erase_device(&mut device, &options),
-                Err(err) => unopened(path, &err),
-            })
-            .collect()
+        let paths = self.paths();
+        // The agent's own loop over the disks (parallel, a failed record for a disk that cannot be opened);
+        // only the opener is the simulator's, planting the bad sector on the data disks.
+        let open = |path: &Path| -> Result<Box<dyn EraseDevice + Send>, DeviceError> {
+            let device = FileDevice::open(path)?;
+            if bad_data_disk && path != paths[0] {
+                let from = device.info().bytes / 2;
+                return Ok(Box::new(BadSector {
+                    inner: device,
+                    from,
+                }));
+            }
+            Ok(Box::new(device))
+        };
+        erase_all(&paths, &options, &open, &|_, _| {})
     }
 }
 
@@ -120,27 +120,6 @@ pub fn holds_tenant_data(path: &Path) -> std::io::Result<bool> {
     Ok(data
         .windows(TENANT_PATTERN.len())
         .any(|window| window == TENANT_PATTERN))
-}
-
-/// The failed record of a disk that could not even be opened.
-fn unopened(path: &Path, err: &DeviceError) -> EraseRecord {
-    let now = chrono::Utc::now();
-    let device = path.display().to_string();
-    EraseRecord {
-        error: Some(format!("{device}: cannot open: {err}")),
-        device,
-        model: String::new(),
-        serial: String::new(),
-        bytes: 0,
-        method: None,
-        nist: None,
-        tried: Vec::new(),
-        started_at: now,
-        finished_at: now,
-        verified: false,
-        result: EraseResult::Failed,
-        verification: None,
-    }
 }
 
 /// A disk whose writes from byte `from` on fail with [`MEDIUM_ERROR`]; everything else is the inner device's.
@@ -190,6 +169,7 @@ impl<D: EraseDevice> EraseDevice for BadSector<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_inventory::EraseResult;
 
     #[test]
     fn tenant_data_is_planted_then_erased_and_the_records_say_overwrite() {

@@ -18,8 +18,9 @@ use crate::inspect::{DiskInfo, InspectSources};
 /// Device name prefixes that are never erased: memory-backed, loop and optical devices.
 const NEVER: &[&str] = &["ram", "zram", "loop", "sr"];
 
-/// Opens a device for the chain.
-pub type Opener = fn(&Path) -> Result<Box<dyn EraseDevice + Send>, DeviceError>;
+/// Opens a device for the chain ([`open_host_device`] on a node; kiln-sim wraps its disk files in faults).
+pub type Opener<'a> =
+    &'a (dyn Fn(&Path) -> Result<Box<dyn EraseDevice + Send>, DeviceError> + Sync);
 
 /// The opener of the running host: a block device through the kernel implementation ([`super::linux::open`]:
 /// sysfs classification, NVMe admin commands, SG_IO); a regular file (kiln-sim's disks, tests) as a plain
@@ -161,7 +162,7 @@ pub fn mounted_among(paths: &[PathBuf], sources: &InspectSources, dev_dir: &Path
 pub fn erase_all(
     paths: &[PathBuf],
     opts: &EraseOptions,
-    open: Opener,
+    open: Opener<'_>,
     on_step: &(dyn Fn(&Path, &EraseStep) + Sync),
 ) -> Vec<EraseRecord> {
     std::thread::scope(|scope| {

@@ -160,7 +160,7 @@ fn files_are_erased_in_parallel_one_record_each_in_order() {
     let records = erase_all(
         &paths,
         &EraseOptions::default(),
-        open_host_device,
+        &open_host_device,
         &|path, step| {
             steps
                 .lock()
