@@ -30,6 +30,7 @@ for binary in "$kiln" "$bmc_sim"; do
     [ -x "$binary" ] || { echo "no binary at $binary (cargo build -p kiln -p kiln-agent -p kiln-bmc-sim)"; exit 1; }
 done
 . e2e/marker-disk.sh
+. e2e/vm-lab.sh
 
 work=$(mktemp -d)
 pids=()
@@ -48,12 +49,7 @@ check() {
 }
 
 assets=${KILN_RAMDISK_DIR:-$work/ramdisk}
-if [ ! -s "$assets/initramfs.img" ]; then
-    [ -x "$agent" ] || { echo "no kiln-agent binary at $agent (cargo build -p kiln-agent, or set KILN_AGENT)"; exit 1; }
-    bash images/ramdisk/build.sh "$assets" "$agent" || { echo "ramdisk build failed"; exit 1; }
-fi
-mkdir -p "$work/tftp"
-cp -L /usr/lib/ipxe/undionly.kpxe "$work/tftp/"
+ensure_ramdisk "$assets" "$agent" "$work/tftp"
 
 # The imaged OS, and the same disk compressed.
 write_marker_disk "$work/marker.raw"
@@ -66,21 +62,8 @@ round() {
     local dir=$work/round$n ns=kiln-e2e-img$n ip=10.8$n.0.1 mac=52:54:00:e3:00:0$n
     local db=sqlite://$work/round$n/kiln.db k=(--db "sqlite://$work/round$n/kiln.db" --key-file "$work/round$n/k.key")
     mkdir -p "$dir"
-    ip netns exec "$ns" ip link set lo up
-    ip netns exec "$ns" ip link add br0 type bridge
-    ip netns exec "$ns" ip addr add "$ip/24" dev br0
-    ip netns exec "$ns" ip link set br0 up
-    ip netns exec "$ns" ip tuntap add tap0 mode tap
-    ip netns exec "$ns" ip link set tap0 master br0 up
-
-    # A SKU this VM matches (no GPUs): no kiln command adds SKUs, so the fixture writes the row.
-    "$kiln" "${k[@]}" db migrate >/dev/null
-    sqlite3 "$dir/kiln.db" "INSERT INTO skus (id, description, gpu_count, gpu_model, gpu_memory_gib)
-        VALUES ('qemu-vm', 'QEMU TCG test VM, no GPUs', 0, '', 0)"
-    printf 'hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\n' > "$dir/m.csv"
-    printf 'H1,R1,1,VM%s,qemu-vm,https://127.0.0.1:9443,redfish,admin,e2e-pw,%s\n' "$n" "$mac" >> "$dir/m.csv"
-    "$kiln" "${k[@]}" rack import "$dir/m.csv" >/dev/null
-    "$kiln" "${k[@]}" image --image-dir "$dir/images" add "$image" --name marker-disk --version "$version" >/dev/null
+    vm_bridge "$ns" "$ip"
+    vm_inventory "$kiln" "$dir" "VM$n" "$mac" "$image" "$version"
 
     # The VM: paused until its BMC powers it on, kept (stopped) when its OS powers off, network boot first.
     truncate -s 16M "$dir/disk.raw"

@@ -30,6 +30,7 @@ for binary in "$kiln" "$bmc_sim"; do
     [ -x "$binary" ] || { echo "no binary at $binary (cargo build -p kiln -p kiln-agent -p kiln-bmc-sim)"; exit 1; }
 done
 . e2e/marker-disk.sh
+. e2e/vm-lab.sh
 
 work=$(mktemp -d)
 ns=kiln-e2e-turn
@@ -49,12 +50,7 @@ check() {
 }
 
 assets=${KILN_RAMDISK_DIR:-$work/ramdisk}
-if [ ! -s "$assets/initramfs.img" ]; then
-    [ -x "$agent" ] || { echo "no kiln-agent binary at $agent (cargo build -p kiln-agent, or set KILN_AGENT)"; exit 1; }
-    bash images/ramdisk/build.sh "$assets" "$agent" || { echo "ramdisk build failed"; exit 1; }
-fi
-mkdir -p "$work/tftp"
-cp -L /usr/lib/ipxe/undionly.kpxe "$work/tftp/"
+ensure_ramdisk "$assets" "$agent" "$work/tftp"
 write_marker_disk "$work/marker.raw"
 
 # The previous tenant's data: a 16 MiB disk of one repeated line, on both drives.
@@ -70,22 +66,11 @@ check "the fixture filled the virtio disk with the tenant's pattern" test "$(cou
 
 ip netns del "$ns" 2>/dev/null
 ip netns add "$ns"
-ip netns exec "$ns" ip link set lo up
-ip netns exec "$ns" ip link add br0 type bridge
-ip netns exec "$ns" ip addr add "$ip/24" dev br0
-ip netns exec "$ns" ip link set br0 up
-ip netns exec "$ns" ip tuntap add tap0 mode tap
-ip netns exec "$ns" ip link set tap0 master br0 up
+vm_bridge "$ns" "$ip"
 
 db=sqlite://$work/kiln.db
 k=(--db "$db" --key-file "$work/k.key")
-"$kiln" "${k[@]}" db migrate >/dev/null
-sqlite3 "$work/kiln.db" "INSERT INTO skus (id, description, gpu_count, gpu_model, gpu_memory_gib)
-    VALUES ('qemu-vm', 'QEMU TCG test VM, no GPUs', 0, '', 0)"
-printf 'hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\n' > "$work/m.csv"
-printf 'H1,R1,1,VM1,qemu-vm,https://127.0.0.1:9443,redfish,admin,e2e-pw,%s\n' "$mac" >> "$work/m.csv"
-"$kiln" "${k[@]}" rack import "$work/m.csv" >/dev/null
-"$kiln" "${k[@]}" image --image-dir "$work/images" add "$work/marker.raw" --name marker-disk --version raw >/dev/null
+vm_inventory "$kiln" "$work" VM1 "$mac" "$work/marker.raw" raw
 # The lease has ended: the node is where `kiln hall release` puts it (the lifecycle engine owns transitions and no
 # kiln command sets a state by hand, so the fixture writes the row).
 sqlite3 "$work/kiln.db" "UPDATE nodes SET state = 'wiping' WHERE serial = 'VM1'"
