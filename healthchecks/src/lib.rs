@@ -8,9 +8,11 @@
 //! - [`verdict`] and [`evidence`]: typed results and signed acceptance records.
 
 pub mod burnin;
+pub mod dcgm;
 pub mod duration;
 pub mod erasure;
 pub mod evidence;
+pub mod kernlog;
 pub mod nccl;
 pub mod nvml;
 pub mod process;
