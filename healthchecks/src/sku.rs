@@ -101,6 +101,131 @@ pub struct SkuProfile {
     /// HBM and host DRAM to lose their contents. Defaults to [`DEFAULT_COLD_OFF_S`].
     #[serde(default = "default_cold_off_s")]
     pub cold_off_s: u64,
+    /// Gates and limits of the deeper checks (DCGM, bandwidth, stress spread, fleet, burn-in under load); every
+    /// key is optional, and a profile without a `gates` table gets [`SkuGates::default`].
+    #[serde(default)]
+    pub gates: SkuGates,
+}
+
+/// Per-SKU gates of the deeper checks, as data (`[sku.gates]` in the profile file). Unset keys take the
+/// defaults documented on each field; `None` thresholds mean "not gated for this SKU".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SkuGates {
+    /// `dcgmi diag -r N` level run at acceptance (1..=4); default [`DEFAULT_DCGM_LEVEL`] (r3, about 15 min).
+    pub dcgm_level: u8,
+    /// nvbandwidth host→device floor, GB/s.
+    pub nvbandwidth_h2d_min_gbps: Option<f64>,
+    /// nvbandwidth device→host floor, GB/s.
+    pub nvbandwidth_d2h_min_gbps: Option<f64>,
+    /// nvbandwidth device↔device (NVLink) floor, GB/s.
+    pub nvbandwidth_d2d_min_gbps: Option<f64>,
+    /// `ib_write_bw` floor per HCA port, Gb/s.
+    pub ib_write_bw_min_gbps: Option<f64>,
+    /// HCA ports a node of this SKU has for the compute fabric.
+    pub ib_ports: Option<u32>,
+    /// Each GPU's stress-tool throughput must be at least this share of the node's best GPU; default
+    /// [`DEFAULT_STRESS_GPU_MIN_RATIO`] (gpu-fryer's 10%).
+    pub stress_gpu_min_ratio: f64,
+    /// A node more than this share below its hall's median (NCCL busbw, stress throughput) is flagged; default
+    /// [`DEFAULT_FLEET_OUTLIER_RATIO`].
+    pub fleet_outlier_ratio: f64,
+    /// Whether a fleet outlier fails acceptance (true) or is only flagged (false, the default).
+    pub fleet_gate: bool,
+    /// Median power draw under load must reach this, W; `None`: [`POWER_LOAD_DEFAULT_RATIO`] × `power_limit_w`
+    /// (see [`SkuProfile::power_load_floor_w`]).
+    pub power_load_min_w: Option<f64>,
+    /// Most growth of the NVLink CRC error counters (flit + data, summed over links) during a burn-in; default
+    /// [`DEFAULT_NVLINK_CRC_GROWTH_MAX`].
+    pub nvlink_crc_growth_max: u64,
+    /// Most growth of the NVLink replay counter (summed over links) during a burn-in; default
+    /// [`DEFAULT_NVLINK_REPLAY_GROWTH_MAX`].
+    pub nvlink_replay_growth_max: u64,
+    /// Most growth of the NVLink recovery counter (link retrains, summed over links) during a burn-in; default
+    /// [`DEFAULT_NVLINK_RECOVERY_GROWTH_MAX`] (any retrain under load fails).
+    pub nvlink_recovery_growth_max: u64,
+}
+
+/// DCGM diag level when a profile does not set one (r3).
+pub const DEFAULT_DCGM_LEVEL: u8 = 3;
+/// Share of the node's best GPU each GPU's stress throughput must reach by default.
+pub const DEFAULT_STRESS_GPU_MIN_RATIO: f64 = 0.90;
+/// Share below the hall median past which a node is a fleet outlier by default.
+pub const DEFAULT_FLEET_OUTLIER_RATIO: f64 = 0.05;
+/// Share of the board power limit the median power under load must reach when `power_load_min_w` is unset.
+pub const POWER_LOAD_DEFAULT_RATIO: f64 = 0.70;
+/// Default most growth of NVLink CRC errors during a burn-in.
+pub const DEFAULT_NVLINK_CRC_GROWTH_MAX: u64 = 100;
+/// Default most growth of NVLink replays during a burn-in.
+pub const DEFAULT_NVLINK_REPLAY_GROWTH_MAX: u64 = 100;
+/// Default most growth of NVLink recoveries during a burn-in.
+pub const DEFAULT_NVLINK_RECOVERY_GROWTH_MAX: u64 = 0;
+
+impl Default for SkuGates {
+    fn default() -> Self {
+        Self {
+            dcgm_level: DEFAULT_DCGM_LEVEL,
+            nvbandwidth_h2d_min_gbps: None,
+            nvbandwidth_d2h_min_gbps: None,
+            nvbandwidth_d2d_min_gbps: None,
+            ib_write_bw_min_gbps: None,
+            ib_ports: None,
+            stress_gpu_min_ratio: DEFAULT_STRESS_GPU_MIN_RATIO,
+            fleet_outlier_ratio: DEFAULT_FLEET_OUTLIER_RATIO,
+            fleet_gate: false,
+            power_load_min_w: None,
+            nvlink_crc_growth_max: DEFAULT_NVLINK_CRC_GROWTH_MAX,
+            nvlink_replay_growth_max: DEFAULT_NVLINK_REPLAY_GROWTH_MAX,
+            nvlink_recovery_growth_max: DEFAULT_NVLINK_RECOVERY_GROWTH_MAX,
+        }
+    }
+}
+
+impl SkuGates {
+    /// Why these gates are inconsistent, for `power_limit_w`; `None` when they are fine.
+    fn problem(&self, power_limit_w: u32) -> Option<String> {
+        if !(1..=4).contains(&self.dcgm_level) {
+            return Some(format!(
+                "gates.dcgm_level must be 1..=4 (dcgmi diag -r), got {}",
+                self.dcgm_level
+            ));
+        }
+        let ratios = [
+            ("stress_gpu_min_ratio", self.stress_gpu_min_ratio),
+            ("fleet_outlier_ratio", self.fleet_outlier_ratio),
+        ];
+        for (key, v) in ratios {
+            if !(v.is_finite() && v > 0.0 && v <= 1.0) {
+                return Some(format!("gates.{key} must be within (0, 1], got {v}"));
+            }
+        }
+        let floors = [
+            ("nvbandwidth_h2d_min_gbps", self.nvbandwidth_h2d_min_gbps),
+            ("nvbandwidth_d2h_min_gbps", self.nvbandwidth_d2h_min_gbps),
+            ("nvbandwidth_d2d_min_gbps", self.nvbandwidth_d2d_min_gbps),
+            ("ib_write_bw_min_gbps", self.ib_write_bw_min_gbps),
+            ("power_load_min_w", self.power_load_min_w),
+        ];
+        for (key, v) in floors {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                return Some(format!("gates.{key} must be positive, got {v}"));
+            }
+        }
+        if let Some(w) = self.power_load_min_w
+            && w > f64::from(power_limit_w)
+        {
+            return Some(format!(
+                "gates.power_load_min_w ({w} W) is above power_limit_w ({power_limit_w} W): no healthy board \
+                 could pass"
+            ));
+        }
+        if self.ib_ports == Some(0) {
+            return Some("gates.ib_ports must be at least 1 when set".to_string());
+        }
+        None
+    }
 }
 
 /// The cold power-off between tenants when a profile does not set one, seconds.
@@ -119,6 +244,14 @@ impl SkuProfile {
             .max_by_key(|t| t.nodes)
     }
 
+    /// The floor of the median power draw under load, W: `gates.power_load_min_w`, else
+    /// [`POWER_LOAD_DEFAULT_RATIO`] × `power_limit_w`.
+    pub fn power_load_floor_w(&self) -> f64 {
+        self.gates
+            .power_load_min_w
+            .unwrap_or(f64::from(self.power_limit_w) * POWER_LOAD_DEFAULT_RATIO)
+    }
+
     fn validate(&self) -> Result<(), SkuError> {
         let invalid = |reason: &str| SkuError::Invalid {
             id: self.id.clone(),
@@ -126,6 +259,11 @@ impl SkuProfile {
         };
         if self.id.is_empty() {
             return Err(invalid("empty id"));
+        }
+        if self.nvml_name_contains.is_empty() {
+            return Err(invalid(
+                "nvml_name_contains is empty (it would match every GPU)",
+            ));
         }
         if self.gpus_per_node == 0 {
             return Err(invalid("gpus_per_node is 0"));
@@ -149,6 +287,12 @@ impl SkuProfile {
             .any(|t| !t.min_busbw_gbps.is_finite() || t.min_busbw_gbps <= 0.0)
         {
             return Err(invalid("nccl min_busbw_gbps must be positive"));
+        }
+        if self.power_limit_w == 0 {
+            return Err(invalid("power_limit_w is 0"));
+        }
+        if let Some(reason) = self.gates.problem(self.power_limit_w) {
+            return Err(invalid(&reason));
         }
         Ok(())
     }
@@ -209,11 +353,15 @@ impl SkuCatalog {
             })
     }
 
-    /// The profile whose NVML name pattern matches a device name, if any.
+    /// The profile whose NVML name pattern matches a device name, if any; when several match, the longest
+    /// pattern wins (`NVIDIA GB200` contains both `B200` and `GB200`: it is a GB200).
     pub fn match_nvml_name(&self, name: &str) -> Option<&SkuProfile> {
+        // Reversed: max_by_key keeps the last of equals, and the first listed profile wins a tie.
         self.profiles
             .iter()
-            .find(|p| name.contains(&p.nvml_name_contains))
+            .rev()
+            .filter(|p| name.contains(&p.nvml_name_contains))
+            .max_by_key(|p| p.nvml_name_contains.len())
     }
 
     /// All profile ids.

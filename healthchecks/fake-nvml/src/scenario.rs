@@ -1,4 +1,9 @@
 //! Scenario files: N GPUs of a SKU, idle and load values, and faults injected at given times.
+//!
+//! Load mode: while the load file exists, GPUs report their load values (utilisation, temperatures, power,
+//! clocks) and their PCIe link at `pcie_gen`; idle, they report the idle values and the link downshifted to
+//! `pcie_gen_idle`, as real GPUs do. Faults that show only under load: `pcie_downtrain`, `low_power`, and
+//! `nvlink_errors` (whose counters grow with the time spent under load).
 
 use std::path::{Path, PathBuf};
 
@@ -20,10 +25,19 @@ pub struct Scenario {
     /// Driver version string.
     #[serde(default = "default_driver")]
     pub driver_version: String,
-    /// PCIe generation (max, and current unless a fault lowers it).
+    /// PCIe generation: the max, and the current one under load unless a fault lowers it.
     pub pcie_gen: u32,
+    /// Current PCIe generation while idle (real GPUs downshift the link to save power); never above `pcie_gen`.
+    #[serde(default = "default_pcie_gen_idle")]
+    pub pcie_gen_idle: u32,
     /// PCIe link width (max, and current unless a fault lowers it).
     pub pcie_width: u32,
+    /// GPU utilisation while idle, percent.
+    #[serde(default)]
+    pub util_idle_pct: u32,
+    /// GPU utilisation under load, percent.
+    #[serde(default = "default_util_load")]
+    pub util_load_pct: u32,
     /// NVLink links per GPU (all active unless a fault takes one down).
     pub nvlink_links: u32,
     /// GPU temperature when idle / under load, °C.
@@ -64,6 +78,12 @@ pub struct Scenario {
     pub fault: Vec<Fault>,
 }
 
+fn default_pcie_gen_idle() -> u32 {
+    1
+}
+fn default_util_load() -> u32 {
+    100
+}
 fn default_vbios() -> String {
     "96.00.99.00.01".to_string()
 }
@@ -195,6 +215,44 @@ pub enum Fault {
         /// GPU index.
         gpu: u32,
     },
+    /// The PCIe link trained below the SKU's: under load it stays at `gen` (idle it downshifts as usual, and
+    /// the maximum NVML reports stays full, so only a check under load sees it) and at `width` lanes (a trained
+    /// width does not change with load: idle too).
+    PcieDowntrain {
+        /// GPU index.
+        gpu: u32,
+        /// Generation the link stays at under load.
+        #[serde(default, rename = "gen", alias = "generation")]
+        generation: Option<u32>,
+        /// Width the link trained at.
+        #[serde(default)]
+        width: Option<u32>,
+    },
+    /// NVLink error counters grow while the GPU is under load, at these rates per scenario second of load
+    /// (reported on one link; kiln sums over links).
+    NvlinkErrors {
+        /// GPU index.
+        gpu: u32,
+        /// The link they appear on.
+        #[serde(default)]
+        link: u32,
+        /// CRC errors (reported as flit CRC) per second under load.
+        #[serde(default)]
+        crc_per_s: f64,
+        /// Replays per second under load.
+        #[serde(default)]
+        replay_per_s: f64,
+        /// Recoveries (link retrains) per second under load.
+        #[serde(default)]
+        recovery_per_s: f64,
+    },
+    /// The GPU draws only `power_w` under load (it is not doing the work).
+    LowPower {
+        /// GPU index.
+        gpu: u32,
+        /// Power draw under load, W.
+        power_w: u32,
+    },
     /// The GPU falls off the bus: every call about it fails with GPU_IS_LOST from then on.
     GpuLost {
         /// GPU index.
@@ -217,7 +275,109 @@ impl Scenario {
         if !(s.time_scale.is_finite() && s.time_scale > 0.0) {
             return Err("time_scale must be positive".to_string());
         }
+        if s.pcie_gen_idle > s.pcie_gen {
+            return Err(format!(
+                "pcie_gen_idle ({}) is above pcie_gen ({})",
+                s.pcie_gen_idle, s.pcie_gen
+            ));
+        }
+        if s.util_idle_pct > 100 || s.util_load_pct > 100 {
+            return Err("util_idle_pct and util_load_pct are percentages (0..=100)".to_string());
+        }
+        for f in &s.fault {
+            if let Fault::NvlinkErrors {
+                crc_per_s,
+                replay_per_s,
+                recovery_per_s,
+                ..
+            } = f
+                && [crc_per_s, replay_per_s, recovery_per_s]
+                    .iter()
+                    .any(|r| !(r.is_finite() && **r >= 0.0))
+            {
+                return Err("nvlink_errors rates must be finite and not negative".to_string());
+            }
+        }
         Ok(s)
+    }
+
+    /// Current PCIe generation (`width` false) or width (`width` true) of a GPU now: a `pcie_gen`/`pcie_width`
+    /// fault fixes it; otherwise the link runs at `pcie_gen` under load and `pcie_gen_idle` idle, capped by a
+    /// `pcie_downtrain` fault.
+    pub fn pcie_current(&self, gpu: u32, width: bool) -> u32 {
+        let fixed = self.faults_for(gpu).find_map(|f| match (f, width) {
+            (Fault::PcieWidth { width: w, .. }, true) => Some(*w),
+            (Fault::PcieGen { generation, .. }, false) => Some(*generation),
+            _ => None,
+        });
+        if let Some(v) = fixed {
+            return v;
+        }
+        let cap = self.faults_for(gpu).find_map(|f| match f {
+            Fault::PcieDowntrain {
+                generation: g,
+                width: w,
+                ..
+            } => {
+                if width {
+                    *w
+                } else {
+                    *g
+                }
+            }
+            _ => None,
+        });
+        let normal = match (width, self.under_load()) {
+            (true, _) => self.pcie_width,
+            (false, true) => self.pcie_gen,
+            (false, false) => self.pcie_gen_idle,
+        };
+        cap.map_or(normal, |c| normal.min(c))
+    }
+
+    /// GPU utilisation now, percent.
+    pub fn utilisation(&self) -> u32 {
+        if self.under_load() {
+            self.util_load_pct
+        } else {
+            self.util_idle_pct
+        }
+    }
+
+    /// Power draw now, W.
+    pub fn power_w(&self, gpu: u32) -> u32 {
+        if !self.under_load() {
+            return self.power_idle_w;
+        }
+        self.faults_for(gpu)
+            .find_map(|f| match f {
+                Fault::LowPower { power_w, .. } => Some(*power_w),
+                _ => None,
+            })
+            .unwrap_or(self.power_load_w)
+    }
+
+    /// An NVLink error counter of one link after `load_s` scenario seconds under load. `counter` is NVML's
+    /// `nvmlNvLinkErrorCounter_t`: 0 replay, 1 recovery, 2 CRC flit, 3 CRC data, 4 ECC data.
+    pub fn nvlink_error_count(&self, gpu: u32, link: u32, counter: u32, load_s: f64) -> u64 {
+        self.faults_for(gpu)
+            .filter_map(|f| match f {
+                Fault::NvlinkErrors {
+                    link: l,
+                    crc_per_s,
+                    replay_per_s,
+                    recovery_per_s,
+                    ..
+                } if *l == link => match counter {
+                    0 => Some(*replay_per_s),
+                    1 => Some(*recovery_per_s),
+                    2 => Some(*crc_per_s),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .map(|rate| (rate * load_s.max(0.0)).floor() as u64)
+            .sum()
     }
 
     /// Whether GPUs are under load now.
@@ -299,6 +459,9 @@ impl Fault {
             | Fault::ThermalThrottle { gpu, .. }
             | Fault::HbmHot { gpu, .. }
             | Fault::PowerBrake { gpu }
+            | Fault::PcieDowntrain { gpu, .. }
+            | Fault::NvlinkErrors { gpu, .. }
+            | Fault::LowPower { gpu, .. }
             | Fault::GpuLost { gpu, .. } => *gpu,
         }
     }
@@ -344,6 +507,59 @@ sm_clock_max_mhz = 1980
         std::fs::write(dir.join("busy"), "").expect("touch");
         assert_eq!(s.throttle(0), Some((93, 1100)));
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn load_mode_downshifts_idle_and_applies_load_only_faults() {
+        let dir = std::env::temp_dir().join(format!("fake-nvml-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let text = format!(
+            "load_file = \"busy\"\n{BASE}\n[[fault]]\nkind = \"pcie_downtrain\"\ngpu = 1\ngen = 3\n\n\
+             [[fault]]\nkind = \"low_power\"\ngpu = 2\npower_w = 150\n\n\
+             [[fault]]\nkind = \"nvlink_errors\"\ngpu = 4\nlink = 2\ncrc_per_s = 10\nrecovery_per_s = 0.5\n"
+        );
+        let s = Scenario::from_toml(&text, &dir).expect("parses");
+        assert_eq!((s.pcie_current(0, false), s.pcie_current(1, false)), (1, 1));
+        assert_eq!((s.utilisation(), s.power_w(2)), (0, 72));
+        std::fs::write(dir.join("busy"), "").expect("touch");
+        assert_eq!((s.pcie_current(0, false), s.pcie_current(1, false)), (5, 3));
+        assert_eq!(s.pcie_current(1, true), 16);
+        assert_eq!(
+            (s.utilisation(), s.power_w(2), s.power_w(0)),
+            (100, 150, 640)
+        );
+        assert_eq!(s.nvlink_error_count(4, 2, 2, 30.0), 300);
+        assert_eq!(s.nvlink_error_count(4, 2, 1, 30.0), 15);
+        assert_eq!(s.nvlink_error_count(4, 0, 2, 30.0), 0, "other link");
+        assert_eq!(s.nvlink_error_count(3, 2, 2, 30.0), 0, "other GPU");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn old_scenarios_still_parse_and_bad_load_values_are_rejected() {
+        let old = format!(
+            "{BASE}\n[[fault]]\nkind = \"pcie_gen\"\ngpu = 0\ngeneration = 3\n\n[[fault]]\nkind = \"pcie_width\"\ngpu = 0\nwidth = 8\n"
+        );
+        let s = Scenario::from_toml(&old, Path::new("/")).expect("old format parses");
+        assert_eq!((s.pcie_gen_idle, s.util_load_pct), (1, 100));
+        assert_eq!((s.pcie_current(0, false), s.pcie_current(0, true)), (3, 8));
+        let alias = format!(
+            "{BASE}\n[[fault]]\nkind = \"pcie_downtrain\"\ngpu = 0\ngeneration = 4\nwidth = 8\n"
+        );
+        let s = Scenario::from_toml(&alias, Path::new("/")).expect("alias parses");
+        assert_eq!(
+            s.pcie_current(0, true),
+            8,
+            "a trained width holds at idle too"
+        );
+        for bad in [
+            format!("pcie_gen_idle = 6\n{BASE}"),
+            format!("util_load_pct = 101\n{BASE}"),
+            format!("{BASE}\n[[fault]]\nkind = \"nvlink_errors\"\ngpu = 0\ncrc_per_s = -1\n"),
+            format!("{BASE}\n[[fault]]\nkind = \"low_power\"\ngpu = 0\npower_w = 1\nwatts = 2\n"),
+        ] {
+            assert!(Scenario::from_toml(&bad, Path::new("/")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -413,6 +413,7 @@ fn judge_gpu_samples(s: &NvmlEvidence, gpu: usize, p: &SkuProfile) -> Vec<Check>
         Some(json!({ "min_mhz": floor.round(), "expected_mhz": p.sm_clock_expected_mhz })),
         "sustained SM clock under load must reach the SKU's expected clock",
     ));
+    checks.extend(super::load::judge_under_load(&ok, g, p));
     checks
 }
 

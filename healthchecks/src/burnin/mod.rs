@@ -4,7 +4,8 @@
 //!   and the kernel log since the start, into a [`BurnInEvidence`] document ([`doc`]);
 //! - [`judge`] runs on the provisioner: the document against the SKU profile (sustained clocks, thermal and
 //!   power-brake throttling, new XIDs and ECC errors, GPUs that disappear, the tool's output and exit status,
-//!   the duration, the SKU and the format). Missing or malformed evidence fails.
+//!   the duration, the SKU and the format). Missing or malformed evidence fails. The checks under load (PCIe
+//!   link, power floor, NVLink error growth) are in [`load`].
 //!
 //! [`run_burn_in`] does both in one process (`kiln health burn-in`). [`synthetic`] builds documents from
 //! sample types for simulators at scale and tests' fake nodes.
@@ -12,6 +13,7 @@
 pub mod collect;
 pub mod doc;
 pub mod judge;
+pub mod load;
 pub mod synthetic;
 
 pub use collect::{BurnInConfig, KernelLogSource, collect_burn_in};
@@ -20,6 +22,7 @@ pub use doc::{
     StressEvidence, TimedXid, evidence_digest,
 };
 pub use judge::{judge_burn_in, judge_burn_in_document, output_line_fails};
+pub use load::{LOAD_UTIL_MIN_PCT, LoadBasis, judge_under_load, loaded_samples};
 
 use crate::sku::SkuProfile;
 use crate::verdict::Verdict;

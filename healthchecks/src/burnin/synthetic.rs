@@ -1,10 +1,10 @@
 //! Evidence documents built from sample types without NVML, for simulators at scale and for tests' fake
 //! nodes: what the collector would write for a node of a SKU at the profile's healthy load values, with an
-//! optional XID or throttling GPU. The provisioner judges these like any other document; nothing here is a
+//! optional XID or throttling GPU, and faults that show only under load ([`LoadFault`]). The provisioner judges these like any other document; nothing here is a
 //! verdict.
 
 use super::doc::{BurnInEvidence, NvmlEvidence, SampleTick, StressEvidence, TimedXid};
-use crate::nvml::GpuSample;
+use crate::nvml::{GpuSample, NvlinkErrorCounts};
 use crate::sku::SkuProfile;
 use crate::verdict::now_unix_s;
 
@@ -13,6 +13,77 @@ pub fn xid_log_line(xid: u64) -> String {
     format!(
         "NVRM: Xid (PCI:0000:3a:00): {xid}, pid=4242, name=gpu_burn, GPU has fallen off the bus."
     )
+}
+
+/// A fault that shows only under load, planted by [`SyntheticRun::evidence_with`] (the synthetic twins of
+/// fake-nvml's `pcie_downtrain`, `nvlink_errors` and `low_power` faults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoadFault {
+    /// The GPU's PCIe link stays at this generation and width under load (idle it downshifts as usual).
+    PcieDowntrain {
+        /// GPU index.
+        gpu: u32,
+        /// Generation under load.
+        generation: u32,
+        /// Width under load, lanes.
+        width: u32,
+    },
+    /// The GPU's NVLink error counters grow by these totals over the run, evenly while under load.
+    NvlinkErrors {
+        /// GPU index.
+        gpu: u32,
+        /// CRC errors (flit + data) added over the run.
+        crc: u64,
+        /// Replays added over the run.
+        replay: u64,
+        /// Recoveries added over the run.
+        recovery: u64,
+    },
+    /// The GPU draws only this much power under load.
+    LowPower {
+        /// GPU index.
+        gpu: u32,
+        /// Power under load, W.
+        power_w: f64,
+    },
+}
+
+impl LoadFault {
+    /// The GPU it is planted on.
+    pub fn gpu(&self) -> u32 {
+        match self {
+            LoadFault::PcieDowntrain { gpu, .. }
+            | LoadFault::NvlinkErrors { gpu, .. }
+            | LoadFault::LowPower { gpu, .. } => *gpu,
+        }
+    }
+
+    /// Applies the fault to a sample taken `progress` (0..=1) through the run.
+    fn apply(&self, sample: &mut GpuSample, loaded: bool, progress: f64) {
+        match *self {
+            LoadFault::PcieDowntrain {
+                generation, width, ..
+            } if loaded => {
+                sample.pcie_gen_current = Some(generation);
+                sample.pcie_width_current = Some(width);
+            }
+            LoadFault::NvlinkErrors {
+                crc,
+                replay,
+                recovery,
+                ..
+            } => {
+                let grown = |total: u64| (total as f64 * progress).round() as u64;
+                sample.nvlink_errors = Some(NvlinkErrorCounts {
+                    crc: grown(crc),
+                    replay: grown(replay),
+                    recovery: grown(recovery),
+                });
+            }
+            LoadFault::LowPower { power_w, .. } if loaded => sample.power_w = power_w,
+            _ => {}
+        }
+    }
 }
 
 /// A burn-in to describe.
@@ -82,18 +153,35 @@ impl SyntheticRun {
                 0x1
             },
             ecc_uncorrected_volatile: 0,
+            gpu_util_pct: Some(if loaded { 100 } else { 0 }),
+            // Real GPUs downshift the link at idle.
+            pcie_gen_current: Some(if loaded { p.pcie_gen } else { 1 }),
+            pcie_width_current: Some(p.pcie_width),
+            nvlink_errors: (p.nvlink_links > 0).then_some(NvlinkErrorCounts::default()),
         }
     }
 
     /// The document, with the profile's healthy load values (the first tick idle).
     pub fn evidence(&self, profile: &SkuProfile) -> BurnInEvidence {
+        self.evidence_with(profile, &[])
+    }
+
+    /// [`Self::evidence`] with faults that show only under load planted on their GPUs (a GPU outside the run's
+    /// GPUs is ignored).
+    pub fn evidence_with(&self, profile: &SkuProfile, faults: &[LoadFault]) -> BurnInEvidence {
         const TICKS: u64 = 24;
         let d = self.duration_s;
         let ticks = (0..=TICKS)
             .map(|i| SampleTick {
                 t_s: d as f64 * i as f64 / TICKS as f64,
                 gpus: (0..self.gpus)
-                    .map(|g| Ok(self.sample(profile, g, i > 0)))
+                    .map(|g| {
+                        let mut sample = self.sample(profile, g, i > 0);
+                        for f in faults.iter().filter(|f| f.gpu() == g) {
+                            f.apply(&mut sample, i > 0, i as f64 / TICKS as f64);
+                        }
+                        Ok(sample)
+                    })
                     .collect(),
             })
             .collect();

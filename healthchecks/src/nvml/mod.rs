@@ -138,6 +138,31 @@ pub struct GpuSample {
     pub throttle_reasons: u64,
     /// Uncorrectable ECC errors since boot.
     pub ecc_uncorrected_volatile: u64,
+    /// GPU utilisation over NVML's last sample period, percent; `None` when not reported (and in evidence
+    /// written before kiln read it).
+    #[serde(default)]
+    pub gpu_util_pct: Option<u32>,
+    /// Current PCIe link generation (idle GPUs downshift); `None` when not reported.
+    #[serde(default)]
+    pub pcie_gen_current: Option<u32>,
+    /// Current PCIe link width, lanes; `None` when not reported.
+    #[serde(default)]
+    pub pcie_width_current: Option<u32>,
+    /// NVLink error counters summed over the GPU's links; `None` when the GPU has no NVLink or does not report
+    /// them.
+    #[serde(default)]
+    pub nvlink_errors: Option<NvlinkErrorCounts>,
+}
+
+/// NVLink data-link error counters of one GPU, summed over its links (NVML's counters since the last reset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NvlinkErrorCounts {
+    /// CRC errors: flow-control digits (`NVML_NVLINK_ERROR_DL_CRC_FLIT`) plus data (`…_DL_CRC_DATA`).
+    pub crc: u64,
+    /// Transmit replays (`NVML_NVLINK_ERROR_DL_REPLAY`).
+    pub replay: u64,
+    /// Transmit recoveries, i.e. link retrains (`NVML_NVLINK_ERROR_DL_RECOVERY`).
+    pub recovery: u64,
 }
 
 /// An XID event seen on a GPU.
@@ -198,6 +223,10 @@ impl GpuNvml {
             throttle_reasons: d.current_throttle_reasons()?.bits(),
             ecc_uncorrected_volatile: d
                 .total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)?,
+            gpu_util_pct: d.utilization_rates().ok().map(|u| u.gpu),
+            pcie_gen_current: d.current_pcie_link_gen().ok(),
+            pcie_width_current: d.current_pcie_link_width().ok(),
+            nvlink_errors: nvlink_errors(&d, index),
         })
     }
 
@@ -286,6 +315,41 @@ impl GpuNvml {
         }
         Ok(XidWatch { set, handles })
     }
+}
+
+/// NVLink error counters summed over the links that answer; `None` when the first link does not (no NVLink, or a
+/// driver without the counters) or a link fails in another way (a partial sum would understate growth).
+fn nvlink_errors(device: &nvml_wrapper::Device<'_>, index: u32) -> Option<NvlinkErrorCounts> {
+    use nvml_wrapper::enum_wrappers::nv_link::ErrorCounter;
+    let mut sum = NvlinkErrorCounts::default();
+    let mut links = 0;
+    for link in 0..MAX_NVLINK_LINKS {
+        let l = device.link_wrapper_for(link);
+        let read = (|| {
+            Ok::<_, NvmlError>(NvlinkErrorCounts {
+                crc: l
+                    .error_counter(ErrorCounter::DlCrcFlit)?
+                    .saturating_add(l.error_counter(ErrorCounter::DlCrcData)?),
+                replay: l.error_counter(ErrorCounter::DlReplay)?,
+                recovery: l.error_counter(ErrorCounter::DlRecovery)?,
+            })
+        })();
+        match read {
+            Ok(c) => {
+                links += 1;
+                sum.crc = sum.crc.saturating_add(c.crc);
+                sum.replay = sum.replay.saturating_add(c.replay);
+                sum.recovery = sum.recovery.saturating_add(c.recovery);
+            }
+            // Links past the GPU's count answer InvalidArg / NotSupported.
+            Err(NvmlError::InvalidArg | NvmlError::NotSupported) => break,
+            Err(err) => {
+                tracing::debug!(gpu = index, link, error = %err, "NVLink error counters unavailable");
+                return None;
+            }
+        }
+    }
+    (links > 0).then_some(sum)
 }
 
 /// HBM temperature through NVML field values (NVML_FI_DEV_MEMORY_TEMP); not every GPU reports it.

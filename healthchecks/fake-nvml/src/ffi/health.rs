@@ -112,17 +112,13 @@ extern "C" fn nvmlDeviceGetRemappedRows(
 }
 
 fn pcie(s: &Scenario, gpu: u32, current: bool, width: bool) -> c_uint {
-    let max = if width { s.pcie_width } else { s.pcie_gen };
-    if !current {
-        return max;
+    if current {
+        s.pcie_current(gpu, width)
+    } else if width {
+        s.pcie_width
+    } else {
+        s.pcie_gen
     }
-    s.faults_for(gpu)
-        .find_map(|f| match (f, width) {
-            (Fault::PcieWidth { width: w, .. }, true) => Some(*w),
-            (Fault::PcieGen { generation, .. }, false) => Some(*generation),
-            _ => None,
-        })
-        .unwrap_or(max)
 }
 
 #[unsafe(no_mangle)]
@@ -210,16 +206,7 @@ extern "C" fn nvmlDeviceGetTemperatureThreshold(
 
 #[unsafe(no_mangle)]
 extern "C" fn nvmlDeviceGetPowerUsage(device: nvmlDevice_t, power_mw: *mut c_uint) -> nvmlReturn_t {
-    with_gpu(device, |s, _, _| {
-        put(
-            power_mw,
-            1000 * if s.under_load() {
-                s.power_load_w
-            } else {
-                s.power_idle_w
-            },
-        )
-    })
+    with_gpu(device, |s, gpu, _| put(power_mw, 1000 * s.power_w(gpu)))
 }
 
 #[unsafe(no_mangle)]

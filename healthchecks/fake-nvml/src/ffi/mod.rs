@@ -31,11 +31,35 @@ const THROTTLE_HW_POWER_BRAKE: c_ulonglong = 0x80;
 struct State {
     scenario: Scenario,
     started: Instant,
+    /// Scenario seconds spent under load so far, as seen by the calls that ask (see [`State::load_s`]).
+    load: std::cell::Cell<LoadClock>,
+}
+
+/// Time under load, integrated over the calls that read it: an interval counts when the call that opened it saw
+/// the GPUs under load.
+#[derive(Clone, Copy, Default)]
+struct LoadClock {
+    last_t: f64,
+    last_loaded: bool,
+    load_s: f64,
 }
 
 impl State {
     fn now_s(&self) -> f64 {
         self.started.elapsed().as_secs_f64() * self.scenario.time_scale
+    }
+
+    /// Scenario seconds under load up to now (monotonic).
+    fn load_s(&self) -> f64 {
+        let t = self.now_s();
+        let mut c = self.load.get();
+        if c.last_loaded {
+            c.load_s += (t - c.last_t).max(0.0);
+        }
+        c.last_t = t;
+        c.last_loaded = self.scenario.under_load();
+        self.load.set(c);
+        c.load_s
     }
 }
 
@@ -77,6 +101,7 @@ fn init() -> nvmlReturn_t {
                 *st = Some(State {
                     scenario,
                     started: Instant::now(),
+                    load: std::cell::Cell::new(LoadClock::default()),
                 });
             }
             SUCCESS
@@ -104,20 +129,25 @@ fn with_gpu(
     device: nvmlDevice_t,
     f: impl FnOnce(&Scenario, u32, f64) -> nvmlReturn_t,
 ) -> nvmlReturn_t {
-    with_state(|s| {
-        let idx = (device as usize).wrapping_sub(1);
-        let Ok(gpu) = u32::try_from(idx) else {
-            return INVALID_ARGUMENT;
-        };
-        if device.is_null() || gpu >= s.scenario.gpu_count {
-            return INVALID_ARGUMENT;
-        }
-        let t = s.now_s();
-        if s.scenario.lost(gpu, t) {
-            return GPU_IS_LOST;
-        }
-        f(&s.scenario, gpu, t)
+    with_state(|s| match live_gpu(s, device) {
+        Ok(gpu) => f(&s.scenario, gpu, s.now_s()),
+        Err(rc) => rc,
     })
+}
+
+/// The index of the live GPU behind a device handle, or the error to return.
+fn live_gpu(s: &State, device: nvmlDevice_t) -> Result<u32, nvmlReturn_t> {
+    let idx = (device as usize).wrapping_sub(1);
+    let Ok(gpu) = u32::try_from(idx) else {
+        return Err(INVALID_ARGUMENT);
+    };
+    if device.is_null() || gpu >= s.scenario.gpu_count {
+        return Err(INVALID_ARGUMENT);
+    }
+    if s.scenario.lost(gpu, s.now_s()) {
+        return Err(GPU_IS_LOST);
+    }
+    Ok(gpu)
 }
 
 /// Writes a value through an out-pointer.
@@ -299,3 +329,4 @@ extern "C" fn nvmlDeviceGetTotalEccErrors(
 }
 
 mod health;
+mod load;
