@@ -2,7 +2,9 @@
 
 mod burnin;
 mod burnin_judge;
+mod dcgm;
 mod evidence;
+mod kernlog;
 mod nccl_judge;
 mod nccl_parse;
 mod nccl_ssh;
