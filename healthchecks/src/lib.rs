@@ -7,6 +7,7 @@
 //!   judgement on the provisioner.
 //! - [`verdict`] and [`evidence`]: typed results and signed acceptance records.
 
+pub mod bandwidth;
 pub mod burnin;
 pub mod dcgm;
 pub mod duration;
@@ -17,6 +18,7 @@ pub mod nccl;
 pub mod nvml;
 pub mod process;
 pub mod sku;
+pub mod stress;
 pub mod verdict;
 pub mod xid;
 

@@ -4,6 +4,7 @@ pub mod bisect;
 pub mod judge;
 pub mod parse;
 mod parse_json;
+mod report;
 pub mod run;
 pub mod ssh;
 

@@ -1,109 +1,20 @@
 //! Parser for nccl-tests output (`all_reduce_perf` and friends), text and `-J` JSON.
 //!
-//! Real logs vary by version: the `root` column is absent in old versions, `#wrong` may be `N/A` (validation off)
-//! or an error magnitude (`0e+00`, old versions), multi-node runs list ranks on several hosts, NCCL_DEBUG=INFO noise
-//! is interleaved, and a hung or killed run stops mid-table. The parser keeps going through all of that and records
-//! what it could not read in `errors`; only input with no nccl-tests marker at all is rejected.
+//! Real logs vary by version and launcher, and the text reader maps every result row onto the columns its table
+//! header names instead of fixed positions:
+//! - the `root` column is absent in old versions, and alltoall-style collectives leave `redop` (or `root`) blank in
+//!   the rows although the header names it;
+//! - newer builds add columns (`-C` prints `cputime`, per-iteration timing adds `i_min i_max i_p99 i_cv%` to each
+//!   placement, `-T` a trailing timestamp), all named in the header;
+//! - `#wrong` may be `N/A` (validation off) or an error magnitude (`0e+00`, old versions);
+//! - launchers prefix lines (Open MPI `--tag-output` `[1,0]<stdout>:`, Slurm `--label` `0: `, MPICH `[0] `);
+//! - NCCL_DEBUG=INFO noise is interleaved, and a hung or killed run stops mid-table without its footer.
+//!
+//! The parser keeps going through all of that: real failures go to `errors` (the judge fails on each), what it
+//! merely tolerated goes to `notes`; only input with no nccl-tests marker at all is rejected.
 
-use serde::{Deserialize, Serialize};
-
-/// Why a text could not be read as nccl-tests output.
-#[derive(Debug, thiserror::Error)]
-pub enum ParseError {
-    /// Neither a nccl-tests header, a result row, a footer nor a test failure line was found.
-    #[error(
-        "input is not nccl-tests output (no header, result rows or footer found in {lines} lines)"
-    )]
-    NotNcclTests {
-        /// How many lines were examined.
-        lines: usize,
-    },
-    /// The input looked like JSON but is not a nccl-tests `-J` document.
-    #[error("input is JSON but not a nccl-tests result document")]
-    BadJson {
-        /// What serde_json could not accept.
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-/// Timing and bandwidth for one placement (out-of-place or in-place) of one message size.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlacementResult {
-    /// Average time of one collective, in microseconds.
-    pub time_us: f64,
-    /// Algorithm bandwidth (bytes / time), GB/s. Not what the judge uses.
-    pub algbw_gbps: f64,
-    /// Bus bandwidth (algbw × the collective's factor), GB/s: what the judge compares with the profile.
-    pub busbw_gbps: f64,
-    /// Number of wrong elements found by validation; `None` when validation was off (`N/A`).
-    pub wrong: Option<u64>,
-}
-
-/// One result row: one message size.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResultRow {
-    /// Message size in bytes.
-    pub size_bytes: u64,
-    /// Element count.
-    pub count: u64,
-    /// Element type as printed (`float`, `half`, `bfloat16`, …).
-    pub dtype: String,
-    /// Reduction operation (`sum`, …); `None` for collectives without one or when the column is absent.
-    pub redop: Option<String>,
-    /// Root rank as printed (`-1` when the collective has none); `None` when the version has no root column.
-    pub root: Option<i64>,
-    /// Out-of-place measurement.
-    pub out_of_place: PlacementResult,
-    /// In-place measurement.
-    pub in_place: PlacementResult,
-}
-
-/// One rank from the `# Using devices` list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RankDevice {
-    /// Global rank number.
-    pub rank: u32,
-    /// Host name the rank ran on.
-    pub host: String,
-    /// CUDA device index on that host.
-    pub device: u32,
-    /// PCI bus id as printed (`0000:18:00` or `0x18`).
-    pub bus_id: String,
-    /// GPU model name as printed.
-    pub gpu_name: String,
-}
-
-/// Everything read from one nccl-tests run. Serializes to the `kiln health nccl-parse --json` contract.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NcclReport {
-    /// Collective name without `_perf` (`all_reduce`, `all_gather`, …), or `unknown` when it cannot be told.
-    pub collective: String,
-    /// NCCL library version (`2.x.y`) when the output shows it.
-    pub nccl_version: Option<String>,
-    /// Number of ranks in the run.
-    pub ranks: u32,
-    /// Hosts the ranks ran on, in order of first appearance.
-    pub hosts: Vec<String>,
-    /// One row per message size.
-    pub rows: Vec<ResultRow>,
-    /// The footer's average bus bandwidth, GB/s; `None` when the run did not finish.
-    pub avg_busbw_gbps: Option<f64>,
-    /// The footer's out-of-bounds count (non-zero means corrupted results); `None` when absent.
-    pub out_of_bounds: Option<u64>,
-    /// Failure lines (NCCL WARN, test failures) and parser notes (truncation, unreadable rows).
-    pub errors: Vec<String>,
-    /// Per-rank device details (not part of the JSON contract; kept for flagging ranks and hosts).
-    #[serde(skip)]
-    pub devices: Vec<RankDevice>,
-}
-
-impl NcclReport {
-    /// True when the run reached its footer (it did not hang or die mid-table).
-    pub fn completed(&self) -> bool {
-        self.avg_busbw_gbps.is_some()
-    }
-}
+pub use super::report::{NcclReport, ParseError, PlacementResult, RankDevice, ResultRow};
+use super::report::{collective_from_program, hosts_in_order, infer_collective, parse_wrong};
 
 /// Parses nccl-tests output: text as printed on stdout, or the JSON document written by `-J`.
 pub fn parse(input: &str) -> Result<NcclReport, ParseError> {
@@ -114,15 +25,58 @@ pub fn parse(input: &str) -> Result<NcclReport, ParseError> {
     parse_text(input)
 }
 
-/// Column layout learnt from the table header, when there is one.
-#[derive(Debug, Default, Clone, Copy)]
+/// Column names learnt from the table header (or the modern default when the output starts mid-table).
+#[derive(Debug, Clone)]
 struct Layout {
-    /// The header names a `root` column.
-    has_root: Option<bool>,
-    /// The header names a `redop` column.
-    has_redop: Option<bool>,
-    /// Fields per placement (4 normally, 8 with per-iteration statistics).
-    per_side: usize,
+    /// Leading columns after `size count type`: `redop`, `root` (either may be missing in a version).
+    optional_lead: Vec<String>,
+    /// Column names of the out-of-place and the in-place set: `time algbw busbw #wrong` plus any extras.
+    sides: [Vec<String>; 2],
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        let side: Vec<String> = ["time", "algbw", "busbw", "#wrong"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Self {
+            optional_lead: vec!["redop".to_string(), "root".to_string()],
+            sides: [side.clone(), side],
+        }
+    }
+}
+
+impl Layout {
+    /// Reads `size count type redop root time algbw busbw #wrong time …` (after the `#`).
+    fn from_header(tokens: &[&str]) -> Option<Self> {
+        let is_time = |t: &&str| *t == "time" || *t == "cputime";
+        let first = tokens.iter().position(is_time)?;
+        let second = tokens[first + 1..]
+            .iter()
+            .position(is_time)
+            .map(|i| i + first + 1)?;
+        let lead: Vec<String> = tokens[..first]
+            .iter()
+            .filter(|t| !matches!(**t, "size" | "count" | "type"))
+            .map(|t| t.to_string())
+            .collect();
+        let side = |names: &[&str]| -> Vec<String> {
+            names
+                .iter()
+                .filter(|t| **t != "timestamp")
+                .map(|t| t.to_string())
+                .collect()
+        };
+        Some(Self {
+            optional_lead: lead,
+            sides: [side(&tokens[first..second]), side(&tokens[second..])],
+        })
+    }
+
+    fn tail_len(&self) -> usize {
+        self.sides[0].len() + self.sides[1].len()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -135,22 +89,30 @@ struct TextState {
     avg_busbw_gbps: Option<f64>,
     out_of_bounds: Option<u64>,
     errors: Vec<String>,
+    notes: Vec<String>,
     layout: Layout,
     saw_marker: bool,
 }
 
+impl TextState {
+    fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+}
+
 fn parse_text(input: &str) -> Result<NcclReport, ParseError> {
-    let mut st = TextState {
-        layout: Layout {
-            per_side: 4,
-            ..Layout::default()
-        },
-        ..TextState::default()
-    };
+    let mut st = TextState::default();
     let mut lines = 0usize;
+    // gpu_burn-style `\r` progress never appears here, but a CRLF log does: `lines()` keeps no `\r` at the end.
     for raw in input.lines() {
         lines += 1;
-        let line = raw.trim();
+        let (unprefixed, prefix) = strip_launcher_prefix(raw);
+        if let Some(prefix) = prefix {
+            st.note(format!("stripped launcher line prefixes ({prefix})"));
+        }
+        let line = unprefixed.trim();
         if line.is_empty() {
             continue;
         }
@@ -161,6 +123,9 @@ fn parse_text(input: &str) -> Result<NcclReport, ParseError> {
             // NCCL WARN alone may come from any NCCL program; the test harness's own failure lines are nccl-tests.
             st.saw_marker |= line.contains("Test ");
             st.errors.push(line.to_string());
+            continue;
+        }
+        if line.contains("NCCL INFO") {
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
@@ -198,24 +163,41 @@ fn parse_text(input: &str) -> Result<NcclReport, ParseError> {
         out_of_bounds: st.out_of_bounds,
         errors: st.errors,
         devices: st.devices,
+        notes: st.notes,
     })
 }
 
-pub(super) fn hosts_in_order(devices: &[RankDevice]) -> Vec<String> {
-    let mut hosts: Vec<String> = Vec::new();
-    for d in devices {
-        if !hosts.contains(&d.host) {
-            hosts.push(d.host.clone());
+/// Removes a launcher's per-line tag and says which kind it was: Open MPI `--tag-output` (`[1,0]<stdout>:`,
+/// `[1,0]<stderr>:`), MPICH `-prepend-rank` (`[0] `) or Slurm `srun --label` (`0: `).
+fn strip_launcher_prefix(line: &str) -> (&str, Option<&'static str>) {
+    let t = line.trim_start();
+    if let Some(inner) = t.strip_prefix('[')
+        && let Some(close) = inner.find(']')
+    {
+        let ids = &inner[..close];
+        let after = &inner[close + 1..];
+        let ids_ok = !ids.is_empty() && ids.chars().all(|c| c.is_ascii_digit() || c == ',');
+        if ids_ok {
+            for tag in ["<stdout>:", "<stderr>:", "<stddiag>:"] {
+                if let Some(rest) = after.strip_prefix(tag) {
+                    return (rest, Some("Open MPI --tag-output"));
+                }
+            }
+            if !ids.contains(',')
+                && let Some(rest) = after.strip_prefix(' ')
+            {
+                return (rest, Some("MPICH -prepend-rank"));
+            }
         }
     }
-    hosts
-}
-
-/// Strips the `_perf` suffix and any directory from a program name (`/opt/nccl-tests/build/all_reduce_perf`).
-pub(super) fn collective_from_program(program: &str) -> Option<String> {
-    let base = program.trim().rsplit('/').next()?.trim();
-    let name = base.strip_suffix("_perf").unwrap_or(base);
-    (!name.is_empty()).then(|| name.to_string())
+    if let Some((label, rest)) = t.split_once(": ")
+        && !label.is_empty()
+        && label.len() <= 6
+        && label.chars().all(|c| c.is_ascii_digit())
+    {
+        return (rest, Some("srun --label"));
+    }
+    (line, None)
 }
 
 fn is_failure_line(line: &str) -> bool {
@@ -246,6 +228,8 @@ fn parse_comment(comment: &str, st: &mut TextState) {
     if let Some(program) = comment.strip_prefix("Collective test starting:") {
         st.saw_marker = true;
         st.report_collective = collective_from_program(program);
+    } else if comment.starts_with("Collective test concluded:") {
+        st.saw_marker = true;
     } else if tokens.first() == Some(&"nThread") {
         st.saw_marker = true;
         let value_after = |key: &str| {
@@ -268,17 +252,30 @@ fn parse_comment(comment: &str, st: &mut TextState) {
         }
     } else if tokens.contains(&"size") && (tokens.contains(&"busbw") || tokens.contains(&"algbw")) {
         st.saw_marker = true;
-        st.layout.has_root = Some(tokens.contains(&"root"));
-        st.layout.has_redop = Some(tokens.contains(&"redop"));
-        st.layout.per_side = if tokens.contains(&"i_min") { 8 } else { 4 };
+        match Layout::from_header(&tokens) {
+            Some(layout) => st.layout = layout,
+            None => st.note(format!("table header without two time columns: {comment}")),
+        }
     } else if let Some(rest) = comment.strip_prefix("Out of bounds values") {
         st.saw_marker = true;
         st.out_of_bounds = value_after_colon(rest).and_then(|v| v.parse().ok());
     } else if let Some(rest) = comment.strip_prefix("Avg bus bandwidth") {
         st.saw_marker = true;
-        st.avg_busbw_gbps = value_after_colon(rest)
+        let mut fields = rest
+            .split_once(':')
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+            .split_whitespace();
+        st.avg_busbw_gbps = fields
+            .next()
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite());
+        // `-G <GB/s>` makes nccl-tests judge its own average: `FAILED` below 90% of it.
+        if fields.any(|f| f.eq_ignore_ascii_case("FAILED")) {
+            st.errors.push(format!(
+                "nccl-tests marked its average bus bandwidth FAILED: Avg bus bandwidth{rest}"
+            ));
+        }
     }
 }
 
@@ -318,18 +315,29 @@ fn parse_rank_line(tokens: &[&str]) -> Option<RankDevice> {
 }
 
 fn parse_data_line(line: &str, st: &mut TextState) {
-    let tokens: Vec<&str> = line.split_whitespace().collect();
-    // Result rows start with two unsigned integers; anything else (NCCL INFO noise, mpirun chatter) is skipped.
-    let (Some(size), Some(count)) = (
+    let mut tokens: Vec<&str> = line.split_whitespace().collect();
+    // Result rows start with two unsigned integers; anything else (mpirun chatter, tool banners) is skipped.
+    let (Some(size_bytes), Some(count)) = (
         tokens.first().and_then(|t| t.parse::<u64>().ok()),
         tokens.get(1).and_then(|t| t.parse::<u64>().ok()),
     ) else {
         return;
     };
-    match parse_row(size, count, &tokens, st.layout) {
-        Some(row) => {
+    // A trailing timestamp (`-T`): `2025-01-01 12:00:00`.
+    while tokens.len() > 3
+        && tokens
+            .last()
+            .is_some_and(|t| t.contains(':') || t.matches('-').count() == 2)
+    {
+        tokens.pop();
+    }
+    match parse_row(size_bytes, count, &tokens, &st.layout) {
+        Some((row, note)) => {
             st.saw_marker = true;
             st.rows.push(row);
+            if let Some(note) = note {
+                st.note(note);
+            }
         }
         None => st
             .errors
@@ -337,153 +345,130 @@ fn parse_data_line(line: &str, st: &mut TextState) {
     }
 }
 
-fn parse_row(size_bytes: u64, count: u64, tokens: &[&str], layout: Layout) -> Option<ResultRow> {
+/// Fits a row onto the layout. The measurement sets are the fixed part; the optional leading columns (`redop`,
+/// `root`) may be blank or extra, so the fit tries the header's count first, then fewer, then more, and only then
+/// allows unnamed trailing fields. Returns the row and a note when the fit was not the header's exact shape.
+fn parse_row(
+    size_bytes: u64,
+    count: u64,
+    tokens: &[&str],
+    layout: &Layout,
+) -> Option<(ResultRow, Option<String>)> {
     let dtype = tokens.get(2)?;
     if dtype.parse::<f64>().is_ok() {
         return None;
     }
-    let mut idx = 3;
+    let rest = tokens.get(3..)?;
+    let expected = layout.optional_lead.len();
+    let tail_len = layout.tail_len();
+    let mut leads: Vec<usize> = vec![expected];
+    leads.extend((0..expected).rev());
+    leads.extend(expected + 1..=expected + 2);
+    let exact = leads.iter().map(|k| (*k, false));
+    let with_trailing = leads.iter().map(|k| (*k, true));
+    for (k, allow_trailing) in exact.chain(with_trailing) {
+        let fits = if allow_trailing {
+            rest.len() > k + tail_len
+        } else {
+            rest.len() == k + tail_len
+        };
+        if !fits {
+            continue;
+        }
+        let Some((redop, root)) = lead_fields(&rest[..k], &layout.optional_lead) else {
+            continue;
+        };
+        let tail = &rest[k..k + tail_len];
+        let (first, second) = tail.split_at(layout.sides[0].len());
+        let (Some(out_of_place), Some(in_place)) = (
+            parse_placement(first, &layout.sides[0]),
+            parse_placement(second, &layout.sides[1]),
+        ) else {
+            continue;
+        };
+        let note = if allow_trailing {
+            Some(format!(
+                "ignored {} unnamed field(s) after the in-place set",
+                rest.len() - k - tail_len
+            ))
+        } else if k < expected {
+            Some(format!(
+                "rows leave header column(s) blank: header names {:?}, rows give {k} value(s)",
+                layout.optional_lead
+            ))
+        } else if k > expected {
+            Some(format!(
+                "rows carry {} leading field(s) the header does not name",
+                k - expected
+            ))
+        } else {
+            None
+        };
+        let row = ResultRow {
+            size_bytes,
+            count,
+            dtype: dtype.to_string(),
+            redop,
+            root,
+            out_of_place,
+            in_place,
+        };
+        return Some((row, note));
+    }
+    None
+}
+
+/// Reads the optional leading fields. With the header's count they map by name; otherwise by content (an integer
+/// is the root, a word is the reduction). A number with a fraction is never a leading field.
+fn lead_fields(fields: &[&str], names: &[String]) -> Option<(Option<String>, Option<i64>)> {
     let mut redop = None;
-    let has_redop = layout
-        .has_redop
-        .unwrap_or_else(|| tokens.get(idx).is_some_and(|t| t.parse::<f64>().is_err()));
-    if has_redop {
-        let op = tokens.get(idx)?;
-        if op.parse::<f64>().is_ok() {
-            return None;
-        }
-        redop = (*op != "none").then(|| op.to_string());
-        idx += 1;
-    }
-    let mut values: Vec<&str> = tokens.get(idx..)?.to_vec();
-    // A trailing timestamp (`-T`): `2025-01-01 12:00:00`.
-    while values
-        .last()
-        .is_some_and(|t| t.contains(':') || t.matches('-').count() == 2)
-    {
-        values.pop();
-    }
-    let per_side = layout.per_side.max(4);
-    let has_root = layout.has_root.unwrap_or(values.len() == 2 * per_side + 1);
     let mut root = None;
-    if has_root {
-        root = Some(values.first()?.parse::<i64>().ok()?);
-        values.remove(0);
+    if fields.len() == names.len() {
+        for (field, name) in fields.iter().zip(names) {
+            match name.as_str() {
+                "root" => root = Some(field.parse::<i64>().ok()?),
+                "redop" => {
+                    if field.parse::<f64>().is_ok() {
+                        return None;
+                    }
+                    redop = (*field != "none").then(|| field.to_string());
+                }
+                // A leading column this parser does not know: keep it out of the row, but it must not be a number
+                // with a fraction, which would mean the measurement sets start here.
+                _ if field.contains('.') && field.parse::<f64>().is_ok() => return None,
+                _ => {}
+            }
+        }
+        return Some((redop, root));
     }
-    if values.len() != 2 * per_side {
-        return None;
+    for field in fields {
+        if let Ok(value) = field.parse::<i64>() {
+            if root.is_none() {
+                root = Some(value);
+            }
+        } else if field.parse::<f64>().is_ok() {
+            return None;
+        } else if redop.is_none() && *field != "none" {
+            redop = Some(field.to_string());
+        }
     }
-    let out_of_place = parse_placement(&values[..4])?;
-    let in_place = parse_placement(&values[per_side..per_side + 4])?;
-    Some(ResultRow {
-        size_bytes,
-        count,
-        dtype: dtype.to_string(),
-        redop,
-        root,
-        out_of_place,
-        in_place,
-    })
+    Some((redop, root))
 }
 
-fn parse_placement(fields: &[&str]) -> Option<PlacementResult> {
+fn parse_placement(fields: &[&str], names: &[String]) -> Option<PlacementResult> {
     let number = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
-    Some(PlacementResult {
-        time_us: number(fields.first()?)?,
-        algbw_gbps: number(fields.get(1)?)?,
-        busbw_gbps: number(fields.get(2)?)?,
-        wrong: parse_wrong(fields.get(3)?)?,
-    })
-}
-
-/// `#wrong` is a count (`0`, `1e+06`), `N/A` when validation is off, or an error magnitude in old versions
-/// (`0e+00`, `1.2e-03`): any non-zero magnitude counts as at least one wrong element.
-pub(super) fn parse_wrong(field: &str) -> Option<Option<u64>> {
-    if field.eq_ignore_ascii_case("n/a") {
-        return Some(None);
-    }
-    let value = field
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)?;
-    // Float-to-int `as` saturates, which is what we want for absurd counts.
-    Some(Some(if value > 0.0 {
-        value.ceil().max(1.0) as u64
-    } else {
-        0
-    }))
-}
-
-/// Tells the collective from the columns and the busbw/algbw ratio when the output does not name it.
-pub(super) fn infer_collective(rows: &[ResultRow], ranks: u32) -> &'static str {
-    let Some(row) = rows.iter().rev().find(|r| r.out_of_place.algbw_gbps > 0.0) else {
-        return "unknown";
+    let field = |wanted: &[&str]| {
+        names
+            .iter()
+            .position(|n| wanted.contains(&n.as_str()))
+            .and_then(|i| fields.get(i))
+            .copied()
     };
-    let n = f64::from(ranks.max(1));
-    let ratio = row.out_of_place.busbw_gbps / row.out_of_place.algbw_gbps;
-    let close = |factor: f64| (ratio - factor).abs() <= 0.02 * factor.max(0.1);
-    let rooted = row.root.is_some_and(|r| r >= 0);
-    match (row.redop.is_some(), rooted) {
-        (true, true) => "reduce",
-        (false, true) => "broadcast",
-        (true, false) if close(2.0 * (n - 1.0) / n) => "all_reduce",
-        (true, false) if close((n - 1.0) / n) => "reduce_scatter",
-        (false, false) if close((n - 1.0) / n) => "all_gather",
-        _ => "unknown",
-    }
-}
-
-impl NcclReport {
-    /// A plain-text summary and one line per message size (human output of `kiln health nccl-parse`).
-    pub fn render_table(&self) -> String {
-        let mut out = format!(
-            "collective {}  ranks {}  hosts {}  nccl {}\n",
-            self.collective,
-            self.ranks,
-            if self.hosts.is_empty() {
-                "-".to_string()
-            } else {
-                self.hosts.join(",")
-            },
-            self.nccl_version.as_deref().unwrap_or("-"),
-        );
-        out.push_str(&format!(
-            "{:>12} {:>12} {:>8} {:>11} {:>11} {:>8} {:>11} {:>11} {:>8}\n",
-            "size_bytes",
-            "count",
-            "dtype",
-            "oop_algbw",
-            "oop_busbw",
-            "oop_wrong",
-            "ip_algbw",
-            "ip_busbw",
-            "ip_wrong"
-        ));
-        let wrong = |w: Option<u64>| w.map_or("N/A".to_string(), |w| w.to_string());
-        for r in &self.rows {
-            out.push_str(&format!(
-                "{:>12} {:>12} {:>8} {:>11.2} {:>11.2} {:>8} {:>11.2} {:>11.2} {:>8}\n",
-                r.size_bytes,
-                r.count,
-                r.dtype,
-                r.out_of_place.algbw_gbps,
-                r.out_of_place.busbw_gbps,
-                wrong(r.out_of_place.wrong),
-                r.in_place.algbw_gbps,
-                r.in_place.busbw_gbps,
-                wrong(r.in_place.wrong),
-            ));
-        }
-        out.push_str(&format!(
-            "avg busbw {} GB/s  out-of-bounds {}\n",
-            self.avg_busbw_gbps
-                .map_or("- (run did not finish)".to_string(), |v| v.to_string()),
-            self.out_of_bounds
-                .map_or("-".to_string(), |v| v.to_string()),
-        ));
-        for e in &self.errors {
-            out.push_str(&format!("error: {e}\n"));
-        }
-        out
-    }
+    Some(PlacementResult {
+        time_us: number(field(&["time", "cputime"])?)?,
+        algbw_gbps: number(field(&["algbw"])?)?,
+        busbw_gbps: number(field(&["busbw"])?)?,
+        // Old versions print an error magnitude under `error`.
+        wrong: parse_wrong(field(&["#wrong", "error"])?)?,
+    })
 }

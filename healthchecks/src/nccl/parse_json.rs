@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::parse::{
+use super::report::{
     NcclReport, ParseError, PlacementResult, RankDevice, ResultRow, collective_from_program,
     hosts_in_order, infer_collective, parse_wrong,
 };
@@ -159,6 +159,7 @@ pub(super) fn parse_json(input: &str) -> Result<NcclReport, ParseError> {
         out_of_bounds: doc.out_of_bounds.map(|o| o.count),
         errors,
         devices,
+        notes: Vec::new(),
     })
 }
 
