@@ -247,9 +247,10 @@ impl SkuProfile {
     /// The floor of the median power draw under load, W: `gates.power_load_min_w`, else
     /// [`POWER_LOAD_DEFAULT_RATIO`] × `power_limit_w`.
     pub fn power_load_floor_w(&self) -> f64 {
-        self.gates
-            .power_load_min_w
-            .unwrap_or(f64::from(self.power_limit_w) * POWER_LOAD_DEFAULT_RATIO)
+        // Rounded to 0.1 W so that 0.7 × 700 reads 490, not 489.99999999999994.
+        self.gates.power_load_min_w.unwrap_or_else(|| {
+            (f64::from(self.power_limit_w) * POWER_LOAD_DEFAULT_RATIO * 10.0).round() / 10.0
+        })
     }
 
     fn validate(&self) -> Result<(), SkuError> {

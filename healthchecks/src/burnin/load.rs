@@ -144,7 +144,7 @@ fn nvlink_errors(samples: &[&GpuSample], g: &str, p: &SkuProfile) -> Check {
         "recovery_growth_max": gates.nvlink_recovery_growth_max,
     });
     let mut counts = samples.iter().filter_map(|s| s.nvlink_errors);
-    let (Some(first), last) = (counts.next(), counts.last()) else {
+    let (Some(first), last) = (counts.next(), counts.next_back()) else {
         return if p.nvlink_links == 0 {
             Check::new(
                 NAME,

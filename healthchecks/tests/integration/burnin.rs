@@ -1,5 +1,6 @@
 //! Burn-in runner with the fake stress tool and fake-nvml: samples, output and exit status are all judged,
-//! a hung tool is killed at the hard timeout with partial evidence kept, and faults during the run are caught.
+//! a hung tool is killed at the hard timeout with partial evidence kept, and faults during the run are caught,
+//! including those that show only under load (a downtrained PCIe link, NVLink errors, low power).
 
 use std::path::Path;
 use std::time::Duration;
@@ -236,5 +237,103 @@ fn output_failure_patterns() {
         "no errors",
     ] {
         assert!(!output_line_fails(good), "{good}");
+    }
+}
+
+fn check_named<'v>(v: &'v Verdict, name: &str, subject: &str) -> &'v kiln_health::Check {
+    v.checks
+        .iter()
+        .find(|c| c.name == name && c.subject == subject)
+        .unwrap_or_else(|| panic!("no {name} for {subject}:\n{}", v.render_table()))
+}
+
+#[tokio::test]
+async fn a_link_downtrained_to_gen3_passes_the_idle_check_but_fails_under_load() {
+    let node = FakeNode::h100_with("[[fault]]\nkind = \"pcie_downtrain\"\ngpu = 4\ngen = 3\n");
+    // Idle, every GPU's link is downshifted (Gen1) and the static check rightly lets it be.
+    let idle = kiln_health::nvml::check_node(&node.lib(), &profile("h100-sxm-80gb"));
+    assert!(idle.passed(), "{}", idle.render_table());
+    let gen_check = check_named(&idle, "pcie.gen", "gpu4");
+    assert_eq!(gen_check.measured["current"], 1, "idle downshift");
+    let v = burn(&node, "ok").await;
+    assert_eq!(
+        failing(&v),
+        vec![("burnin.pcie_under_load".to_string(), "gpu4".to_string())],
+        "{}",
+        v.render_table()
+    );
+    let c = check_named(&v, "burnin.pcie_under_load", "gpu4");
+    assert_eq!(c.measured["gen"], 3);
+    assert_eq!(c.measured["width"], 16);
+    assert_eq!(c.measured["load"]["basis"], "utilisation");
+    assert_eq!(
+        c.threshold,
+        Some(serde_json::json!({ "gen": 5, "width": 16 }))
+    );
+    // Healthy GPUs reached Gen5 under load, though they idled at Gen1 before and after the tool.
+    assert_eq!(
+        check_named(&v, "burnin.pcie_under_load", "gpu0").measured["gen"],
+        5
+    );
+}
+
+#[tokio::test]
+async fn nvlink_errors_growing_under_load_fail() {
+    // time_scale 40: the 1 s run is about 40 scenario seconds under load; 50 CRC/s and 1 recovery/s grow far past
+    // the H100 limits (100 CRC, 0 recoveries) whatever the scheduling jitter.
+    let node = FakeNode::h100_with(
+        "time_scale = 40.0\n[[fault]]\nkind = \"nvlink_errors\"\ngpu = 6\nlink = 7\ncrc_per_s = 50\nrecovery_per_s = 1\n",
+    );
+    let v = burn(&node, "ok").await;
+    assert_eq!(
+        failing(&v),
+        vec![("burnin.nvlink_errors".to_string(), "gpu6".to_string())],
+        "{}",
+        v.render_table()
+    );
+    let c = check_named(&v, "burnin.nvlink_errors", "gpu6");
+    assert!(
+        c.measured["crc_growth"].as_u64().expect("crc") > 100,
+        "{}",
+        c.measured
+    );
+    assert!(c.measured["recovery_growth"].as_u64().expect("rec") > 0);
+    assert_eq!(c.measured["replay_growth"], 0);
+    let healthy = check_named(&v, "burnin.nvlink_errors", "gpu0");
+    assert_eq!(healthy.measured["crc_growth"], 0);
+}
+
+#[tokio::test]
+async fn a_gpu_drawing_little_power_under_load_fails() {
+    let node = FakeNode::h100_with("[[fault]]\nkind = \"low_power\"\ngpu = 1\npower_w = 210\n");
+    let v = burn(&node, "ok").await;
+    assert_eq!(
+        failing(&v),
+        vec![("burnin.power_under_load".to_string(), "gpu1".to_string())],
+        "{}",
+        v.render_table()
+    );
+    let c = check_named(&v, "burnin.power_under_load", "gpu1");
+    assert_eq!(c.measured["median_w"], 210.0);
+    assert_eq!(c.threshold.as_ref().expect("floor")["min_w"], 490.0);
+    assert_eq!(
+        check_named(&v, "burnin.power_under_load", "gpu0").measured["median_w"],
+        640.0
+    );
+}
+
+#[tokio::test]
+async fn gpus_the_tool_never_loads_fail_the_checks_under_load() {
+    let node = FakeNode::h100_with("util_load_pct = 20\n");
+    let v = burn(&node, "ok").await;
+    let f = failing(&v);
+    assert_eq!(f.len(), 16, "{}", v.render_table());
+    for g in 0..8 {
+        for name in ["burnin.pcie_under_load", "burnin.power_under_load"] {
+            assert!(
+                f.contains(&(name.to_string(), format!("gpu{g}"))),
+                "{name} gpu{g}"
+            );
+        }
     }
 }

@@ -208,3 +208,161 @@ fn synthetic_documents_are_judged_like_collected_ones() {
         );
     }
 }
+
+fn judged_300(doc: &Value, p: &kiln_health::SkuProfile) -> Verdict {
+    judge_burn_in_document(doc, p, Duration::from_secs(300))
+}
+
+fn failing_on(v: &Verdict) -> Vec<(String, String)> {
+    v.failures()
+        .map(|c| (c.name.clone(), c.subject.clone()))
+        .collect()
+}
+
+#[test]
+fn under_load_faults_in_synthetic_documents_fail_their_checks() {
+    use kiln_health::burnin::synthetic::{LoadFault, SyntheticRun};
+    let p = profile(SKU);
+    let run = SyntheticRun::healthy(&p, 300);
+    let healthy = judged_300(&run.evidence(&p).to_value(), &p);
+    let pcie = healthy
+        .checks
+        .iter()
+        .find(|c| c.name == "burnin.pcie_under_load" && c.subject == "gpu0")
+        .expect("pcie check");
+    // The first tick is idle at Gen1: the check judges only the 24 loaded ticks.
+    assert_eq!(pcie.measured["gen"], 5);
+    assert_eq!(pcie.measured["load"]["loaded_ticks"], 24);
+    assert_eq!(pcie.measured["load"]["ticks"], 25);
+    let faults = [
+        LoadFault::PcieDowntrain {
+            gpu: 1,
+            generation: 3,
+            width: 16,
+        },
+        LoadFault::PcieDowntrain {
+            gpu: 2,
+            generation: 5,
+            width: 8,
+        },
+        LoadFault::NvlinkErrors {
+            gpu: 3,
+            crc: 0,
+            replay: 101,
+            recovery: 0,
+        },
+        // Within the limits (CRC <= 100): not a failure.
+        LoadFault::NvlinkErrors {
+            gpu: 4,
+            crc: 100,
+            replay: 0,
+            recovery: 0,
+        },
+        LoadFault::LowPower {
+            gpu: 5,
+            power_w: 400.0,
+        },
+        // Past the GPUs of the run: ignored.
+        LoadFault::LowPower {
+            gpu: 9,
+            power_w: 1.0,
+        },
+    ];
+    let v = judged_300(&run.evidence_with(&p, &faults).to_value(), &p);
+    let mut f = failing_on(&v);
+    f.sort();
+    let expected: Vec<(String, String)> = [
+        ("burnin.nvlink_errors", "gpu3"),
+        ("burnin.pcie_under_load", "gpu1"),
+        ("burnin.pcie_under_load", "gpu2"),
+        ("burnin.power_under_load", "gpu5"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(f, expected, "{}", v.render_table());
+    let nvlink = v
+        .failures()
+        .find(|c| c.name == "burnin.nvlink_errors")
+        .expect("nvlink");
+    assert_eq!(nvlink.measured["replay_growth"], 101);
+    assert_eq!(
+        nvlink.threshold.as_ref().expect("limits")["replay_growth_max"],
+        100
+    );
+}
+
+/// A healthy document as written before GpuSample carried utilisation, PCIe and NVLink counters.
+fn without_new_sample_fields(doc: &mut Value) {
+    for tick in doc["nvml"]["ticks"].as_array_mut().expect("ticks") {
+        for gpu in tick["gpus"].as_array_mut().expect("gpus") {
+            let sample = gpu["Ok"].as_object_mut().expect("ok sample");
+            for key in [
+                "gpu_util_pct",
+                "pcie_gen_current",
+                "pcie_width_current",
+                "nvlink_errors",
+            ] {
+                assert!(sample.remove(key).is_some(), "{key} written");
+            }
+        }
+    }
+}
+
+#[test]
+fn old_evidence_without_the_new_readings_decodes_and_fails_as_not_reported() {
+    use kiln_health::burnin::synthetic::SyntheticRun;
+    let p = profile(SKU);
+    let mut doc = SyntheticRun::healthy(&p, 300).evidence(&p).to_value();
+    without_new_sample_fields(&mut doc);
+    let v = judged_300(&doc, &p);
+    let f = failing_on(&v);
+    assert_eq!(f.len(), 16, "{}", v.render_table());
+    for g in 0..8 {
+        let gpu = format!("gpu{g}");
+        assert!(f.contains(&("burnin.pcie_under_load".to_string(), gpu.clone())));
+        assert!(f.contains(&("burnin.nvlink_errors".to_string(), gpu.clone())));
+    }
+    // Power is still judged, on the middle of the run (no utilisation to tell load from idle).
+    let power = v
+        .checks
+        .iter()
+        .find(|c| c.name == "burnin.power_under_load" && c.subject == "gpu0")
+        .expect("power");
+    assert_eq!(power.status, kiln_health::CheckStatus::Pass);
+    assert_eq!(power.measured["load"]["basis"], "middle_of_run");
+    assert_eq!(power.measured["load"]["loaded_ticks"], 21);
+    // On a SKU without NVLink, missing counters are a note, not a failure.
+    let mut pcie_card = p.clone();
+    pcie_card.nvlink_links = 0;
+    let v = judged_300(&doc, &pcie_card);
+    let notes: Vec<&kiln_health::Check> = v
+        .checks
+        .iter()
+        .filter(|c| c.name == "burnin.nvlink_errors")
+        .collect();
+    assert_eq!(notes.len(), 8);
+    assert!(
+        notes
+            .iter()
+            .all(|c| c.status == kiln_health::CheckStatus::Note)
+    );
+    assert!(
+        v.failures().all(|c| c.name == "burnin.pcie_under_load"),
+        "{}",
+        v.render_table()
+    );
+}
+
+#[test]
+fn a_profile_power_floor_from_the_gates_table_is_used() {
+    use kiln_health::burnin::synthetic::SyntheticRun;
+    let mut p = profile(SKU);
+    // The synthetic load draws 0.9 × 700 = 630 W.
+    p.gates.power_load_min_w = Some(650.0);
+    let v = judged_300(&SyntheticRun::healthy(&p, 300).evidence(&p).to_value(), &p);
+    assert_eq!(v.failures().count(), 8, "{}", v.render_table());
+    assert!(v.failures().all(|c| c.name == "burnin.power_under_load"));
+    p.gates.power_load_min_w = None;
+    assert_eq!(p.power_load_floor_w(), 490.0, "0.7 × the 700 W limit");
+}

@@ -258,3 +258,63 @@ fn nvml_that_fails_to_initialise_is_a_clear_failing_result() {
     let f = only_failure(&v);
     assert_eq!(f.name, "nvml.available");
 }
+
+#[test]
+fn samples_carry_utilisation_the_current_pcie_link_and_nvlink_counters_idle_and_loaded() {
+    use kiln_health::nvml::{GpuNvml, NvlinkErrorCounts};
+    let node = FakeNode::h100_with(
+        "[[fault]]\nkind = \"pcie_downtrain\"\ngpu = 2\ngen = 4\nwidth = 8\n\n\
+         [[fault]]\nkind = \"nvlink_errors\"\ngpu = 1\nlink = 17\ncrc_per_s = 1000000\nreplay_per_s = 1000000\n",
+    );
+    let nvml = GpuNvml::open(&node.lib()).expect("fake NVML opens");
+    let idle = nvml.sample(0).expect("sample");
+    assert_eq!(idle.gpu_util_pct, Some(0));
+    assert_eq!(
+        (idle.pcie_gen_current, idle.pcie_width_current),
+        (Some(1), Some(16))
+    );
+    assert_eq!(idle.nvlink_errors, Some(NvlinkErrorCounts::default()));
+    assert_eq!(nvml.sample(2).expect("gpu2").pcie_width_current, Some(8));
+    std::fs::write(node.load_file(), "").expect("load on");
+    let first = nvml.sample(1).expect("gpu1");
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let loaded = nvml.sample(0).expect("sample");
+    assert_eq!(loaded.gpu_util_pct, Some(100));
+    assert_eq!(loaded.pcie_gen_current, Some(5));
+    let downtrained = nvml.sample(2).expect("gpu2");
+    assert_eq!(
+        (downtrained.pcie_gen_current, downtrained.pcie_width_current),
+        (Some(4), Some(8))
+    );
+    let later = nvml
+        .sample(1)
+        .expect("gpu1")
+        .nvlink_errors
+        .expect("counters");
+    let before = first.nvlink_errors.expect("counters");
+    // 30 ms under load at a million per second: the counters (on link 17, the last one summed) grew.
+    assert!(
+        later.crc > before.crc && later.replay > before.replay,
+        "{before:?} → {later:?}"
+    );
+    assert_eq!(later.recovery, 0);
+    std::fs::remove_file(node.load_file()).expect("load off");
+    let after = nvml
+        .sample(1)
+        .expect("gpu1")
+        .nvlink_errors
+        .expect("counters");
+    assert!(after.crc >= later.crc, "counters never go back");
+    // The static check sees the idle, downshifted links and the x8 width.
+    let v = check(&node);
+    assert_eq!(only_failure(&v).name, "pcie.width");
+}
+
+#[test]
+fn a_gpu_without_nvlink_reports_no_counters() {
+    let scenario = crate::support::fixture("scenarios/h100-healthy.toml")
+        .replace("nvlink_links = 18", "nvlink_links = 0");
+    let node = FakeNode::from_scenario(&scenario);
+    let nvml = kiln_health::nvml::GpuNvml::open(&node.lib()).expect("opens");
+    assert_eq!(nvml.sample(0).expect("sample").nvlink_errors, None);
+}

@@ -121,3 +121,117 @@ fn cold_off_defaults_to_30_s_and_zero_is_refused() {
     let err = SkuCatalog::from_toml(&zero, "test").expect_err("zero");
     assert!(err.to_string().contains("h100-sxm-80gb"), "{err}");
 }
+
+#[test]
+fn gates_carry_the_reference_figures_and_gb200_trays_have_their_own_profile() {
+    let catalog = SkuCatalog::builtin().expect("built-in");
+    let h100 = &catalog.get("h100-sxm-80gb").expect("h100").gates;
+    assert_eq!(h100.dcgm_level, 3);
+    assert_eq!(h100.ib_write_bw_min_gbps, Some(375.0));
+    assert_eq!(h100.ib_ports, Some(8));
+    assert_eq!(h100.nvbandwidth_d2d_min_gbps, Some(335.0));
+    assert_eq!(
+        (h100.stress_gpu_min_ratio, h100.fleet_outlier_ratio),
+        (0.90, 0.05)
+    );
+    assert!(!h100.fleet_gate);
+    assert_eq!(
+        (
+            h100.nvlink_crc_growth_max,
+            h100.nvlink_replay_growth_max,
+            h100.nvlink_recovery_growth_max
+        ),
+        (100, 100, 0)
+    );
+    assert_eq!(
+        catalog
+            .get("h200-sxm-141gb")
+            .expect("h200")
+            .gates
+            .ib_write_bw_min_gbps,
+        Some(360.0)
+    );
+    let gb200 = catalog.get("gb200-nvl-tray").expect("gb200 tray");
+    assert_eq!(gb200.gpus_per_node, 4);
+    assert_eq!(
+        gb200.nccl_threshold(1).map(|t| t.min_busbw_gbps),
+        Some(432.0)
+    );
+    assert_eq!(gb200.power_load_floor_w(), 840.0);
+    // "NVIDIA GB200" contains "B200" too: the longer pattern wins.
+    for (name, id) in [
+        ("NVIDIA GB200", "gb200-nvl-tray"),
+        ("NVIDIA B200", "b200-sxm-180gb"),
+        ("NVIDIA H200", "h200-sxm-141gb"),
+    ] {
+        assert_eq!(
+            catalog.match_nvml_name(name).map(|p| p.id.as_str()),
+            Some(id),
+            "{name}"
+        );
+    }
+}
+
+/// The built-in H100 profile as TOML text, without its gates table (so tests can write their own).
+fn h100_without_gates() -> String {
+    let builtin = SkuCatalog::builtin().expect("built-in");
+    let mut h100 = builtin.get("h100-sxm-80gb").expect("h100").clone();
+    h100.gates = kiln_health::sku::SkuGates::default();
+    #[derive(serde::Serialize)]
+    struct File {
+        sku: Vec<kiln_health::SkuProfile>,
+    }
+    let text = toml::to_string(&File { sku: vec![h100] }).expect("toml");
+    let at = text.find("[sku.gates]").expect("gates serialized");
+    text[..at].to_string()
+}
+
+#[test]
+fn a_profile_without_gates_gets_the_defaults() {
+    let catalog = SkuCatalog::from_toml(&h100_without_gates(), "test").expect("loads");
+    let p = catalog.get("h100-sxm-80gb").expect("h100");
+    assert_eq!(p.gates, kiln_health::sku::SkuGates::default());
+    assert_eq!(p.gates.dcgm_level, kiln_health::sku::DEFAULT_DCGM_LEVEL);
+    assert_eq!(p.gates.ib_write_bw_min_gbps, None);
+    assert_eq!(p.power_load_floor_w(), 490.0, "0.7 × power_limit_w");
+    let partial = format!("{}[sku.gates]\nfleet_gate = true\n", h100_without_gates());
+    let catalog = SkuCatalog::from_toml(&partial, "test").expect("partial gates");
+    let g = &catalog.get("h100-sxm-80gb").expect("h100").gates;
+    assert!(g.fleet_gate);
+    assert_eq!(g.stress_gpu_min_ratio, 0.90);
+}
+
+#[test]
+fn inconsistent_gates_are_refused_naming_the_key() {
+    for (gates, key) in [
+        ("stress_gpu_min_ratio = 0.0", "stress_gpu_min_ratio"),
+        ("stress_gpu_min_ratio = 1.2", "stress_gpu_min_ratio"),
+        ("fleet_outlier_ratio = -0.05", "fleet_outlier_ratio"),
+        ("dcgm_level = 5", "dcgm_level"),
+        ("dcgm_level = 0", "dcgm_level"),
+        ("ib_write_bw_min_gbps = 0.0", "ib_write_bw_min_gbps"),
+        ("nvbandwidth_h2d_min_gbps = nan", "nvbandwidth_h2d_min_gbps"),
+        ("ib_ports = 0", "ib_ports"),
+        ("power_load_min_w = 900.0", "power_load_min_w"),
+    ] {
+        let text = format!("{}[sku.gates]\n{gates}\n", h100_without_gates());
+        let err = SkuCatalog::from_toml(&text, "test").expect_err(gates);
+        assert!(matches!(err, SkuError::Invalid { .. }), "{gates}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(key) && msg.contains("h100-sxm-80gb"),
+            "{gates}: {msg}"
+        );
+    }
+    let typo = format!("{}[sku.gates]\nfleet_gates = true\n", h100_without_gates());
+    let err = SkuCatalog::from_toml(&typo, "test").expect_err("unknown key");
+    assert!(matches!(err, SkuError::Malformed { .. }), "{err}");
+    use std::error::Error as _;
+    assert!(
+        err.source()
+            .expect("toml error")
+            .to_string()
+            .contains("fleet_gates"),
+        "{err:?}"
+    );
+}
