@@ -8,7 +8,8 @@ use crate::verdict::{Check, CheckStatus};
 /// Checks for a DCGM diagnostic run on a node that should have `expected_gpus` GPUs.
 ///
 /// - `dcgm.run` fails when DCGM reported a runtime error or no test result at all.
-/// - `dcgm.gpus` fails when fewer GPUs than expected appear in the results.
+/// - `dcgm.gpus` fails when fewer GPUs than expected appear in the results (in a document whose results name
+///   no GPU, as legacy r1 runs, the GPUs it lists count).
 /// - `dcgm.<test>` (test name in lower case, spaces as `_`): a failing check per entity whose result is Fail (or
 ///   a status kiln does not know), naming the DCGM_FR code and DCGM's text; a note per Warn or Skip; a failing
 ///   node check when the test's summary failed but no entity did; otherwise one passing check per test
@@ -42,7 +43,12 @@ pub fn judge_dcgm(diag: &DcgmDiag, expected_gpus: u32) -> Vec<Check> {
             &format!("DCGM diagnostic{level} ran"),
         ));
     }
-    let seen = diag.gpus_seen();
+    // Results name their GPU, except legacy r1 documents, whose deployment tests are node-wide: there the
+    // GPUs the document lists are the ones tested.
+    let seen = match diag.gpus_seen() {
+        seen if seen.is_empty() => diag.gpus_listed.clone(),
+        seen => seen,
+    };
     checks.push(Check::judged(
         seen.len() >= expected_gpus as usize,
         "dcgm.gpus",

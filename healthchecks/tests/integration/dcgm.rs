@@ -122,6 +122,19 @@ fn legacy_shape_pass_and_fail() {
 }
 
 #[test]
+fn legacy_level_1_counts_the_listed_gpus() {
+    let doc = r#"{"DCGM GPU Diagnostic": {"test_categories": [{"category": "Deployment", "tests": [
+        {"name": "Denylist", "results": [{"status": "Pass"}]},
+        {"name": "Persistence Mode", "results": [{"status": "Pass"}]}
+    ]}]}, "version": "3.3.7", "GPU Device IDs": ["2330", "2330", "2330", "2330"]}"#;
+    let d = parse_diag(doc).expect("parses").with_level(1);
+    assert!(d.gpus_seen().is_empty());
+    let checks = judge_dcgm(&d, 4);
+    assert!(checks.iter().all(|c| !c.failed()), "{checks:#?}");
+    assert!(find(&judge_dcgm(&d, 8), "dcgm.gpus", "node").failed());
+}
+
+#[test]
 fn fewer_gpus_than_expected_fails() {
     let d = parse_diag(&fixture("dcgm/v4_four_gpus.json")).expect("parses");
     let checks = judge_dcgm(&d, 8);
