@@ -191,7 +191,8 @@ fn matrix_line(m: &mut NvbandwidthTestcase, line: &str) -> MatrixLine {
 
 /// `memcpy CE CPU(row) -> GPU(column) bandwidth (GB/s)` → `GB/s`.
 fn description_unit(line: &str) -> Option<String> {
-    if !(line.contains("bandwidth") || line.contains("latency")) {
+    let lower = line.to_ascii_lowercase();
+    if !(lower.contains("bandwidth") || lower.contains("latency")) {
         return None;
     }
     let inner = line.strip_suffix(')')?;

@@ -63,15 +63,14 @@ pub(super) fn parse(stdout: &str) -> Result<StressReport, StressParseError> {
             || line.starts_with("Some GPUs are not healthy")
         {
             saw_summary = true;
-        } else if let Some(rest) = line.strip_prefix("- GPU ") {
-            if let Some((index, reason)) = rest.split_once(" - ")
-                && let Ok(gpu) = index.trim().parse::<u32>()
-            {
-                report
-                    .gpu_mut(gpu)
-                    .problems
-                    .push(format!("gpu-fryer: {}", reason.trim()));
-            }
+        } else if let Some(rest) = line.strip_prefix("- GPU ")
+            && let Some((index, reason)) = rest.split_once(" - ")
+            && let Ok(gpu) = index.trim().parse::<u32>()
+        {
+            report
+                .gpu_mut(gpu)
+                .problems
+                .push(format!("gpu-fryer: {}", reason.trim()));
         }
     }
     if report.per_gpu.iter().all(|g| g.value.is_none()) {

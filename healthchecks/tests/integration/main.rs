@@ -1,5 +1,6 @@
 //! kiln-health integration tests: one binary, one module per area.
 
+mod bandwidth;
 mod burnin;
 mod burnin_judge;
 mod dcgm;
@@ -10,4 +11,5 @@ mod nccl_parse;
 mod nccl_ssh;
 mod nvml;
 mod sku;
+mod stress;
 mod support;

@@ -210,6 +210,135 @@ fn json_contract_has_exactly_the_documented_keys() {
     assert_eq!(v["hosts"][1], "host-02");
 }
 
+#[test]
+fn alltoall_row_leaves_the_redop_column_blank() {
+    let r = parse(&fixture("nccl/alltoall_h100_blank_redop.txt")).expect("parses");
+    assert_eq!(r.collective, "alltoall");
+    assert_eq!(r.rows.len(), 11, "1 MiB .. 1 GiB");
+    assert!(
+        r.rows
+            .iter()
+            .all(|row| row.redop.is_none() && row.root == Some(-1))
+    );
+    let last = r.rows.last().expect("rows");
+    assert_eq!(last.size_bytes, 1 << 30);
+    assert_eq!(last.out_of_place.busbw_gbps, 339.81, "{last:?}");
+    assert!(last.in_place.busbw_gbps > 0.0 && last.in_place.wrong == Some(0));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.notes.iter().any(|n| n.contains("blank")), "{:?}", r.notes);
+    assert_eq!(r.avg_busbw_gbps, Some(201.442));
+}
+
+#[test]
+fn open_mpi_tag_output_prefixes_are_stripped() {
+    let r = parse(&fixture("nccl/all_reduce_h100_2node_tag_output.txt")).expect("parses");
+    assert_eq!(r.collective, "all_reduce");
+    assert_eq!(
+        r.nccl_version.as_deref(),
+        Some("2.23.4"),
+        "from a <stderr> INFO line"
+    );
+    assert_eq!(r.ranks, 16);
+    assert_eq!(r.hosts, vec!["gpu-b01".to_string(), "gpu-b02".to_string()]);
+    assert_eq!(
+        r.rows.len(),
+        7,
+        "128 MiB .. 8 GiB, the interleaved INFO line skipped"
+    );
+    assert_eq!(r.avg_busbw_gbps, Some(301.876));
+    assert_eq!(r.out_of_bounds, Some(0));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        r.notes.iter().any(|n| n.contains("--tag-output")),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[test]
+fn newer_build_per_iteration_columns_and_timestamp_map_by_name() {
+    let r = parse(&fixture("nccl/all_reduce_h100_per_iteration_timestamp.txt")).expect("parses");
+    assert_eq!(r.rows.len(), 6, "256 MiB .. 8 GiB");
+    let first = &r.rows[0];
+    assert_eq!(first.size_bytes, 268_435_456);
+    assert_eq!(first.out_of_place.time_us, 1151.27);
+    assert_eq!(first.out_of_place.busbw_gbps, 408.04);
+    assert_eq!(
+        first.in_place.time_us, 1155.90,
+        "in-place time, not the out-of-place i_min"
+    );
+    assert_eq!(first.in_place.busbw_gbps, 406.41);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+}
+
+#[test]
+fn an_unnamed_trailing_field_is_ignored_with_a_note() {
+    let r = parse(&fixture("nccl/all_reduce_h100_unnamed_extra_column.txt")).expect("parses");
+    assert_eq!(r.rows.len(), 6);
+    assert_eq!(r.rows[0].in_place.busbw_gbps, 404.72);
+    assert_eq!(r.rows[0].in_place.wrong, Some(0));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        r.notes.iter().any(|n| n.contains("unnamed")),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[test]
+fn failed_suffix_on_the_average_is_an_error_and_the_value_is_kept() {
+    let r = parse(&fixture("nccl/all_reduce_h100_check_failed.txt")).expect("parses");
+    assert_eq!(r.avg_busbw_gbps, Some(77.3012));
+    assert!(r.completed());
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(r.errors[0].contains("FAILED"));
+    let zero =
+        "# nThread 1 nGpus 8\n# Out of bounds values : 0 OK\n# Avg bus bandwidth    : 0 FAILED\n";
+    let r = parse(zero).expect("parses");
+    assert_eq!(r.avg_busbw_gbps, Some(0.0));
+    assert!(r.errors.iter().any(|e| e.contains("FAILED")));
+}
+
+#[test]
+fn missing_trailer_keeps_the_rows_and_is_flagged() {
+    let r = parse(&fixture("nccl/all_reduce_h100_no_trailer.txt")).expect("parses");
+    assert_eq!(r.nccl_version.as_deref(), Some("2.21.5"));
+    assert_eq!(r.rows.len(), 6, "INFO lines between rows are skipped");
+    assert_eq!(r.rows[5].size_bytes, 8 << 30);
+    assert_eq!((r.avg_busbw_gbps, r.out_of_bounds), (None, None));
+    assert!(!r.completed());
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(r.errors[0].contains("ends before the footer after 6 result rows"));
+}
+
+#[test]
+fn slurm_label_and_mpich_rank_prefixes_are_stripped() {
+    let base = fixture("nccl/all_reduce_h100_unnamed_extra_column.txt");
+    for prefix in ["0: ", "[0] "] {
+        let text: String = base.lines().map(|l| format!("{prefix}{l}\n")).collect();
+        let r = parse(&text).expect("parses");
+        assert_eq!(r.rows.len(), 6, "{prefix:?}");
+        assert!(r.errors.is_empty(), "{prefix:?}: {:?}", r.errors);
+    }
+}
+
+#[test]
+fn json_contract_unchanged_for_new_shapes() {
+    for f in [
+        "nccl/alltoall_h100_blank_redop.txt",
+        "nccl/all_reduce_h100_2node_tag_output.txt",
+        "nccl/all_reduce_h100_per_iteration_timestamp.txt",
+    ] {
+        let v = serde_json::to_value(parse(&fixture(f)).expect("parses")).expect("serializes");
+        assert!(
+            v.get("notes").is_none() && v.get("devices").is_none(),
+            "{f}"
+        );
+        assert_eq!(v["rows"][0].as_object().expect("row").len(), 7, "{f}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -232,6 +361,18 @@ proptest! {
     fn parser_never_panics_on_row_like_tokens(tokens in proptest::collection::vec("(-?[0-9]{1,20}(\\.[0-9]{0,3})?|N/A|sum|none|float|nan|inf|1e\\+308|-1|#wrong|[a-z]{1,4})", 0..20)) {
         let text = format!("# nThread 1 nGpus 8\n{}\n", tokens.join(" "));
         prop_assert!(parse(&text).is_ok());
+    }
+
+    #[test]
+    fn parser_never_panics_on_mangled_new_shapes(cut in 0usize..9000, noise in "[ -~\\n]{0,80}", line in 0usize..60, which in 0usize..4) {
+        let name = ["nccl/alltoall_h100_blank_redop.txt", "nccl/all_reduce_h100_2node_tag_output.txt",
+            "nccl/all_reduce_h100_per_iteration_timestamp.txt", "nccl/all_reduce_h100_no_trailer.txt"][which];
+        let text = fixture(name);
+        let cut = text.char_indices().map(|(i, _)| i).take_while(|i| *i <= cut).last().unwrap_or(0);
+        let mut lines: Vec<String> = text[..cut].lines().map(str::to_string).collect();
+        let at = line.min(lines.len());
+        lines.insert(at, noise);
+        let _ = parse(&lines.join("\n"));
     }
 
     #[test]
