@@ -99,6 +99,24 @@ enum HealthCommand {
         /// The output file ("-" for stdin).
         file: PathBuf,
     },
+    /// Scan kernel log text (dmesg, `dmesg -T`, `journalctl -k`, syslog, /dev/kmsg) for Xid and NVSwitch SXid
+    /// events; exits 1 when an event fails the node, 2 when the input cannot be read.
+    XidScan {
+        /// The log file ("-" or nothing for stdin).
+        file: Option<PathBuf>,
+    },
+    /// Parse and judge `dcgmi diag -j` output; exits 1 when the diagnostic fails the node, 2 when the file
+    /// cannot be read or is not DCGM diagnostic JSON.
+    DcgmParse {
+        /// The output file ("-" for stdin).
+        file: PathBuf,
+        /// GPUs the node must have results for; default: the GPUs the document lists, else those with results.
+        #[arg(long)]
+        gpus: Option<u32>,
+        /// The level the diagnostic ran at (`dcgmi diag -r N`), for the report.
+        #[arg(long)]
+        level: Option<u8>,
+    },
     /// Sign an acceptance record from verdict files (`kiln health check --json > v.json`).
     Sign {
         /// ed25519 site signing key: 32-byte seed as hex.
@@ -224,6 +242,8 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        HealthCommand::XidScan { file } => xid_scan(file.as_deref(), global),
+        HealthCommand::DcgmParse { file, gpus, level } => dcgm_parse(&file, gpus, level, global),
         HealthCommand::Sign {
             signing_key,
             node,
@@ -479,6 +499,90 @@ fn report_verdict(verdict: &Verdict, global: &GlobalArgs) -> anyhow::Result<()> 
     let failed = verdict.failures().count();
     if failed > 0 {
         bail!("{failed} health check(s) failed");
+    }
+    Ok(())
+}
+
+/// Reads a file ("-" or none: stdin) as text, replacing bytes that are not UTF-8; exits 2 when it cannot.
+fn read_input_or_exit(file: Option<&std::path::Path>) -> (String, String) {
+    let (name, bytes) = match file {
+        None => ("stdin".to_string(), read_stdin()),
+        Some(p) if p.as_os_str() == "-" => ("stdin".to_string(), read_stdin()),
+        Some(p) => (p.display().to_string(), std::fs::read(p)),
+    };
+    match bytes {
+        Ok(bytes) => (String::from_utf8_lossy(&bytes).into_owned(), name),
+        Err(err) => {
+            eprintln!("error: reading {name}: {err}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn read_stdin() -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+    Ok(buf)
+}
+
+fn xid_scan(file: Option<&std::path::Path>, global: &GlobalArgs) -> anyhow::Result<()> {
+    let (text, name) = read_input_or_exit(file);
+    let scan = kiln_health::kernlog::scan(&text);
+    if global.json {
+        print_json(&scan)?;
+    } else {
+        print!("{}", scan.render_text());
+    }
+    let failing = scan.failing().count();
+    if failing > 0 {
+        bail!("{name}: {failing} kernel log event(s) fail the node");
+    }
+    Ok(())
+}
+
+fn dcgm_parse(
+    file: &std::path::Path,
+    gpus: Option<u32>,
+    level: Option<u8>,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let (text, name) = read_input_or_exit(Some(file));
+    let mut diag = match kiln_health::dcgm::parse_diag(&text) {
+        Ok(diag) => diag,
+        Err(err) => {
+            eprintln!("error: {name}: {err}");
+            std::process::exit(2)
+        }
+    };
+    if let Some(level) = level {
+        diag = diag.with_level(level);
+    }
+    let expected = gpus.unwrap_or_else(|| {
+        let listed = diag.gpus_listed.len().max(diag.gpus_seen().len());
+        u32::try_from(listed).unwrap_or(u32::MAX)
+    });
+    let checks = kiln_health::dcgm::judge_dcgm(&diag, expected);
+    let failed = checks.iter().filter(|c| c.failed()).count();
+    if global.json {
+        print_json(&serde_json::json!({ "diag": diag, "checks": checks, "passed": failed == 0 }))?;
+    } else {
+        println!(
+            "DCGM diagnostic{} (DCGM {}): {}",
+            diag.level.map(|l| format!(" r{l}")).unwrap_or_default(),
+            diag.dcgm_version.as_deref().unwrap_or("version unknown"),
+            if failed == 0 { "PASS" } else { "FAIL" }
+        );
+        for c in &checks {
+            let status = match c.status {
+                kiln_health::CheckStatus::Pass => "pass",
+                kiln_health::CheckStatus::Fail => "FAIL",
+                kiln_health::CheckStatus::Note => "note",
+            };
+            println!("{status:<6} {:<28} {:<8} {}", c.name, c.subject, c.reason);
+        }
+    }
+    if failed > 0 {
+        bail!("{name}: {failed} DCGM check(s) failed");
     }
     Ok(())
 }

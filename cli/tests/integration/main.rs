@@ -7,5 +7,6 @@ mod bringup;
 mod crash;
 mod demo;
 mod health;
+mod health_scan;
 mod security;
 mod sim_site;

@@ -245,7 +245,11 @@ fn first_object(text: &str) -> Result<Value, DcgmParseError> {
                     first_error = Some(DcgmParseError::Malformed {
                         line: text[..start].matches('\n').count() + err.line(),
                         column: err.column(),
-                        detail: err.to_string(),
+                        // serde_json's text ends with its own position; ours is relative to the input.
+                        detail: err
+                            .to_string()
+                            .rsplit_once(" at line ")
+                            .map_or_else(|| err.to_string(), |(head, _)| head.to_string()),
                     });
                 }
                 // Every later `{` line is inside this unfinished object: stop rather than read its pieces.
