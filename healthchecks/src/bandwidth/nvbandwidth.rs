@@ -96,11 +96,8 @@ pub fn parse_nvbandwidth(text: &str) -> Result<NvbandwidthResult, BandwidthParse
         } else if let Some(name) = line.strip_prefix("Running ") {
             running = Some(name.trim().trim_end_matches('.').trim().to_string());
         } else if line.starts_with("Waived") {
-            result.waived.push(
-                running
-                    .take()
-                    .map_or(line.to_string(), |n| format!("{n}: {line}")),
-            );
+            // nvbandwidth prints a waived testcase's status without its name (and without a `Running` line).
+            result.waived.push(line.to_string());
         } else if line.starts_with("ERROR") || line.starts_with("Error") {
             result.errors.push(
                 running

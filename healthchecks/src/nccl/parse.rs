@@ -270,7 +270,7 @@ fn parse_comment(comment: &str, st: &mut TextState) {
             .next()
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite());
-        // `-G <GB/s>` makes nccl-tests judge its own average: `FAILED` below 90% of it.
+        // `NCCL_TESTS_MIN_BW=<GB/s>` makes nccl-tests judge its own average: `FAILED` below 90% of it.
         if fields.any(|f| f.eq_ignore_ascii_case("FAILED")) {
             st.errors.push(format!(
                 "nccl-tests marked its average bus bandwidth FAILED: Avg bus bandwidth{rest}"
