@@ -11,7 +11,10 @@ use kiln_health::burnin::evidence_digest;
 use kiln_health::erasure::{self, ErasedBeforeLease, ErasedDevice, ErasureStatus};
 use kiln_health::evidence::{self, AcceptanceRecord, EvidenceDigest, EvidenceError, SignedRecord};
 use kiln_health::{Check, RunKind, Verdict};
-use kiln_inventory::{HallLease, HealthRun, Node, NodeFilter, Store, StoreError};
+use kiln_inventory::{
+    Distribution, FleetBaseline, FleetOutlier, HallLease, HealthRun, Node, NodeFilter, Store,
+    StoreError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -62,25 +65,25 @@ pub struct Aggregates {
     pub gpu_count: usize,
     /// Distribution of the leased nodes' latest NCCL bus bandwidth, when any node has an NCCL run.
     pub nccl_busbw_gbps: Option<BusbwDistribution>,
+    /// The hall's fleet baselines and the leased nodes below them (not signed; see [`FleetSection`]).
+    #[serde(default)]
+    pub fleet: Option<FleetSection>,
 }
 
 /// Distribution of per-node NCCL bus bandwidth, GB/s (nearest-rank percentiles).
+pub type BusbwDistribution = Distribution;
+
+/// The hall's fleet baselines at report time: each metric's distribution over the hall's nodes of a SKU, and
+/// the leased nodes more than the allowed fraction below the median. Not signed: the hall's other nodes are not
+/// in the report, so a verifier cannot recompute it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct BusbwDistribution {
-    /// Nodes with a figure.
-    pub nodes: usize,
-    /// Lowest.
-    pub min: f64,
-    /// 10th percentile.
-    pub p10: f64,
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// Highest.
-    pub max: f64,
-    /// Mean.
-    pub mean: f64,
+pub struct FleetSection {
+    /// The shortfall below the median from which a node is an outlier (0.05 = 5%).
+    pub outlier_ratio: f64,
+    /// Baselines kept for the hall.
+    pub baselines: Vec<FleetBaseline>,
+    /// Leased nodes below their baseline by more than `outlier_ratio`, worst first.
+    pub outliers: Vec<FleetOutlier>,
 }
 
 /// Why a report could not be made or did not verify.
@@ -207,6 +210,7 @@ pub async fn build(
     }
     let (gpu_count, nccl_busbw_gbps) = derive(&records);
     let nodes_leased = nodes.len() as i64;
+    let fleet = fleet_section(store, hall.id, &nodes).await?;
     Ok(AcceptanceReport {
         lease,
         hall: hall.name,
@@ -218,9 +222,38 @@ pub async fn build(
             nodes_owed: (hall.nodes - nodes_leased).max(0),
             gpu_count,
             nccl_busbw_gbps,
+            fleet,
         },
         nodes,
     })
+}
+
+/// The outlier ratio a report uses: the SKU profiles' `fleet_outlier_ratio` is applied by the engine; the report
+/// lists nodes more than this below the median.
+pub const REPORT_OUTLIER_RATIO: f64 = 0.05;
+
+async fn fleet_section(
+    store: &Store,
+    hall_id: i64,
+    leased: &[NodeRecord],
+) -> Result<Option<FleetSection>, StoreError> {
+    let baselines = store.fleet_baselines(hall_id).await?;
+    if baselines.is_empty() {
+        return Ok(None);
+    }
+    let serials: std::collections::HashSet<&str> =
+        leased.iter().map(|n| n.serial.as_str()).collect();
+    let outliers = store
+        .fleet_outliers(hall_id, REPORT_OUTLIER_RATIO)
+        .await?
+        .into_iter()
+        .filter(|o| serials.contains(o.serial.as_str()))
+        .collect();
+    Ok(Some(FleetSection {
+        outlier_ratio: REPORT_OUTLIER_RATIO,
+        baselines,
+        outliers,
+    }))
 }
 
 /// Verifies a downloaded report offline: every node's signature under `trusted`, each record belonging to its
@@ -269,7 +302,7 @@ pub fn verify(text: &str, trusted: &VerifyingKey) -> Result<VerifiedReport, Repo
             gpu_count.to_string(),
         ));
     }
-    if !same_distribution(claimed.nccl_busbw_gbps.as_ref(), busbw.as_ref()) {
+    if !Distribution::same(claimed.nccl_busbw_gbps.as_ref(), busbw.as_ref()) {
         return Err(mismatch(
             "nccl_busbw_gbps",
             format!("{:?}", claimed.nccl_busbw_gbps),
@@ -384,48 +417,7 @@ fn derive(records: &[AcceptanceRecord]) -> (usize, Option<BusbwDistribution>) {
         .iter()
         .filter_map(|r| r.nccl["latest_busbw_gbps"].as_f64())
         .collect();
-    (gpus, distribution(busbw))
-}
-
-fn distribution(mut values: Vec<f64>) -> Option<BusbwDistribution> {
-    values.retain(|v| v.is_finite());
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank =
-        |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
-    Some(BusbwDistribution {
-        nodes: values.len(),
-        min: values[0],
-        p10: rank(0.10),
-        p50: rank(0.50),
-        p90: rank(0.90),
-        max: values[values.len() - 1],
-        mean: values.iter().sum::<f64>() / values.len() as f64,
-    })
-}
-
-fn same_distribution(a: Option<&BusbwDistribution>, b: Option<&BusbwDistribution>) -> bool {
-    // JSON round trips may move a float by an ulp; anything more is a different figure.
-    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0);
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => {
-            a.nodes == b.nodes
-                && [
-                    (a.min, b.min),
-                    (a.p10, b.p10),
-                    (a.p50, b.p50),
-                    (a.p90, b.p90),
-                    (a.max, b.max),
-                    (a.mean, b.mean),
-                ]
-                .iter()
-                .all(|(x, y)| close(*x, *y))
-        }
-        _ => false,
-    }
+    (gpus, Distribution::of(busbw))
 }
 
 fn run_kind(kind: &str) -> Option<RunKind> {
@@ -433,6 +425,8 @@ fn run_kind(kind: &str) -> Option<RunKind> {
         "nvml" | "nvml_check" => Some(RunKind::NvmlCheck),
         "burn_in" => Some(RunKind::BurnIn),
         "nccl" => Some(RunKind::Nccl),
+        "dcgm" => Some(RunKind::Dcgm),
+        "bandwidth" => Some(RunKind::Bandwidth),
         _ => None,
     }
 }
@@ -514,21 +508,4 @@ fn nccl_figures(runs: &[HealthRun]) -> Value {
         .or_else(|| run.evidence["avg_busbw_gbps"].as_f64())
         .or_else(|| run.evidence["busbw_gbps"].as_f64());
     json!({ "health_run": run.id, "passed": run.passed, "latest_busbw_gbps": busbw })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::distribution;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let d = distribution((1..=10).map(f64::from).collect()).expect("values");
-        assert_eq!(
-            (d.nodes, d.min, d.p10, d.p50, d.p90, d.max),
-            (10, 1.0, 1.0, 5.0, 9.0, 10.0)
-        );
-        assert!((d.mean - 5.5).abs() < 1e-12);
-        assert!(distribution(vec![f64::NAN]).is_none());
-        assert!(distribution(Vec::new()).is_none());
-    }
 }

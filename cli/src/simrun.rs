@@ -171,7 +171,8 @@ pub async fn start(store: &Store, dir: &Path, options: &SimRunOptions) -> anyhow
 }
 
 /// Parses `--faults`: `demo`, `none`, or `kind=fraction,…` with kinds dead_bmc, flaky_bmc, wrong_gpu_count,
-/// xid_burn_in, slow_nccl, changed_host_key, erase_fails (seen at a turnover), and flaky_error_rate (the share of a flaky BMC's requests that fail,
+/// xid_burn_in, slow_nccl, changed_host_key, erase_fails (seen at a turnover), pcie_downtrain, sxid_burn_in,
+/// slow_gpu (flagged against the hall's fleet baseline), and flaky_error_rate (the share of a flaky BMC's requests that fail,
 /// 0.1 unless given).
 pub fn parse_faults(text: &str) -> anyhow::Result<FaultFractions> {
     match text.trim() {
@@ -199,8 +200,11 @@ pub fn parse_faults(text: &str) -> anyhow::Result<FaultFractions> {
             "slow_nccl" => &mut faults.slow_nccl,
             "changed_host_key" => &mut faults.changed_host_key,
             "erase_fails" => &mut faults.erase_fails,
+            "pcie_downtrain" => &mut faults.pcie_downtrain,
+            "sxid_burn_in" => &mut faults.sxid_burn_in,
+            "slow_gpu" => &mut faults.slow_gpu,
             other => anyhow::bail!(
-                "--faults: unknown fault {other:?} (dead_bmc, flaky_bmc, flaky_error_rate, wrong_gpu_count, xid_burn_in, slow_nccl, changed_host_key, erase_fails)"
+                "--faults: unknown fault {other:?} (dead_bmc, flaky_bmc, flaky_error_rate, wrong_gpu_count, xid_burn_in, slow_nccl, changed_host_key, erase_fails, pcie_downtrain, sxid_burn_in, slow_gpu)"
             ),
         };
         *slot = value;

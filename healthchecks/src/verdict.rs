@@ -121,6 +121,23 @@ pub enum RunKind {
     BurnIn,
     /// nccl-tests run.
     Nccl,
+    /// DCGM diagnostic (`dcgmi diag`).
+    Dcgm,
+    /// Bandwidth tools (nvbandwidth, `ib_write_bw`).
+    Bandwidth,
+}
+
+impl RunKind {
+    /// The health run kind the inventory stores it under (`nvml`, `burn_in`, `nccl`, `dcgm`, `bandwidth`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::NvmlCheck => "nvml",
+            RunKind::BurnIn => "burn_in",
+            RunKind::Nccl => "nccl",
+            RunKind::Dcgm => "dcgm",
+            RunKind::Bandwidth => "bandwidth",
+        }
+    }
 }
 
 /// The result of one health run: every check, and pass only if none failed.

@@ -11,6 +11,7 @@ mod access;
 mod clock;
 mod erase;
 mod error;
+pub mod fleet;
 mod manifest;
 mod model;
 mod scratch;
@@ -25,6 +26,7 @@ pub use erase::{
     UnknownEraseMethod,
 };
 pub use error::StoreError;
+pub use fleet::{Distribution, FleetBaseline, FleetOutlier};
 pub use manifest::{ManifestError, ManifestErrors, ManifestFormat, ManifestRow, parse_manifest};
 pub use model::{
     BadMac, BmcEndpoint, BmcProtocol, Claim, Disk, Gpu, HallLease, HallSummary, Hardware,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use kiln_health::Verdict;
 use kiln_health::nccl::NcclRun;
 use kiln_provisioner::lifecycle::access::{
-    AccessError, BurnInReply, NodeAccess, NodeHost, PostImageFacts,
+    AccessError, BurnInReply, NodeAccess, NodeHost, PostImageFacts, ToolReply,
 };
 use russh::keys::{HashAlg, PublicKey};
 
@@ -144,6 +144,38 @@ impl NodeAccess for SimAccess {
             document,
             exit_code: Some(0),
             wall: started.elapsed(),
+        })
+    }
+
+    async fn run_tool(
+        &self,
+        host: &NodeHost,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<ToolReply, AccessError> {
+        let node = self.connect(host)?.clone();
+        let reply = answers::answer(&self.hall, &node, command).await;
+        if reply.takes > timeout {
+            tokio::time::sleep(timeout).await;
+            return Ok(ToolReply {
+                stdout: String::new(),
+                stderr: String::new(),
+                exit_code: None,
+                timed_out: true,
+            });
+        }
+        tokio::time::sleep(reply.takes).await;
+        // The simulator's shell puts everything on stdout; a command it does not have fails like sh's.
+        let failed = reply.exit_status != 0;
+        Ok(ToolReply {
+            stdout: if failed {
+                String::new()
+            } else {
+                reply.output.clone()
+            },
+            stderr: if failed { reply.output } else { String::new() },
+            exit_code: Some(i32::try_from(reply.exit_status).unwrap_or(i32::MAX)),
+            timed_out: false,
         })
     }
 

@@ -81,6 +81,15 @@ pub enum Command {
         /// SKU asked for (`None`: the node's own).
         sku: Option<String>,
     },
+    /// `dmesg`: the kernel log ([`crate::kernel_log`]).
+    KernelLog,
+    /// `dcgmi diag -r N -j` ([`crate::tools`]).
+    Dcgm {
+        /// The diagnostic level.
+        level: u8,
+    },
+    /// `nvbandwidth` ([`crate::tools`]).
+    Nvbandwidth,
     /// The nccl-tests launcher over these hosts.
     Nccl {
         /// Host names from `-H`.
@@ -95,6 +104,14 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ["uname", "-r"] => Ok(Command::Kernel),
         ["cat", "/sys/module/nvidia/version"] => Ok(Command::Driver),
         ["nvidia-smi", "-L"] => Ok(Command::GpuList),
+        ["dmesg"] => Ok(Command::KernelLog),
+        ["dcgmi", "diag", "-r", level, "-j"] => level
+            .parse()
+            .ok()
+            .filter(|l| (1..=4).contains(l))
+            .map(|level| Command::Dcgm { level })
+            .ok_or_else(|| format!("Error: invalid run level {level:?}")),
+        ["nvbandwidth"] => Ok(Command::Nvbandwidth),
         ["kiln-agent", "burn-in", rest @ ..] => {
             let args: Vec<String> = rest.iter().map(|w| w.to_string()).collect();
             let parsed = kiln_agent::burnin::parse_args(&args)
@@ -168,9 +185,11 @@ pub async fn burn_in_document(
             tokio::time::sleep(burn_in_time(hall, duration_s)).await;
             json!({})
         }
-        _ => burn_in_evidence(hall, node, duration_s, sku)
-            .await
-            .to_value(),
+        _ => {
+            let evidence = burn_in_evidence(hall, node, duration_s, sku).await;
+            node.runtime().burn_ins_since_boot += 1;
+            evidence.to_value()
+        }
     }
 }
 
@@ -298,6 +317,18 @@ pub async fn answer(hall: &HallContext, node: &VirtualNode, line: &str) -> Answe
         Ok(Command::Kernel) => ok(format!("{INSTALLED_KERNEL}\n"), Duration::ZERO),
         Ok(Command::Driver) => ok(format!("{DRIVER_VERSION}\n"), Duration::ZERO),
         Ok(Command::GpuList) => ok(gpu_list(hall, node), Duration::ZERO),
+        Ok(Command::KernelLog) => ok(crate::kernel_log::dmesg(node), Duration::ZERO),
+        Ok(Command::Dcgm { level }) => ok(
+            format!(
+                "{:#}\n",
+                crate::tools::dcgm_diag(node, level, DRIVER_VERSION)
+            ),
+            hall.durations.nccl,
+        ),
+        Ok(Command::Nvbandwidth) => ok(
+            crate::tools::nvbandwidth(node, &hall.gpu_name),
+            hall.durations.nccl,
+        ),
         Ok(Command::BurnIn { .. }) if node.has(FaultKind::CollectorFails) => Answer {
             output: COLLECTOR_ERROR.to_string(),
             exit_status: 1,
@@ -331,6 +362,19 @@ mod tests {
             Ok(Command::Driver)
         );
         assert_eq!(parse_command("nvidia-smi -L"), Ok(Command::GpuList));
+        assert_eq!(
+            parse_command(kiln_provisioner::lifecycle::access::KERNEL_LOG_COMMAND),
+            Ok(Command::KernelLog)
+        );
+        assert_eq!(
+            parse_command(&kiln_provisioner::lifecycle::access::dcgm_command(3)),
+            Ok(Command::Dcgm { level: 3 })
+        );
+        assert!(parse_command("dcgmi diag -r 9 -j").is_err());
+        assert_eq!(
+            parse_command(kiln_provisioner::lifecycle::access::NVBANDWIDTH_COMMAND),
+            Ok(Command::Nvbandwidth)
+        );
         assert_eq!(
             parse_command("kiln-agent burn-in --json --duration-s 300"),
             Ok(Command::BurnIn {

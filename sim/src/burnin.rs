@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kiln_health::SkuProfile;
-use kiln_health::burnin::synthetic::SyntheticRun;
+use kiln_health::burnin::synthetic::{LoadFault, SyntheticRun};
 use kiln_health::burnin::{BurnInConfig, BurnInEvidence, KernelLogSource, collect_burn_in};
 
-use crate::faults::{FaultKind, PLANTED_XID};
+use crate::faults::{FaultKind, PLANTED_XID, SLOW_GPU_FACTOR};
 use crate::node::VirtualNode;
 
 /// Environment variable naming the fake NVML library (`libnvidia_ml.so` built from healthchecks/fake-nvml).
@@ -26,18 +26,33 @@ pub const FAKE_NVML_ENV: &str = "KILN_SIM_FAKE_NVML";
 /// The GPU a planted XID or throttle lands on.
 const FAULTY_GPU: u32 = 3;
 
-/// The stress stand-in: `sh -c SCRIPT sim-stress LOAD_FILE HALF_WALL_S NODE_S KERNEL_LOG XID GPUS`.
-const STRESS_SCRIPT: &str = r#"load="$1"; half="$2"; secs="$3"; klog="$4"; xid="$5"; gpus="$6"
+/// The stress stand-in: `sh -c SCRIPT sim-stress LOAD_FILE HALF_WALL_S NODE_S KERNEL_LOG XID GPUS GFLOPS`. It
+/// prints gpu_burn's multi-GPU progress lines (per GPU: work done and Gflop/s, errors, temperatures) and its
+/// final per-GPU verdicts, which the provisioner's stress parser reads.
+const STRESS_SCRIPT: &str = r#"load="$1"; half="$2"; secs="$3"; klog="$4"; xid="$5"; gpus="$6"; gflops="$7"
 trap 'rm -f "$load"' EXIT
 touch "$load"
+progress() {
+  line="$1%  proc'd:"; errs="errors:"; temps="temps:"; g=0
+  while [ "$g" -lt "$gpus" ]; do
+    sep=""; [ "$g" -gt 0 ] && sep=" -"
+    line="$line$sep $2 ($gflops Gflop/s)"; errs="$errs$sep 0"; temps="$temps$sep 68 C"
+    g=$((g + 1))
+  done
+  echo "$line   $errs   $temps"
+}
 echo "Burning for $secs seconds."
 sleep "$half"
-echo "50.0%  proc'd: 6400 (61000 Gflop/s)   errors: 0   temps: 68 C"
+progress 50.0 6400
 if [ "$xid" = 1 ]; then echo "NVRM: Xid (PCI:0000:3a:00): 79, pid=$$, name=gpu_burn, GPU has fallen off the bus." >> "$klog"; fi
 sleep "$half"
-echo "100.0%  proc'd: 12800 (61000 Gflop/s)   errors: 0   temps: 68 C"
-g=0; while [ "$g" -lt "$gpus" ]; do echo "GPU $g: OK"; g=$((g + 1)); done
+progress 100.0 12800
+echo "Tested $gpus GPUs:"
+g=0; while [ "$g" -lt "$gpus" ]; do echo "	GPU $g: OK"; g=$((g + 1)); done
 "#;
+
+/// Gflop/s per GPU the stress stand-in reports on a healthy node.
+pub const HEALTHY_GFLOPS: f64 = 61_000.0;
 
 /// Finds the fake NVML library: [`FAKE_NVML_ENV`], else beside the running executable or in its `deps/`
 /// (where cargo puts it: kiln-sim depends on fake-nvml, so every build of kiln has it).
@@ -140,10 +155,16 @@ pub fn scenario(
             profile.max_gpu_temp_c + 6,
             profile.sm_clock_expected_mhz * 11 / 20
         )),
+        Some(FaultKind::PcieDowntrain) => text.push_str(&format!(
+            "\n[[fault]]\nkind = \"pcie_downtrain\"\ngpu = {faulty}\ngen = {DOWNTRAINED_GEN}\n"
+        )),
         _ => {}
     }
     text
 }
+
+/// The PCIe generation [`FaultKind::PcieDowntrain`]'s GPU stays at under load.
+pub const DOWNTRAINED_GEN: u32 = 3;
 
 /// Collects `node`'s burn-in evidence through a fake NVML copy from `pool` and kiln-health's collector.
 /// `time_scale` is wall seconds per node second (the hall's), so `duration_s` runs `duration_s × time_scale`.
@@ -181,6 +202,7 @@ pub async fn collect_with_fake_nvml(
         kernel_log.display().to_string(),
         u8::from(node.fault == Some(FaultKind::XidBurnIn)).to_string(),
         node.gpus.to_string(),
+        format!("{:.0}", stress_gflops(node)),
     ];
     let mut cfg = BurnInConfig::new(
         argv,
@@ -193,6 +215,15 @@ pub async fn collect_with_fake_nvml(
     cfg.kernel_log = KernelLogSource::File(kernel_log);
     cfg.collector = format!("kiln-sim {} (fake NVML)", env!("CARGO_PKG_VERSION"));
     collect_burn_in(&cfg, sku).await
+}
+
+/// Gflop/s per GPU `node`'s stress load reaches: [`HEALTHY_GFLOPS`], less [`SLOW_GPU_FACTOR`] on a slow node.
+pub fn stress_gflops(node: &VirtualNode) -> f64 {
+    if node.has(FaultKind::SlowGpu) {
+        HEALTHY_GFLOPS * SLOW_GPU_FACTOR
+    } else {
+        HEALTHY_GFLOPS
+    }
 }
 
 /// Node seconds per wall second for a hall's `time_scale` (wall seconds per node second).
@@ -224,7 +255,15 @@ pub fn synthetic_evidence(
             env!("CARGO_PKG_VERSION")
         ),
     };
-    let mut doc = run.evidence(profile);
+    let faults: Vec<LoadFault> = match node.fault {
+        Some(FaultKind::PcieDowntrain) => vec![LoadFault::PcieDowntrain {
+            gpu: faulty,
+            generation: DOWNTRAINED_GEN,
+            width: profile.pcie_width,
+        }],
+        _ => Vec::new(),
+    };
+    let mut doc = run.evidence_with(profile, &faults);
     doc.nvml.driver_version = Some(crate::answers::DRIVER_VERSION.to_string());
     doc
 }
@@ -234,7 +273,6 @@ mod tests {
     use super::*;
     use kiln_health::Verdict;
     use kiln_health::burnin::judge_burn_in_document;
-    use russh::keys::{Algorithm, PrivateKey};
 
     const ASKED: Duration = Duration::from_secs(300);
     /// 300 node seconds in 1.2 s.
@@ -249,19 +287,7 @@ mod tests {
     }
 
     fn node(fault: Option<FaultKind>) -> VirtualNode {
-        let key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519).expect("key");
-        VirtualNode::new(
-            0,
-            "KSIM000001".into(),
-            "02:00:00:00:00:01".parse().expect("mac"),
-            "R01".into(),
-            1,
-            8,
-            fault,
-            key.public_key().clone(),
-            key,
-            "127.0.0.1:1".into(),
-        )
+        crate::node::test_node(fault)
     }
 
     /// The provisioner's judgement (kiln-health with the SKU profile) of a node's document.
@@ -367,5 +393,38 @@ mod tests {
             &p.id,
         ));
         assert!(failing(&hot).contains(&("burnin.sm_clock".into(), "gpu3".into())));
+        let slow_link = judged(&synthetic_evidence(
+            &p,
+            &node(Some(FaultKind::PcieDowntrain)),
+            300,
+            &p.id,
+        ));
+        assert_eq!(
+            failing(&slow_link),
+            vec![("burnin.pcie_under_load".into(), "gpu3".into())],
+            "{}",
+            slow_link.render_table()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_downtrained_link_fails_under_load_through_fake_nvml() {
+        let doc = through_fake_nvml(Some(FaultKind::PcieDowntrain)).await;
+        let v = judged(&doc);
+        assert_eq!(
+            failing(&v),
+            vec![("burnin.pcie_under_load".into(), "gpu3".into())],
+            "{}",
+            v.render_table()
+        );
+        // Idle, every GPU downshifted: that alone never fails.
+        let first = doc.nvml.ticks.first().expect("ticks");
+        assert!(
+            first
+                .gpus
+                .iter()
+                .flatten()
+                .all(|g| g.pcie_gen_current == Some(1))
+        );
     }
 }

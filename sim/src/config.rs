@@ -90,6 +90,12 @@ pub struct FaultFractions {
     /// A data disk whose erase fails (a bad sector): only seen when a lease is released. Placed after every
     /// other fault, so adding it leaves the placement of the others as it was for a seed.
     pub erase_fails: f64,
+    /// One GPU's PCIe link stays at a lower generation under load. Placed after the erase fault.
+    pub pcie_downtrain: f64,
+    /// A fatal NVSwitch SXid in the kernel log after the burn-in.
+    pub sxid_burn_in: f64,
+    /// The node's GPUs are 7% slower than the hall's: caught only by the fleet baseline.
+    pub slow_gpu: f64,
 }
 
 /// Fractions (0..=1) of the hall's nodes whose burn-in evidence shows a fault, or who answer burn-in with
@@ -107,7 +113,8 @@ pub struct EvidenceFaults {
 }
 
 impl FaultFractions {
-    /// A mix exercising every fault: 2% dead and 10% flaky BMCs, 3% of each node fault (the erase fault too).
+    /// A mix exercising every fault: 2% dead and 10% flaky BMCs, 3% of each node fault (the erase fault and
+    /// the GPU-depth faults too).
     pub fn demo() -> Self {
         Self {
             dead_bmc: 0.02,
@@ -118,6 +125,9 @@ impl FaultFractions {
             slow_nccl: 0.03,
             changed_host_key: 0.03,
             erase_fails: 0.03,
+            pcie_downtrain: 0.03,
+            sxid_burn_in: 0.03,
+            slow_gpu: 0.03,
         }
     }
 }

@@ -35,11 +35,18 @@ pub enum FaultKind {
     /// A data disk with a bad sector: the erase in wipe mode fails (a medium error past the disk's first half),
     /// so the node's erase record is a failed one and the engine's wipe ladder runs until it quarantines.
     EraseFails,
+    /// One GPU's PCIe link stays at a lower generation under load (idle downshift is normal; this is not).
+    PcieDowntrain,
+    /// A fatal NVSwitch SXid in the kernel log after the burn-in (seen only by the kernel log scan).
+    SxidBurnIn,
+    /// Every GPU of the node runs its stress load 7% slower than the hall's other nodes: within every absolute
+    /// floor, caught only against the hall's fleet baseline.
+    SlowGpu,
 }
 
 impl FaultKind {
     /// Every kind, in placement order.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::DeadBmc,
         FaultKind::FlakyBmc,
         FaultKind::WrongGpuCount,
@@ -51,6 +58,9 @@ impl FaultKind {
         FaultKind::EmptyEvidence,
         FaultKind::CollectorFails,
         FaultKind::EraseFails,
+        FaultKind::PcieDowntrain,
+        FaultKind::SxidBurnIn,
+        FaultKind::SlowGpu,
     ];
 
     /// Short name (`dead-bmc`, …).
@@ -67,6 +77,9 @@ impl FaultKind {
             FaultKind::EmptyEvidence => "empty-evidence",
             FaultKind::CollectorFails => "collector-fails",
             FaultKind::EraseFails => "erase-fails",
+            FaultKind::PcieDowntrain => "pcie-downtrain",
+            FaultKind::SxidBurnIn => "sxid-burn-in",
+            FaultKind::SlowGpu => "slow-gpu",
         }
     }
 
@@ -83,6 +96,9 @@ impl FaultKind {
             FaultKind::EmptyEvidence => evidence.empty_evidence,
             FaultKind::CollectorFails => evidence.collector_fails,
             FaultKind::EraseFails => fractions.erase_fails,
+            FaultKind::PcieDowntrain => fractions.pcie_downtrain,
+            FaultKind::SxidBurnIn => fractions.sxid_burn_in,
+            FaultKind::SlowGpu => fractions.slow_gpu,
         }
     }
 }
@@ -125,7 +141,18 @@ pub mod reasons {
     /// A failed erase that ended the wipe ladder, as the wiping handler words it (`secure erase failed: …`;
     /// the first attempts' records carry [`crate::disks::MEDIUM_ERROR`]).
     pub const ERASE_FAILED: &str = "erase failed";
+    /// A GPU whose PCIe link stays below the SKU's under load, as the burn-in judge words it.
+    pub const PCIE_UNDER_LOAD: &str = "pcie_under_load";
+    /// The planted NVSwitch SXid, as the kernel log judge words it.
+    pub const SXID: &str = "SXid";
 }
+
+/// What kiln says of a node flagged against its hall's fleet baseline ([`FaultKind::SlowGpu`]); the node stays
+/// available unless the SKU's `fleet_gate` is on.
+pub const FLEET_OUTLIER: &str = "below the hall median";
+
+/// How much slower [`FaultKind::SlowGpu`]'s GPUs run than a healthy node's.
+pub const SLOW_GPU_FACTOR: f64 = 0.93;
 
 /// The reason substring for a node of `gpus` × `model` with one GPU missing: the agent's own mismatch text
 /// (`expected 8× NVIDIA H100 80GB HBM3, found 7`).

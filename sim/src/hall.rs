@@ -288,6 +288,9 @@ impl SimHall {
                     }
                     FaultKind::CollectorFails => Some(reasons::NO_EVIDENCE.to_string()),
                     FaultKind::EraseFails => Some(reasons::ERASE_FAILED.to_string()),
+                    FaultKind::PcieDowntrain => Some(reasons::PCIE_UNDER_LOAD.to_string()),
+                    FaultKind::SxidBurnIn => Some(reasons::SXID.to_string()),
+                    FaultKind::SlowGpu => None,
                 };
                 Some(PlantedFault {
                     serial: node.serial.clone(),
@@ -381,6 +384,7 @@ fn start_boot(
     let mut runtime = node.runtime();
     runtime.boot = Some(task.abort_handle());
     runtime.boots += 1;
+    runtime.burn_ins_since_boot = 0;
     runtime.power_generation = generation;
 }
 

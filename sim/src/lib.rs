@@ -15,6 +15,9 @@
 //!   library with a stress stand-in ([`burnin`]), judged by the provisioner, never by the node; NCCL output is
 //!   nccl-tests text that kiln-health's judge and bisection read ([`nccl_text`]).
 //!
+//! - `dmesg` shows the boot and driver lines, and an NVSwitch SXid on a planted node after its burn-in
+//!   ([`kernel_log`]).
+//!
 //! Invariant: a power-off or a new power-on aborts whatever the node was doing.
 //! Invariant: fault placement and host keys depend only on the config (the seed), never on timing.
 
@@ -27,10 +30,12 @@ pub mod disks;
 pub mod faults;
 pub mod hall;
 pub mod hardware;
+pub mod kernel_log;
 pub mod nccl_text;
 pub mod node;
 pub mod script;
 pub mod ssh;
+pub mod tools;
 
 pub use access::SimAccess;
 pub use config::{DiskMode, Durations, EvidenceFaults, FaultFractions, SimConfig, SshMode};

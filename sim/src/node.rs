@@ -58,6 +58,8 @@ pub struct Runtime {
     pub images_written: u64,
     /// The BMC's power generation at the last boot (to find power-ons missed by a lagging subscriber).
     pub power_generation: u64,
+    /// Burn-ins run since the last boot (what the kernel log can show of them).
+    pub burn_ins_since_boot: u64,
 }
 
 /// One virtual node.
@@ -120,6 +122,7 @@ impl VirtualNode {
                 boots: 0,
                 images_written: 0,
                 power_generation: 0,
+                burn_ins_since_boot: 0,
             }),
         }
     }
@@ -149,4 +152,23 @@ impl VirtualNode {
     pub fn has(&self, fault: FaultKind) -> bool {
         self.fault == Some(fault)
     }
+}
+
+/// A powered-off 8-GPU node `KSIM000001` with `fault`, for unit tests.
+#[cfg(test)]
+pub fn test_node(fault: Option<FaultKind>) -> VirtualNode {
+    use russh::keys::Algorithm;
+    let key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519).expect("key");
+    VirtualNode::new(
+        0,
+        "KSIM000001".into(),
+        "02:00:00:00:00:01".parse().expect("mac"),
+        "R01".into(),
+        1,
+        8,
+        fault,
+        key.public_key().clone(),
+        key,
+        "127.0.0.1:1".into(),
+    )
 }

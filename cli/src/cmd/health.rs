@@ -18,7 +18,6 @@ use kiln_health::{SkuCatalog, SkuProfile, Verdict};
 
 use crate::GlobalArgs;
 use crate::global::{KeyUse, print_json};
-use kiln_health::RunKind;
 use kiln_inventory::NewHealthRun;
 
 /// GPU health: NVML checks, burn-in, NCCL, signed evidence.
@@ -408,11 +407,7 @@ async fn record_verdict(
             .ok()
             .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
             .unwrap_or_else(chrono::Utc::now);
-        let kind = match verdict.kind {
-            RunKind::NvmlCheck => "nvml",
-            RunKind::BurnIn => "burn_in",
-            RunKind::Nccl => "nccl",
-        };
+        let kind = verdict.kind.as_str();
         store
             .record_health_run(&NewHealthRun {
                 node: node.id,

@@ -21,6 +21,7 @@ pub(crate) mod boot;
 mod claims;
 pub(crate) mod erase;
 mod events;
+mod fleet;
 pub(crate) mod grants;
 mod halls;
 mod hardware;

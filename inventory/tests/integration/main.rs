@@ -4,6 +4,7 @@ mod bmc_observations;
 mod boot;
 mod claims;
 mod erase;
+mod fleet;
 mod images;
 mod import;
 mod leasing;

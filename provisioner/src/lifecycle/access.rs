@@ -11,6 +11,9 @@
 //! | GPUs | `nvidia-smi -L` | one `GPU n: …` line per GPU |
 //! | burn-in | `kiln-agent burn-in --json --duration-s N --sku S` | one [`kiln_health::burnin::BurnInEvidence`] JSON document on stdout, exit 0 when collection worked |
 //! | NCCL | the nccl-tests launcher template (see [`NCCL_TEMPLATE`]) on the group's first host | nccl-tests text |
+//! | kernel log | [`KERNEL_LOG_COMMAND`] at burn-in start and end | the kernel ring buffer as text, scanned for Xid/SXid by the provisioner |
+//! | DCGM | [`dcgm_command`] after the burn-in | `dcgmi diag -j` JSON; exit 127 (not installed) skips it |
+//! | nvbandwidth | [`NVBANDWIDTH_COMMAND`] after the burn-in | nvbandwidth text; exit 127 skips it |
 //!
 //! The node is not trusted to judge itself: burn-in returns raw evidence, which the provisioner judges with
 //! kiln-health and the node's SKU profile (`handlers/burn_in.rs`). A verdict, an empty document, a non-zero
@@ -40,6 +43,40 @@ pub const NCCL_TEMPLATE: &[&str] = &[
     "-c",
     "1",
 ];
+
+/// Reads the kernel log since boot (the installed OS runs kiln's commands as root, so `dmesg` is readable).
+pub const KERNEL_LOG_COMMAND: &str = "dmesg";
+
+/// Runs NVIDIA's bandwidth matrix tool (host↔device and device↔device copies).
+pub const NVBANDWIDTH_COMMAND: &str = "nvbandwidth";
+
+/// The DCGM diagnostic at `level` (1–4; 3 is about 15 minutes), JSON on stdout.
+pub fn dcgm_command(level: u8) -> String {
+    format!("dcgmi diag -r {level} -j")
+}
+
+/// Exit status of a shell whose command is not installed.
+pub const NOT_INSTALLED: i32 = 127;
+
+/// What a node printed for one of the tool commands (kernel log, DCGM, nvbandwidth): raw, judged by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolReply {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit status; `None` when it did not finish.
+    pub exit_code: Option<i32>,
+    /// The hard timeout fired (the output is what came before).
+    pub timed_out: bool,
+}
+
+impl ToolReply {
+    /// The tool is not installed on the node (the shell's exit 127).
+    pub fn not_installed(&self) -> bool {
+        self.exit_code == Some(NOT_INSTALLED)
+    }
+}
 
 /// A node as the engine reaches it over SSH.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,4 +164,13 @@ pub trait NodeAccess: Send + Sync + 'static {
 
     /// Runs multi-node NCCL over `hosts` (launched on the first); a failing run is `Ok` and judged by the caller.
     async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError>;
+
+    /// Runs one of the tool commands of the table above (`command` as written there) under `timeout`; its
+    /// output comes back raw whatever the exit status (a tool that is not installed exits 127).
+    async fn run_tool(
+        &self,
+        host: &NodeHost,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<ToolReply, AccessError>;
 }

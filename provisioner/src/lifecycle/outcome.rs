@@ -121,11 +121,14 @@ pub enum FailureClass {
     /// A handler run did not finish within its deadline (a BMC or SSH call that never returned): the run was
     /// abandoned and the node's claim released.
     HandlerDeadline,
+    /// The node passed every absolute floor but sits further below its hall's fleet baseline (the median of
+    /// the hall's nodes of its SKU) than the SKU allows, and the SKU gates on it (`gates.fleet_gate`).
+    FleetOutlier,
 }
 
 impl FailureClass {
     /// Every class.
-    pub const ALL: [FailureClass; 12] = [
+    pub const ALL: [FailureClass; 13] = [
         FailureClass::BmcUnreachable,
         FailureClass::BmcAuth,
         FailureClass::BootTimeout,
@@ -138,6 +141,7 @@ impl FailureClass {
         FailureClass::SlaExceeded,
         FailureClass::Wipe,
         FailureClass::HandlerDeadline,
+        FailureClass::FleetOutlier,
     ];
 
     /// The words a quarantine reason starts with.
@@ -155,6 +159,7 @@ impl FailureClass {
             FailureClass::SlaExceeded => "state SLA exceeded",
             FailureClass::Wipe => "secure erase failed",
             FailureClass::HandlerDeadline => "handler exceeded its deadline",
+            FailureClass::FleetOutlier => "below the hall's fleet baseline",
         }
     }
 
@@ -173,6 +178,7 @@ impl FailureClass {
             FailureClass::SlaExceeded => "sla_exceeded",
             FailureClass::Wipe => "wipe",
             FailureClass::HandlerDeadline => "handler_deadline",
+            FailureClass::FleetOutlier => "fleet_outlier",
         }
     }
 }

@@ -58,6 +58,8 @@ impl Default for Policy {
             (C::SlaExceeded, vec![PowerCycle, Retry, Quarantine]),
             (C::HandlerDeadline, vec![PowerCycle, Retry, Quarantine]),
             (C::Wipe, vec![Retry, PowerCycle, NextMethod, Quarantine]),
+            // The same node measured again is as slow again: a technician decides.
+            (C::FleetOutlier, vec![Quarantine]),
         ]
         .into_iter()
         .collect();

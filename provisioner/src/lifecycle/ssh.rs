@@ -11,7 +11,7 @@ use kiln_health::nccl::{
 use russh::keys::{PrivateKey, PublicKey};
 
 use super::access::{
-    AccessError, BurnInReply, NCCL_TEMPLATE, NodeAccess, NodeHost, PostImageFacts,
+    AccessError, BurnInReply, NCCL_TEMPLATE, NodeAccess, NodeHost, PostImageFacts, ToolReply,
 };
 
 /// SSH into nodes as `user` with `key`.
@@ -258,6 +258,21 @@ impl NodeAccess for SshNodeAccess {
             document,
             exit_code: out.exit_code,
             wall: started.elapsed(),
+        })
+    }
+
+    async fn run_tool(
+        &self,
+        host: &NodeHost,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<ToolReply, AccessError> {
+        let out = self.run(host, command, timeout).await?;
+        Ok(ToolReply {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.exit_code,
+            timed_out: out.timed_out,
         })
     }
 

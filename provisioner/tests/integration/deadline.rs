@@ -7,7 +7,7 @@ use std::time::Duration;
 use kiln_health::SkuCatalog;
 use kiln_health::nccl::NcclRun;
 use kiln_inventory::{NodeEvent, NodeState};
-use kiln_provisioner::lifecycle::access::BurnInReply;
+use kiln_provisioner::lifecycle::access::{BurnInReply, ToolReply};
 use kiln_provisioner::lifecycle::{
     AccessError, Ctx, Engine, EngineConfig, NodeAccess, NodeHost, PostImageFacts,
 };
@@ -33,6 +33,14 @@ impl NodeAccess for HungBurnIn {
     }
     async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError> {
         self.0.nccl(hosts).await
+    }
+    async fn run_tool(
+        &self,
+        host: &NodeHost,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<ToolReply, AccessError> {
+        self.0.run_tool(host, command, timeout).await
     }
 }
 

@@ -17,7 +17,7 @@ use kiln_inventory::{
     Store, StoreOptions, parse_manifest,
 };
 use kiln_provisioner::boot::decision::{BootAction, RamdiskMode, action_for_state};
-use kiln_provisioner::lifecycle::access::BurnInReply;
+use kiln_provisioner::lifecycle::access::{BurnInReply, KERNEL_LOG_COMMAND, ToolReply};
 use kiln_provisioner::lifecycle::{
     AccessError, Ctx, Engine, EngineConfig, Limits, NodeAccess, NodeHost, PostImageFacts,
 };
@@ -132,6 +132,35 @@ impl NodeAccess for FakeAccess {
                 .to_value(),
             exit_code: Some(0),
             wall: start.elapsed(),
+        })
+    }
+    async fn run_tool(
+        &self,
+        host: &NodeHost,
+        command: &str,
+        _timeout: Duration,
+    ) -> Result<ToolReply, AccessError> {
+        // The installed OS of a healthy test node: a clean kernel log and no DCGM or nvbandwidth installed.
+        let (stdout, stderr, code) = match command {
+            KERNEL_LOG_COMMAND => (
+                format!(
+                    "[    0.000000] Linux version 6.1.0-test ({})\n",
+                    host.serial
+                ),
+                String::new(),
+                0,
+            ),
+            other => (
+                String::new(),
+                format!("sh: 1: {other}: not found\n"),
+                kiln_provisioner::lifecycle::access::NOT_INSTALLED,
+            ),
+        };
+        Ok(ToolReply {
+            stdout,
+            stderr,
+            exit_code: Some(code),
+            timed_out: false,
         })
     }
     async fn nccl(&self, hosts: &[NodeHost]) -> Result<NcclRun, AccessError> {

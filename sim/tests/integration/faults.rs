@@ -17,6 +17,9 @@ fn faulty_config(seed: u64) -> kiln_sim::SimConfig {
         slow_nccl: 0.05,
         changed_host_key: 0.05,
         erase_fails: 0.0,
+        pcie_downtrain: 0.05,
+        sxid_burn_in: 0.05,
+        slow_gpu: 0.05,
     };
     config
 }
@@ -44,13 +47,17 @@ async fn faults_are_placed_as_configured_and_the_same_for_a_seed() {
         FaultKind::XidBurnIn,
         FaultKind::SlowNccl,
         FaultKind::ChangedHostKey,
+        FaultKind::PcieDowntrain,
+        FaultKind::SxidBurnIn,
+        FaultKind::SlowGpu,
     ] {
         assert_eq!(count(kind), 1, "{kind}");
     }
     for fault in &planted {
+        // A flaky BMC and a slow node (flagged against the fleet baseline, not quarantined) end available.
         assert_eq!(
             fault.expected_reason.is_none(),
-            fault.kind == FaultKind::FlakyBmc
+            matches!(fault.kind, FaultKind::FlakyBmc | FaultKind::SlowGpu)
         );
     }
     let wrong = planted

@@ -1,15 +1,19 @@
 //! burn_in → fabric_test: the GPU burn-in on the installed OS. The node collects raw evidence (NVML samples
 //! under a stress load, the tool's output and exit status, the kernel log); kiln-health judges it here with
 //! the node's SKU profile, never trusting a verdict from the node. The judgement, the evidence and its digest
-//! are stored as the health run.
+//! are stored as the health run. The kernel log is read at the start and the end and its Xid/SXid events judged
+//! with the burn-in; DCGM and nvbandwidth run after a passing burn-in where installed ([`super::gpu_tools`]).
 
 use kiln_health::burnin::{evidence_digest, judge_burn_in_document};
 use kiln_health::verdict::now_unix_s;
 use kiln_health::{Check, CheckStatus, Verdict};
+use kiln_inventory::fleet::METRIC_STRESS_THROUGHPUT;
 use kiln_inventory::{NewHealthRun, Node, NodeState, StoreError};
 use serde_json::json;
 
 use super::booting::access_trouble;
+use super::fleet;
+use super::gpu_tools::{NodeTool, kernel_checks, read_kernel_log, run_dcgm, run_nvbandwidth};
 use crate::lifecycle::access::{AccessError, BurnInReply, NodeHost};
 use crate::lifecycle::ctx::Ctx;
 use crate::lifecycle::outcome::{Failure, FailureClass, Outcome};
@@ -35,6 +39,10 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
     let _permit = ctx.gates.burn_in.acquire().await;
     let started = ctx.store.now();
     let asked = ctx.config.burn_in;
+    let kernel_before = match read_kernel_log(ctx.access.as_ref(), &host).await {
+        Ok(read) => read,
+        Err(err) => return Ok(access_trouble(ctx, work, err)),
+    };
     let called_at = now_unix_s();
     let reply = match ctx.access.burn_in_evidence(&host, asked, &profile.id).await {
         Ok(reply) => reply,
@@ -56,7 +64,15 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         }
         Err(err) => return Ok(access_trouble(ctx, work, err)),
     };
-    let verdict = judge(&reply, &profile, asked, (called_at, now_unix_s()));
+    let finished_at = now_unix_s();
+    let kernel_after = match read_kernel_log(ctx.access.as_ref(), &host).await {
+        Ok(read) => read,
+        Err(err) => return Ok(access_trouble(ctx, work, err)),
+    };
+    let verdict = with_checks(
+        judge(&reply, &profile, asked, (called_at, finished_at)),
+        kernel_checks(&kernel_before, &kernel_after),
+    );
     let digest = evidence_digest(&reply.document);
     let passed = verdict.passed();
     let run_evidence = json!({
@@ -77,6 +93,12 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         })
         .await?;
     if passed {
+        if let Some(throughput) = fleet::stress_throughput(&reply.document) {
+            fleet::record(ctx, node.id, METRIC_STRESS_THROUGHPUT, throughput).await?;
+        }
+        if let Some(failed) = node_tools(ctx, node, work, &host, &profile).await? {
+            return Ok(failed);
+        }
         return Ok(Outcome::to(
             NodeState::FabricTest,
             format!(
@@ -159,6 +181,77 @@ pub fn judge(
         checks,
         judged.evidence,
     )
+}
+
+/// `verdict` with `extra` checks added (failing first again).
+fn with_checks(verdict: Verdict, extra: Vec<Check>) -> Verdict {
+    let mut checks = verdict.checks;
+    checks.extend(extra);
+    Verdict::new(
+        verdict.kind,
+        &verdict.sku,
+        verdict.started_at_unix_s,
+        checks,
+        verdict.evidence,
+    )
+}
+
+/// DCGM and nvbandwidth after a passing burn-in, each stored as its own health run; the failing outcome of the
+/// first that fails (or of a node that stopped answering), `None` when all passed or were not installed.
+async fn node_tools(
+    ctx: &Ctx,
+    node: &Node,
+    work: &mut Work,
+    host: &NodeHost,
+    profile: &kiln_health::SkuProfile,
+) -> Result<Option<Outcome>, StoreError> {
+    let access = ctx.access.as_ref();
+    for tool in [NodeTool::Dcgm, NodeTool::Nvbandwidth] {
+        let started = ctx.store.now();
+        let run = match tool {
+            NodeTool::Dcgm => run_dcgm(access, host, profile).await,
+            NodeTool::Nvbandwidth => run_nvbandwidth(access, host, profile).await,
+        };
+        let verdict = match run {
+            Ok(Some(verdict)) => verdict,
+            Ok(None) => {
+                ctx.store
+                    .record_event(
+                        node.id,
+                        ctx.actor(),
+                        &format!("{} is not installed on the node: not run", tool.name()),
+                    )
+                    .await?;
+                continue;
+            }
+            Err(err) => return Ok(Some(access_trouble(ctx, work, err))),
+        };
+        let passed = verdict.passed();
+        ctx.store
+            .record_health_run(&NewHealthRun {
+                node: node.id,
+                kind: verdict.kind.as_str(),
+                passed,
+                started_at: started,
+                finished_at: Some(ctx.store.now()),
+                evidence: &json!(verdict),
+            })
+            .await?;
+        if !passed {
+            let reasons: Vec<String> = verdict
+                .failures()
+                .map(|c| format!("{} {}: {}", c.subject, c.name, c.reason))
+                .collect();
+            return Ok(Some(Outcome::Fail(
+                Failure::new(
+                    FailureClass::BurnIn,
+                    format!("{}: {}", tool.name(), reasons.join("; ")),
+                )
+                .with_evidence(json!({ "verdict": verdict })),
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn short(digest: &str) -> &str {

@@ -1,13 +1,16 @@
 //! fabric_test → available: once every node of a rack that can still reach this state has, the rack's lowest
 //! node leads one multi-node NCCL run over the group; a failing group is bisected and only the nodes found bad
-//! go to remediation, the others proceed.
+//! go to remediation, the others proceed. Each passing node's bus bandwidth joins its hall's fleet baseline,
+//! and a node far below its hall's median is flagged or, where the SKU gates on it, failed ([`super::fleet`]).
 
 use std::collections::HashMap;
 
 use kiln_health::nccl::{NcclRun, NcclRunError, NcclRunner, bisect, judge_run};
+use kiln_inventory::fleet::METRIC_NCCL_BUSBW;
 use kiln_inventory::{NewHealthRun, Node, NodeFilter, NodeState, StoreError};
 
 use super::burn_in::pinned_host;
+use super::fleet;
 use crate::lifecycle::access::{NodeAccess, NodeHost};
 use crate::lifecycle::ctx::Ctx;
 use crate::lifecycle::outcome::{Failure, FailureClass, Outcome};
@@ -144,8 +147,12 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         }
     }
     let mut own = None;
+    let busbw = fleet::nccl_busbw(&verdict);
     for member in &members {
         let failed = bad.contains(&member.serial);
+        if let (false, Some(busbw)) = (failed, busbw) {
+            fleet::record(ctx, member.id, METRIC_NCCL_BUSBW, busbw).await?;
+        }
         ctx.store
             .record_health_run(&NewHealthRun {
                 node: member.id,
@@ -165,6 +172,8 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             Outcome::Fail(
                 Failure::new(FailureClass::Fabric, reason).with_evidence(evidence.clone()),
             )
+        } else if let Some(outlier) = fleet::judge(ctx, member, &profile).await? {
+            Outcome::Fail(outlier)
         } else {
             Outcome::to(
                 NodeState::Available,

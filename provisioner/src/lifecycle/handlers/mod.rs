@@ -7,6 +7,8 @@ mod common;
 mod discovering;
 mod enrolled;
 mod fabric_test;
+mod fleet;
+mod gpu_tools;
 mod imaging;
 mod inspecting;
 mod remediating;
