@@ -40,6 +40,10 @@ pub struct Scenario {
     pub util_load_pct: u32,
     /// NVLink links per GPU (all active unless a fault takes one down).
     pub nvlink_links: u32,
+    /// Whether `nvmlDeviceGetNvLinkErrorCounter` answers (per link); when false it answers NOT_SUPPORTED and
+    /// only the all-link totals (field values `NVML_FI_DEV_NVLINK_*_ERROR_COUNT_TOTAL`) report the counters.
+    #[serde(default = "default_true")]
+    pub nvlink_counters_per_link: bool,
     /// GPU temperature when idle / under load, °C.
     #[serde(default = "default_idle_temp")]
     pub temp_idle_c: u32,
@@ -78,6 +82,9 @@ pub struct Scenario {
     pub fault: Vec<Fault>,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_pcie_gen_idle() -> u32 {
     1
 }

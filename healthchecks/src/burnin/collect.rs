@@ -110,17 +110,17 @@ pub async fn collect_burn_in(cfg: &BurnInConfig, sku: &str) -> BurnInEvidence {
     let run = run_with_timeout(&argv, &cfg.env, wall_timeout).await;
     let _ = stop_tx.send(());
     doc.nvml = join_sampler(sampler).await;
-    doc.nvml.sample_interval_s = interval.as_secs_f64() * rate;
+    doc.nvml.sample_interval_s = micros(interval.as_secs_f64() * rate);
     let mut stress = StressEvidence {
         argv,
-        timeout_s: cfg.timeout.as_secs_f64(),
+        timeout_s: micros(cfg.timeout.as_secs_f64()),
         ..StressEvidence::default()
     };
     match run {
         Ok(captured) => {
             stress.exit_code = captured.exit_code;
             stress.timed_out = captured.timed_out;
-            stress.elapsed_s = captured.elapsed.as_secs_f64() * rate;
+            stress.elapsed_s = micros(captured.elapsed.as_secs_f64() * rate);
             stress.stdout_tail = tail(&captured.stdout, OUTPUT_TAIL_CHARS);
             stress.stderr_tail = tail(&captured.stderr, OUTPUT_TAIL_CHARS);
         }
@@ -134,6 +134,12 @@ pub async fn collect_burn_in(cfg: &BurnInConfig, sku: &str) -> BurnInEvidence {
     doc.kernel_log = kernel_log_since(&cfg.kernel_log, log_mark).await;
     doc.finished_at_unix_s = finished_at(doc.started_at_unix_s, wall_start, rate);
     doc
+}
+
+/// Seconds rounded to whole microseconds: the document's times then survive a trip through JSON text exactly
+/// (serde_json's default float parsing is exact only for short decimals), so its digest does too.
+fn micros(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e6
 }
 
 fn finished_at(started: u64, wall_start: Instant, rate: f64) -> u64 {
@@ -185,7 +191,7 @@ fn sample_loop(
     let _ = ready.send(Ok(()));
     let t0 = Instant::now();
     loop {
-        let t_s = t0.elapsed().as_secs_f64() * rate;
+        let t_s = micros(t0.elapsed().as_secs_f64() * rate);
         if sampled.ticks.len() < MAX_TICKS {
             let gpus = (0..gpu_count)
                 .map(|i| nvml.sample(i).map_err(|e| e.to_string()))
@@ -311,4 +317,20 @@ fn read_appended(path: &Path, mark: LogMark) -> Result<Vec<String>, String> {
         .lines()
         .map(str::to_string)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::micros;
+
+    #[test]
+    fn microsecond_times_survive_json_text_exactly() {
+        // Times as the sampler makes them: elapsed wall seconds times a clock rate, 17 significant digits.
+        for k in 1..20_000u32 {
+            let t = micros(f64::from(k) * 0.000_731_234_567_89 * 37.3);
+            let text = serde_json::to_string(&t).expect("json");
+            let back: f64 = serde_json::from_str(&text).expect("parse");
+            assert_eq!(back.to_bits(), t.to_bits(), "{text}");
+        }
+    }
 }

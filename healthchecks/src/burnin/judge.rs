@@ -431,6 +431,9 @@ fn summarize(e: &BurnInEvidence) -> Value {
                 "power_max_w": ok.iter().map(|x| x.power_w).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v)))),
                 "sm_clock_min_mhz": ok.iter().map(|x| x.sm_clock_mhz).min(),
                 "sm_clock_max_mhz": ok.iter().map(|x| x.sm_clock_mhz).max(),
+                "util_max_pct": ok.iter().filter_map(|x| x.gpu_util_pct).max(),
+                "pcie_gen_max": ok.iter().filter_map(|x| x.pcie_gen_current).max(),
+                "pcie_gen_min": ok.iter().filter_map(|x| x.pcie_gen_current).min(),
             })
         })
         .collect();

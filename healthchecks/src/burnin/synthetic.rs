@@ -173,7 +173,8 @@ impl SyntheticRun {
         let d = self.duration_s;
         let ticks = (0..=TICKS)
             .map(|i| SampleTick {
-                t_s: d as f64 * i as f64 / TICKS as f64,
+                // Whole milliseconds, as exact through JSON text as the collector's microseconds.
+                t_s: (d as f64 * i as f64 * 1000.0 / TICKS as f64).round() / 1000.0,
                 gpus: (0..self.gpus)
                     .map(|g| {
                         let mut sample = self.sample(profile, g, i > 0);
@@ -202,7 +203,7 @@ impl SyntheticRun {
                 })
                 .into_iter()
                 .collect(),
-            sample_interval_s: d as f64 / TICKS as f64,
+            sample_interval_s: (d as f64 * 1000.0 / TICKS as f64).round() / 1000.0,
             ..NvmlEvidence::default()
         };
         let mut stdout = format!("Burning for {d} seconds.\n");

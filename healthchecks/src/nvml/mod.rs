@@ -317,9 +317,44 @@ impl GpuNvml {
     }
 }
 
-/// NVLink error counters summed over the links that answer; `None` when the first link does not (no NVLink, or a
-/// driver without the counters) or a link fails in another way (a partial sum would understate growth).
+/// NVLink error counters summed over the GPU's links: per link (`nvmlDeviceGetNvLinkErrorCounter`), else NVML's
+/// all-link totals as field values (`NVML_FI_DEV_NVLINK_*_ERROR_COUNT_TOTAL`, for drivers and GPUs that do not
+/// answer the per-link call); `None` when neither answers.
 fn nvlink_errors(device: &nvml_wrapper::Device<'_>, index: u32) -> Option<NvlinkErrorCounts> {
+    per_link_nvlink_errors(device, index).or_else(|| total_nvlink_errors(device))
+}
+
+/// The all-link totals through field values: CRC flit (38), CRC data (45), replay (52), recovery (59).
+fn total_nvlink_errors(device: &nvml_wrapper::Device<'_>) -> Option<NvlinkErrorCounts> {
+    use nvml_wrapper::enums::device::SampleValue;
+    use nvml_wrapper::structs::device::FieldId;
+    let ids = [38, 45, 52, 59].map(FieldId);
+    let values = device.field_values_for(&ids).ok()?;
+    if values.len() != ids.len() {
+        return None;
+    }
+    let mut v = [0u64; 4];
+    for (slot, sample) in v.iter_mut().zip(values) {
+        *slot = match sample.ok()?.value.ok()? {
+            SampleValue::U64(x) => x,
+            SampleValue::U32(x) => u64::from(x),
+            SampleValue::I64(x) => u64::try_from(x).ok()?,
+            SampleValue::F64(_) => return None,
+        };
+    }
+    Some(NvlinkErrorCounts {
+        crc: v[0].saturating_add(v[1]),
+        replay: v[2],
+        recovery: v[3],
+    })
+}
+
+/// Per-link counters summed over the links that answer; `None` when the first link does not (no NVLink, or a
+/// driver without the call) or a link fails in another way (a partial sum would understate growth).
+fn per_link_nvlink_errors(
+    device: &nvml_wrapper::Device<'_>,
+    index: u32,
+) -> Option<NvlinkErrorCounts> {
     use nvml_wrapper::enum_wrappers::nv_link::ErrorCounter;
     let mut sum = NvlinkErrorCounts::default();
     let mut links = 0;

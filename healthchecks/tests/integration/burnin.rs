@@ -47,6 +47,19 @@ async fn healthy_burn_in_passes_with_loaded_clocks_sampled() {
         .expect("clock check");
     assert_eq!(clock.measured, 1980, "median taken under load");
     assert_eq!(v.evidence["gpus"]["per_gpu"][0]["temp_max_c"], 68);
+    assert_eq!(v.evidence["gpus"]["per_gpu"][0]["util_max_pct"], 100);
+    assert_eq!(v.evidence["gpus"]["per_gpu"][0]["pcie_gen_max"], 5);
+    for name in [
+        "burnin.pcie_under_load",
+        "burnin.power_under_load",
+        "burnin.nvlink_errors",
+    ] {
+        assert_eq!(
+            v.checks.iter().filter(|c| c.name == name).count(),
+            8,
+            "{name} judged per GPU"
+        );
+    }
     let power = v
         .checks
         .iter()

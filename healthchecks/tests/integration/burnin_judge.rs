@@ -366,3 +366,13 @@ fn a_profile_power_floor_from_the_gates_table_is_used() {
     p.gates.power_load_min_w = None;
     assert_eq!(p.power_load_floor_w(), 490.0, "0.7 × the 700 W limit");
 }
+
+#[test]
+fn a_synthetic_document_keeps_its_digest_through_json_text() {
+    use kiln_health::burnin::synthetic::SyntheticRun;
+    let p = profile(SKU);
+    // 7 s over 24 ticks: times with long decimal expansions.
+    let doc = SyntheticRun::healthy(&p, 7).evidence(&p).to_value();
+    let back: Value = serde_json::from_str(&doc.to_string()).expect("parse");
+    assert_eq!(evidence_digest(&back), evidence_digest(&doc));
+}

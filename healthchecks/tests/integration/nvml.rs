@@ -318,3 +318,23 @@ fn a_gpu_without_nvlink_reports_no_counters() {
     let nvml = kiln_health::nvml::GpuNvml::open(&node.lib()).expect("opens");
     assert_eq!(nvml.sample(0).expect("sample").nvlink_errors, None);
 }
+
+#[test]
+fn without_the_per_link_call_the_all_link_totals_are_read() {
+    let node = FakeNode::h100_with(
+        "nvlink_counters_per_link = false\n[[fault]]\nkind = \"nvlink_errors\"\ngpu = 0\nlink = 3\nrecovery_per_s = 1000000\n",
+    );
+    let nvml = kiln_health::nvml::GpuNvml::open(&node.lib()).expect("opens");
+    let idle = nvml.sample(0).expect("sample").nvlink_errors;
+    assert_eq!(idle, Some(kiln_health::nvml::NvlinkErrorCounts::default()));
+    std::fs::write(node.load_file(), "").expect("load on");
+    let _ = nvml.sample(0).expect("opens the load interval");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let loaded = nvml
+        .sample(0)
+        .expect("sample")
+        .nvlink_errors
+        .expect("totals");
+    assert!(loaded.recovery > 0, "{loaded:?}");
+    assert_eq!((loaded.crc, loaded.replay), (0, 0));
+}

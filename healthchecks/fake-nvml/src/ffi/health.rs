@@ -363,18 +363,30 @@ extern "C" fn nvmlErrorString(result: nvmlReturn_t) -> *const c_char {
     text.as_ptr()
 }
 
-/// NVML_FI_DEV_MEMORY_TEMP: HBM temperature; other field ids answer NOT_SUPPORTED per entry.
+/// NVML_FI_DEV_MEMORY_TEMP: HBM temperature.
 const FIELD_MEMORY_TEMP: c_uint = 82;
+/// NVML_FI_DEV_NVLINK_{CRC_FLIT, CRC_DATA, REPLAY, RECOVERY}_ERROR_COUNT_TOTAL, with the per-link counter each
+/// totals (nvmlNvLinkErrorCounter_t).
+const FIELD_NVLINK_TOTALS: [(c_uint, c_uint); 4] = [(38, 2), (45, 3), (52, 0), (59, 1)];
 /// NVML_VALUE_TYPE_UNSIGNED_INT.
 const VALUE_TYPE_UINT: c_uint = 1;
+/// NVML_VALUE_TYPE_UNSIGNED_LONG_LONG.
+const VALUE_TYPE_ULL: c_uint = 3;
 
+/// HBM temperature and the NVLink error totals; other field ids answer NOT_SUPPORTED per entry.
 #[unsafe(no_mangle)]
 extern "C" fn nvmlDeviceGetFieldValues(
     device: nvmlDevice_t,
     count: c_int,
     values: *mut nvml_wrapper_sys::bindings::nvmlFieldValue_t,
 ) -> nvmlReturn_t {
-    with_gpu(device, |s, gpu, _| {
+    with_state(|st| {
+        let load_s = st.load_s();
+        let gpu = match live_gpu(st, device) {
+            Ok(gpu) => gpu,
+            Err(rc) => return rc,
+        };
+        let s = &st.scenario;
         let Ok(count) = usize::try_from(count) else {
             return INVALID_ARGUMENT;
         };
@@ -384,9 +396,21 @@ extern "C" fn nvmlDeviceGetFieldValues(
         for i in 0..count {
             // SAFETY: the caller passes an array of `count` field values.
             let entry = unsafe { &mut *values.add(i) };
+            let total = FIELD_NVLINK_TOTALS
+                .iter()
+                .find(|(id, _)| *id == entry.fieldId)
+                .map(|(_, counter)| {
+                    (0..s.nvlink_links)
+                        .map(|link| s.nvlink_error_count(gpu, link, *counter, load_s))
+                        .sum::<u64>()
+                });
             if entry.fieldId == FIELD_MEMORY_TEMP {
                 entry.valueType = VALUE_TYPE_UINT;
                 entry.value.uiVal = s.memory_temp(gpu);
+                entry.nvmlReturn = SUCCESS;
+            } else if let Some(total) = total.filter(|_| s.nvlink_links > 0) {
+                entry.valueType = VALUE_TYPE_ULL;
+                entry.value.ullVal = total;
                 entry.nvmlReturn = SUCCESS;
             } else {
                 entry.nvmlReturn = NOT_SUPPORTED;

@@ -40,7 +40,7 @@ extern "C" fn nvmlDeviceGetNvLinkErrorCounter(
         if link >= s.nvlink_links {
             return INVALID_ARGUMENT;
         }
-        if counter > 4 {
+        if counter > 4 || !s.nvlink_counters_per_link {
             return NOT_SUPPORTED;
         }
         put(value, s.nvlink_error_count(gpu, link, counter, load_s))
