@@ -51,8 +51,7 @@ echo "Tested $gpus GPUs:"
 g=0; while [ "$g" -lt "$gpus" ]; do echo "	GPU $g: OK"; g=$((g + 1)); done
 "#;
 
-/// Gflop/s per GPU the stress stand-in reports on a healthy node.
-pub const HEALTHY_GFLOPS: f64 = 61_000.0;
+pub use kiln_health::burnin::synthetic::HEALTHY_GFLOPS;
 
 /// Finds the fake NVML library: [`FAKE_NVML_ENV`], else beside the running executable or in its `deps/`
 /// (where cargo puts it: kiln-sim depends on fake-nvml, so every build of kiln has it).
@@ -254,6 +253,7 @@ pub fn synthetic_evidence(
             "kiln-sim {} (scale mode, no NVML)",
             env!("CARGO_PKG_VERSION")
         ),
+        gflops: stress_gflops(node),
     };
     let faults: Vec<LoadFault> = match node.fault {
         Some(FaultKind::PcieDowntrain) => vec![LoadFault::PcieDowntrain {

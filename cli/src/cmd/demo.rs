@@ -171,6 +171,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         Err(_) => 0,
     };
     let planted = run.hall.planted_faults();
+    let outliers = fleet_outliers(&store, &hall_name).await?;
     store.close().await;
     let elapsed = started.elapsed().as_secs_f64();
     let turnover_unfinished = turnover.as_ref().is_some_and(|t| !t.finished);
@@ -185,6 +186,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             "lessee": lessee,
             "elapsed_s": elapsed,
             "bringup_s": bringup_s,
+            "fleet_outliers": outliers,
         });
         if let Some(turnover) = &turnover {
             line["turnover"] = turnover.json();
@@ -206,7 +208,14 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 .as_ref()
                 .and_then(|t| t.quarantine_reasons.get(&fault.serial))
                 .map(|reason| format!("at the turnover: {reason}"));
-            let found = reasons.get(&fault.serial).cloned().or(at_turnover);
+            let flagged = outliers
+                .get(&fault.serial)
+                .map(|why| format!("flagged: {why}"));
+            let found = reasons
+                .get(&fault.serial)
+                .cloned()
+                .or(at_turnover)
+                .or(flagged);
             vec![
                 fault.serial.clone(),
                 fault.kind.as_str().to_string(),
@@ -254,6 +263,31 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         anyhow::bail!("the turnover did not finish within {}s", args.timeout_s);
     }
     Ok(())
+}
+
+/// The hall's nodes more than [`kiln_api::report::REPORT_OUTLIER_RATIO`] below their fleet baseline, by serial,
+/// with what kiln says of each.
+async fn fleet_outliers(
+    store: &Store,
+    hall: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let hall = store.hall_by_name(hall).await?;
+    let mut found = std::collections::BTreeMap::new();
+    for o in store
+        .fleet_outliers(hall.id, kiln_api::report::REPORT_OUTLIER_RATIO)
+        .await?
+    {
+        found.entry(o.serial.clone()).or_insert_with(|| {
+            format!(
+                "{} {:.1}% below the hall median ({:.0} vs {:.0})",
+                o.metric,
+                o.shortfall * 100.0,
+                o.value,
+                o.median
+            )
+        });
+    }
+    Ok(found)
 }
 
 /// Leases the hall to `lessee`, accepting it when every node that is not quarantined is verified.

@@ -316,6 +316,31 @@ fn render_report(report: &AcceptanceReport) -> String {
         )),
         None => out.push_str("  nccl busbw no NCCL runs recorded\n"),
     }
+    if let Some(fleet) = &a.fleet {
+        for b in &fleet.baselines {
+            let d = &b.distribution;
+            out.push_str(&format!(
+                "  fleet      {} {} over {} node(s): min {:.1} p10 {:.1} p50 {:.1} p90 {:.1} max {:.1}\n",
+                b.sku, b.metric, d.nodes, d.min, d.p10, d.p50, d.p90, d.max
+            ));
+        }
+        for o in &fleet.outliers {
+            out.push_str(&format!(
+                "  outlier    {} {} {:.1} is {:.1}% below the hall median {:.1}\n",
+                o.serial,
+                o.metric,
+                o.value,
+                o.shortfall * 100.0,
+                o.median
+            ));
+        }
+        if fleet.outliers.is_empty() {
+            out.push_str(&format!(
+                "  outliers   none more than {:.0}% below a hall median\n",
+                fleet.outlier_ratio * 100.0
+            ));
+        }
+    }
     out.push_str(&format!("  signed by  {}\n", report.public_key_hex));
     let rows: Vec<Vec<String>> = report
         .nodes

@@ -13,6 +13,7 @@ use super::doc::{
 use crate::nvml::checks::judge_xids;
 use crate::nvml::{GpuSample, THROTTLE_FAILING_MASK, XidEvent};
 use crate::sku::SkuProfile;
+use crate::stress;
 use crate::verdict::{Check, CheckStatus, RunKind, Verdict};
 use crate::xid::kernel_log_xids;
 
@@ -133,6 +134,7 @@ pub fn judge_burn_in(evidence: &BurnInEvidence, profile: &SkuProfile, asked: Dur
         )),
         Some(stress) => {
             checks.extend(judge_tool(stress));
+            checks.extend(judge_stress_figures(stress, profile));
             checks.push(Check::judged(
                 stress.elapsed_s >= asked_s as f64 * MIN_DURATION_RATIO,
                 "burnin.duration",
@@ -226,6 +228,30 @@ fn judge_tool(run: &StressEvidence) -> Vec<Check> {
         "stress tool output must report no errors (exit 0 alone is not trusted)",
     ));
     checks
+}
+
+/// The stress tool's own figures, where kiln knows the tool (gpu_burn, gpu-fryer, DCGM targeted stress): each
+/// GPU's throughput against the node's best, and computation errors as `sdc`. Output of a known tool that cannot
+/// be read fails; an unknown tool is noted (its output is still scanned by `burnin.output`).
+fn judge_stress_figures(run: &StressEvidence, profile: &SkuProfile) -> Vec<Check> {
+    let known = stress::detect(&run.argv).or_else(|| stress::detect_output(&run.stdout_tail));
+    if known.is_none() {
+        let program = run.argv.first().map_or("", String::as_str);
+        return vec![Check::new(
+            "stress.output",
+            "node",
+            CheckStatus::Note,
+            program,
+            None,
+            "not a stress tool kiln reads figures from (gpu_burn, gpu-fryer, dcgmi): per-GPU throughput and \
+             silent data corruption are judged from the output scan only",
+        )];
+    }
+    stress::judge_stress_output(
+        &run.argv,
+        &run.stdout_tail,
+        profile.gates.stress_gpu_min_ratio,
+    )
 }
 
 /// A tool output line that reports a failure: `FAULTY` (gpu_burn), `fail`/`FAILED` (dcgmi diag), or a

@@ -101,6 +101,33 @@ pub struct SyntheticRun {
     pub throttled_gpu: Option<u32>,
     /// The collector named in the document.
     pub collector: String,
+    /// Gflop/s each GPU reaches in the stress tool's output ([`HEALTHY_GFLOPS`] for a healthy node).
+    pub gflops: f64,
+}
+
+/// Gflop/s per GPU of a healthy synthetic node (an H100 SXM in gpu_burn's tensor-core mode is in this range).
+pub const HEALTHY_GFLOPS: f64 = 61_000.0;
+
+/// What gpu_burn prints for `gpus` GPUs each at `gflops` over `duration_s`: two multi-GPU progress lines and the
+/// final per-GPU verdicts.
+pub fn gpu_burn_output(gpus: u32, duration_s: u64, gflops: f64) -> String {
+    let progress = |pct: f64, done: u64| {
+        let each = |f: &dyn Fn(u32) -> String| (0..gpus).map(f).collect::<Vec<_>>().join(" - ");
+        format!(
+            "{pct:.1}%  proc'd: {}   errors: {}   temps: {}\n",
+            each(&|_| format!("{done} ({gflops:.0} Gflop/s)")),
+            each(&|_| "0".to_string()),
+            each(&|_| "68 C".to_string()),
+        )
+    };
+    let mut out = format!("Burning for {duration_s} seconds.\n");
+    out.push_str(&progress(50.0, 6400));
+    out.push_str(&progress(100.0, 12800));
+    out.push_str(&format!("Tested {gpus} GPUs:\n"));
+    for g in 0..gpus {
+        out.push_str(&format!("\tGPU {g}: OK\n"));
+    }
+    out
 }
 
 impl SyntheticRun {
@@ -113,6 +140,7 @@ impl SyntheticRun {
             xid: None,
             throttled_gpu: None,
             collector: "synthetic (no NVML)".to_string(),
+            gflops: HEALTHY_GFLOPS,
         }
     }
 
@@ -206,12 +234,9 @@ impl SyntheticRun {
             sample_interval_s: (d as f64 * 1000.0 / TICKS as f64).round() / 1000.0,
             ..NvmlEvidence::default()
         };
-        let mut stdout = format!("Burning for {d} seconds.\n");
-        for g in 0..self.gpus {
-            stdout.push_str(&format!("GPU {g}: OK\n"));
-        }
+        let stdout = gpu_burn_output(self.gpus, d, self.gflops);
         doc.stress = Some(StressEvidence {
-            argv: vec!["synthetic-stress".into(), d.to_string()],
+            argv: vec!["gpu_burn".into(), "-tc".into(), d.to_string()],
             exit_code: Some(0),
             timeout_s: d as f64 + 60.0,
             elapsed_s: d as f64,

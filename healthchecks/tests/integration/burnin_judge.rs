@@ -376,3 +376,70 @@ fn a_synthetic_document_keeps_its_digest_through_json_text() {
     let back: Value = serde_json::from_str(&doc.to_string()).expect("parse");
     assert_eq!(evidence_digest(&back), evidence_digest(&doc));
 }
+
+/// The stress tool's own figures are judged with the burn-in: a GPU far below the node's best fails
+/// `stress.throughput`, computation errors fail `stress.sdc`, and a tool kiln does not know is only noted.
+#[test]
+fn the_stress_tools_figures_are_part_of_the_burn_in_verdict() {
+    use kiln_health::burnin::synthetic::{SyntheticRun, gpu_burn_output};
+    let p = kiln_health::SkuCatalog::builtin()
+        .expect("catalog")
+        .get(SKU)
+        .expect("sku")
+        .clone();
+    let judge = |stdout: String, argv: Vec<&str>| {
+        let mut doc = SyntheticRun::healthy(&p, 300).evidence(&p);
+        let stress = doc.stress.as_mut().expect("stress");
+        stress.stdout_tail = stdout;
+        stress.argv = argv.into_iter().map(str::to_string).collect();
+        judge_burn_in_document(&doc.to_value(), &p, Duration::from_secs(300))
+    };
+    let failing = |v: &Verdict| -> Vec<(String, String)> {
+        v.failures()
+            .map(|c| (c.name.clone(), c.subject.clone()))
+            .collect()
+    };
+    let healthy = judge(
+        gpu_burn_output(8, 300, 61_000.0),
+        vec!["gpu_burn", "-tc", "300"],
+    );
+    assert!(healthy.passed(), "{}", healthy.render_table());
+    assert!(healthy.checks.iter().any(|c| c.name == "stress.throughput"));
+
+    // GPU 3 at 80% of the others.
+    let slow = gpu_burn_output(8, 300, 61_000.0).replace(
+        "- 12800 (61000 Gflop/s) - 12800 (61000 Gflop/s) - 12800 (61000 Gflop/s) - 12800 (61000 Gflop/s)",
+        "- 12800 (61000 Gflop/s) - 12800 (61000 Gflop/s) - 12800 (48800 Gflop/s) - 12800 (61000 Gflop/s)",
+    );
+    let slow = slow.replace(
+        "- 6400 (61000 Gflop/s) - 6400 (61000 Gflop/s) - 6400 (61000 Gflop/s) - 6400 (61000 Gflop/s)",
+        "- 6400 (61000 Gflop/s) - 6400 (61000 Gflop/s) - 6400 (48800 Gflop/s) - 6400 (61000 Gflop/s)",
+    );
+    assert_ne!(slow, gpu_burn_output(8, 300, 61_000.0));
+    let v = judge(slow, vec!["gpu_burn", "-tc", "300"]);
+    assert_eq!(
+        failing(&v),
+        vec![("stress.throughput".to_string(), "gpu3".to_string())],
+        "{}",
+        v.render_table()
+    );
+
+    // Computation errors on GPU 1: silent data corruption.
+    let corrupt = gpu_burn_output(8, 300, 61_000.0)
+        .replace("errors: 0 - 0 - ", "errors: 0 - 3 - ")
+        .replace("\tGPU 1: OK", "\tGPU 1: FAULTY");
+    let v = judge(corrupt, vec!["gpu_burn", "-tc", "300"]);
+    let sdc: Vec<&Check> = v.failures().filter(|c| c.name == "stress.sdc").collect();
+    assert!(!sdc.is_empty(), "{}", v.render_table());
+    assert!(sdc.iter().all(|c| c.reason.starts_with("sdc:")), "{sdc:?}");
+
+    // A stress command kiln has no parser for: noted, the rest of the burn-in still judged.
+    let v = judge("all good\n".to_string(), vec!["my-stress", "300"]);
+    assert!(v.passed(), "{}", v.render_table());
+    let note = v
+        .checks
+        .iter()
+        .find(|c| c.name == "stress.output")
+        .expect("noted");
+    assert_eq!(note.status, kiln_health::CheckStatus::Note);
+}
