@@ -39,6 +39,14 @@ pub struct Faults {
     pub tpm_offered: HashSet<String>,
     /// Nodes whose wipe agent reports booted, then nothing (it hangs), by serial.
     pub wipe_silent: HashSet<String>,
+    /// Nodes whose kernel log gains an Xid 79 once a burn-in has run.
+    pub kernel_xid: HashSet<String>,
+    /// Nodes with DCGM installed whose diagnostic fails (the others have no DCGM).
+    pub dcgm_fail: HashSet<String>,
+    /// Nodes whose GPUs run the stress load 7% slower than the others'.
+    pub slow_stress: HashSet<String>,
+    /// The H100 profile gates on fleet outliers (`gates.fleet_gate = true`).
+    pub fleet_gate: bool,
 }
 
 /// One burn-in as the fake saw it: which engine ran it on which node, and when.
@@ -60,6 +68,20 @@ pub struct FakeAccess {
     pub instance: String,
     /// Every burn-in run, shared between engines.
     pub log: Arc<Mutex<Vec<Handled>>>,
+}
+
+impl FakeAccess {
+    fn planted(&self, serial: &str, pick: impl Fn(&Faults) -> &HashSet<String>) -> bool {
+        pick(&self.faults.read().expect("faults")).contains(serial)
+    }
+
+    fn burned_in(&self, serial: &str) -> bool {
+        self.log
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|h| h.serial == serial)
+    }
 }
 
 fn nccl_output(hosts: &[NodeHost], slow: bool) -> String {
@@ -126,10 +148,12 @@ impl NodeAccess for FakeAccess {
         // A healthy node's raw evidence, built from kiln-health's sample types; the provisioner judges it.
         let catalog = SkuCatalog::builtin().expect("skus");
         let profile = catalog.get(sku).expect("sku profile");
+        let mut run = SyntheticRun::healthy(profile, duration.as_secs().max(1));
+        if self.planted(&host.serial, |f| &f.slow_stress) {
+            run.gflops *= 0.93;
+        }
         Ok(BurnInReply {
-            document: SyntheticRun::healthy(profile, duration.as_secs().max(1))
-                .evidence(profile)
-                .to_value(),
+            document: run.evidence(profile).to_value(),
             exit_code: Some(0),
             wall: start.elapsed(),
         })
@@ -142,13 +166,22 @@ impl NodeAccess for FakeAccess {
     ) -> Result<ToolReply, AccessError> {
         // The installed OS of a healthy test node: a clean kernel log and no DCGM or nvbandwidth installed.
         let (stdout, stderr, code) = match command {
-            KERNEL_LOG_COMMAND => (
-                format!(
+            KERNEL_LOG_COMMAND => {
+                let mut log = format!(
                     "[    0.000000] Linux version 6.1.0-test ({})\n",
                     host.serial
-                ),
+                );
+                if self.planted(&host.serial, |f| &f.kernel_xid) && self.burned_in(&host.serial) {
+                    log.push_str(
+                        "[  301.250000] NVRM: Xid (PCI:0000:3a:00): 79, pid=4242, name=gpu_burn, GPU has fallen off the bus.\n",
+                    );
+                }
+                (log, String::new(), 0)
+            }
+            "dcgmi diag -r 3 -j" if self.planted(&host.serial, |f| &f.dcgm_fail) => (
+                include_str!("../../../healthchecks/tests/fixtures/dcgm/v3_fail.json").to_string(),
                 String::new(),
-                0,
+                226,
             ),
             other => (
                 String::new(),
@@ -517,12 +550,27 @@ fn real_time_config(instance: &str) -> EngineConfig {
 }
 
 fn engine_over(store: Store, config: EngineConfig, bmcs: &FakeBmcs, access: FakeAccess) -> Engine {
+    let catalog = if access.faults.read().expect("faults").fleet_gate {
+        // The built-in profiles with the H100's (the first profile's) gates failing fleet outliers.
+        let text = include_str!("../../../healthchecks/profiles/skus.toml").replacen(
+            "fleet_gate = false\n",
+            "fleet_gate = true\n",
+            1,
+        );
+        assert!(
+            text.contains("fleet_gate = true"),
+            "the H100 profile sets fleet_gate"
+        );
+        SkuCatalog::from_toml(&text, "test: fleet-gated").expect("gated skus")
+    } else {
+        SkuCatalog::builtin().expect("skus")
+    };
     let ctx = Ctx::new(
         store,
         config,
         Arc::new(bmcs.clone()),
         Arc::new(access),
-        Arc::new(SkuCatalog::builtin().expect("skus")),
+        Arc::new(catalog),
     );
     Engine::new(ctx)
 }

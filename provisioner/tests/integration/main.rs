@@ -3,6 +3,7 @@
 mod deadline;
 mod dhcp;
 mod fake_bmc;
+mod gpu_depth;
 mod http;
 mod lifecycle;
 mod lifecycle_scale;
