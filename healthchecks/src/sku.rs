@@ -114,6 +114,9 @@ pub struct SkuProfile {
 pub struct SkuGates {
     /// `dcgmi diag -r N` level run at acceptance (1..=4); default [`DEFAULT_DCGM_LEVEL`] (r3, about 15 min).
     pub dcgm_level: u8,
+    /// The burn-in's stress tool (`gpu_burn`, `gpu_fryer`, `dcgm_targeted_stress`); default gpu_burn. Its
+    /// output parser's per-GPU figures feed the verdict ([`crate::stress`]).
+    pub stress_tool: crate::stress::StressTool,
     /// nvbandwidth host→device floor, GB/s.
     pub nvbandwidth_h2d_min_gbps: Option<f64>,
     /// nvbandwidth device→host floor, GB/s.
@@ -165,6 +168,7 @@ impl Default for SkuGates {
     fn default() -> Self {
         Self {
             dcgm_level: DEFAULT_DCGM_LEVEL,
+            stress_tool: crate::stress::StressTool::GpuBurn,
             nvbandwidth_h2d_min_gbps: None,
             nvbandwidth_d2h_min_gbps: None,
             nvbandwidth_d2d_min_gbps: None,

@@ -39,7 +39,7 @@ impl SimAccess {
         duration: Duration,
     ) -> Result<Verdict, AccessError> {
         let reply = self
-            .burn_in_evidence(host, duration, &self.hall.profile.id)
+            .burn_in_evidence(host, duration, &self.hall.profile.id, &[])
             .await?;
         Ok(kiln_health::burnin::judge_burn_in_document(
             &reply.document,
@@ -118,6 +118,8 @@ impl NodeAccess for SimAccess {
         host: &NodeHost,
         duration: Duration,
         sku: &str,
+        // The simulator runs its own stress stand-in whatever the SKU names (it prints gpu_burn's output).
+        _stress: &[String],
     ) -> Result<BurnInReply, AccessError> {
         let node = self.connect(host)?.clone();
         if node.has(FaultKind::CollectorFails) {

@@ -385,7 +385,8 @@ mod tests {
         assert_eq!(
             parse_command(&kiln_provisioner::lifecycle::ssh::burn_in_command(
                 Duration::from_secs(144),
-                "h100-sxm-80gb"
+                "h100-sxm-80gb",
+                &["gpu_burn".into(), "-tc".into(), "{duration_s}".into()],
             )),
             Ok(Command::BurnIn {
                 duration_s: 144,

@@ -235,3 +235,48 @@ fn inconsistent_gates_are_refused_naming_the_key() {
         "{err:?}"
     );
 }
+
+#[test]
+fn the_stress_tool_is_part_of_a_profile_and_an_unknown_one_is_refused() {
+    use kiln_health::stress::StressTool;
+    let builtin = include_str!("../../profiles/skus.toml");
+    let catalog = kiln_health::SkuCatalog::builtin().expect("builtin");
+    assert_eq!(
+        catalog
+            .get("h100-sxm-80gb")
+            .expect("h100")
+            .gates
+            .stress_tool,
+        StressTool::GpuBurn
+    );
+    let fryer = builtin.replacen(
+        "[sku.gates]\n",
+        "[sku.gates]\nstress_tool = \"gpu_fryer\"\n",
+        1,
+    );
+    let catalog = kiln_health::SkuCatalog::from_toml(&fryer, "test").expect("fryer");
+    assert_eq!(
+        catalog
+            .get("h100-sxm-80gb")
+            .expect("h100")
+            .gates
+            .stress_tool,
+        StressTool::GpuFryer
+    );
+    let bad = builtin.replacen(
+        "[sku.gates]\n",
+        "[sku.gates]\nstress_tool = \"prime95\"\n",
+        1,
+    );
+    let err = kiln_health::SkuCatalog::from_toml(&bad, "test").expect_err("unknown tool");
+    let chain = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    );
+    assert!(
+        chain.contains("prime95") || chain.contains("stress_tool"),
+        "{chain}"
+    );
+}

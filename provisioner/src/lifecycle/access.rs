@@ -9,7 +9,7 @@
 //! | kernel | `uname -r` | one line |
 //! | driver | `cat /sys/module/nvidia/version` | the driver version; non-zero exit when not loaded |
 //! | GPUs | `nvidia-smi -L` | one `GPU n: …` line per GPU |
-//! | burn-in | `kiln-agent burn-in --json --duration-s N --sku S` | one [`kiln_health::burnin::BurnInEvidence`] JSON document on stdout, exit 0 when collection worked |
+//! | burn-in | `kiln-agent burn-in --json --duration-s N --sku S --stress TOOL ARG…` (the SKU's stress tool) | one [`kiln_health::burnin::BurnInEvidence`] JSON document on stdout, exit 0 when collection worked |
 //! | NCCL | the nccl-tests launcher template (see [`NCCL_TEMPLATE`]) on the group's first host | nccl-tests text |
 //! | kernel log | [`KERNEL_LOG_COMMAND`] at burn-in start and end | the kernel ring buffer as text, scanned for Xid/SXid by the provisioner |
 //! | DCGM | [`dcgm_command`] after the burn-in | `dcgmi diag -j` JSON; exit 127 (not installed) skips it |
@@ -152,7 +152,8 @@ pub trait NodeAccess: Send + Sync + 'static {
     /// Kernel version, driver loaded, GPU count.
     async fn post_image_check(&self, host: &NodeHost) -> Result<PostImageFacts, AccessError>;
 
-    /// Runs the GPU burn-in for `duration` as SKU `sku` and returns the node's raw evidence, unjudged (a
+    /// Runs the GPU burn-in for `duration` as SKU `sku` with the `stress` command (program first,
+    /// `{duration_s}` expanded on the node) and returns the node's raw evidence, unjudged (a
     /// failing burn-in is `Ok`; a command that failed, timed out or printed no JSON is `Err`). The engine
     /// judges the document itself: there is no way for a node to hand over a verdict.
     async fn burn_in_evidence(
@@ -160,6 +161,7 @@ pub trait NodeAccess: Send + Sync + 'static {
         host: &NodeHost,
         duration: Duration,
         sku: &str,
+        stress: &[String],
     ) -> Result<BurnInReply, AccessError>;
 
     /// Runs multi-node NCCL over `hosts` (launched on the first); a failing run is `Ok` and judged by the caller.

@@ -138,13 +138,22 @@ fn finished(host: &NodeHost, command: &str, out: &RemoteOutput) -> Result<(), Ac
     Ok(())
 }
 
-/// The burn-in command line for `duration` and SKU `sku` (see [`super::access`]).
-pub fn burn_in_command(duration: Duration, sku: &str) -> String {
-    format!(
+/// The burn-in command line for `duration`, SKU `sku` and the `stress` command (see [`super::access`]; the
+/// agent's own default tool when `stress` is empty).
+pub fn burn_in_command(duration: Duration, sku: &str, stress: &[String]) -> String {
+    let mut command = format!(
         "kiln-agent burn-in --json --duration-s {} --sku {}",
         duration.as_secs().max(1),
         shell_quote(sku)
-    )
+    );
+    if !stress.is_empty() {
+        command.push_str(" --stress");
+        for arg in stress {
+            command.push(' ');
+            command.push_str(&shell_quote(arg));
+        }
+    }
+    command
 }
 
 /// The evidence document of a finished burn-in command: exit 0 and one JSON object on stdout, else why not.
@@ -242,8 +251,9 @@ impl NodeAccess for SshNodeAccess {
         host: &NodeHost,
         duration: Duration,
         sku: &str,
+        stress: &[String],
     ) -> Result<BurnInReply, AccessError> {
-        let command = burn_in_command(duration, sku);
+        let command = burn_in_command(duration, sku, stress);
         let started = std::time::Instant::now();
         let out = self
             .run(host, &command, duration + Duration::from_secs(120))
@@ -334,8 +344,19 @@ mod tests {
         let err = evidence_document(&output("[1]", Some(0))).expect_err("list");
         assert!(err.contains("list"), "{err}");
         assert_eq!(
-            burn_in_command(std::time::Duration::from_millis(10), "h100 'x"),
+            burn_in_command(std::time::Duration::from_millis(10), "h100 'x", &[]),
             "kiln-agent burn-in --json --duration-s 1 --sku 'h100 '\\''x'"
+        );
+        // The SKU's stress tool goes last (the agent takes everything after --stress), each word quoted.
+        let fryer: Vec<String> = kiln_health::stress::StressTool::GpuFryer
+            .argv_template()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let command = burn_in_command(std::time::Duration::from_secs(300), "h100", &fryer);
+        assert!(
+            command.ends_with(" --stress gpu-fryer {duration_s}"),
+            "{command}"
         );
     }
 

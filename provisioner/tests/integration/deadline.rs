@@ -28,6 +28,7 @@ impl NodeAccess for HungBurnIn {
         _host: &NodeHost,
         _duration: Duration,
         _sku: &str,
+        _stress: &[String],
     ) -> Result<BurnInReply, AccessError> {
         std::future::pending().await
     }

@@ -136,6 +136,7 @@ impl NodeAccess for FakeAccess {
         host: &NodeHost,
         duration: Duration,
         sku: &str,
+        _stress: &[String],
     ) -> Result<BurnInReply, AccessError> {
         let start = std::time::Instant::now();
         tokio::time::sleep(self.latency).await;

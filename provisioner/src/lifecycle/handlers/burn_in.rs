@@ -44,7 +44,13 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
         Err(err) => return Ok(access_trouble(ctx, work, err)),
     };
     let called_at = now_unix_s();
-    let reply = match ctx.access.burn_in_evidence(&host, asked, &profile.id).await {
+    let stress = profile.gates.stress_tool.argv_template();
+    let stress: Vec<String> = stress.iter().map(|a| a.to_string()).collect();
+    let reply = match ctx
+        .access
+        .burn_in_evidence(&host, asked, &profile.id, &stress)
+        .await
+    {
         Ok(reply) => reply,
         // The node ran the command but gave no evidence (non-zero exit, timeout, no JSON): a failed burn-in,
         // recorded as such.
