@@ -66,6 +66,9 @@ pub struct EngineConfig {
     /// Longest time one multi-node NCCL run may take (the SSH runner's own limit on it); fabric_test's
     /// deadline allows [`FABRIC_NCCL_RUNS`] of them (a first run and a bisection).
     pub nccl_run: Duration,
+    /// Time a burn_in handler run allows after the burn-in itself for the node's tools: the kernel log reads,
+    /// DCGM's diagnostic (r3 is about 15 minutes; kiln's limit on it is 45) and nvbandwidth (limit 30).
+    pub node_tools: Duration,
     /// Concurrency limits.
     pub limits: Limits,
     /// How long a BMC client (its session and connection) is kept between a node's operations. Real time:
@@ -111,6 +114,7 @@ impl Default for EngineConfig {
             burn_in: minutes(4 * 60),
             handler_deadline: minutes(10),
             nccl_run: minutes(10),
+            node_tools: minutes(75),
             limits: Limits::default(),
             bmc_session_idle: Duration::from_secs(60),
             bmc_sessions_kept: 4096,
@@ -143,6 +147,7 @@ impl EngineConfig {
         self.burn_in = scale(self.burn_in);
         self.handler_deadline = scale(self.handler_deadline).max(Duration::from_secs(10));
         self.nccl_run = scale(self.nccl_run).max(Duration::from_secs(10));
+        self.node_tools = scale(self.node_tools);
         self.claim_ttl = scale(self.claim_ttl).max(Duration::from_secs(5));
         self.poll = scale(self.poll).max(Duration::from_millis(20));
         self.time_factor *= factor;
@@ -161,11 +166,12 @@ impl EngineConfig {
     }
 
     /// The deadline of one handler run in `state`: [`EngineConfig::handler_deadline`], plus the burn-in's
-    /// duration in burn_in and [`FABRIC_NCCL_RUNS`] NCCL runs in fabric_test, at most the state's SLA (a run
-    /// that outlasts it would fail the SLA anyway) and never zero.
+    /// duration and [`EngineConfig::node_tools`] in burn_in and [`FABRIC_NCCL_RUNS`] NCCL
+    /// runs in fabric_test, at most the state's SLA (a run that outlasts it would fail the SLA anyway) and never
+    /// zero.
     pub fn deadline_of(&self, state: NodeState) -> Duration {
         let work = match state {
-            NodeState::BurnIn => self.burn_in,
+            NodeState::BurnIn => self.burn_in.saturating_add(self.node_tools),
             NodeState::FabricTest => self.nccl_run.saturating_mul(FABRIC_NCCL_RUNS),
             _ => Duration::ZERO,
         };
@@ -190,7 +196,10 @@ mod tests {
         let config = EngineConfig::default();
         let minutes = |m: u64| Duration::from_secs(m * 60);
         assert_eq!(config.deadline_of(NodeState::Enrolled), minutes(10));
-        assert_eq!(config.deadline_of(NodeState::BurnIn), minutes(4 * 60 + 10));
+        assert_eq!(
+            config.deadline_of(NodeState::BurnIn),
+            minutes(4 * 60 + 75 + 10)
+        );
         assert_eq!(config.deadline_of(NodeState::FabricTest), minutes(170));
         // A burn-in longer than its SLA is cut at the SLA.
         let long = EngineConfig {

@@ -51,6 +51,7 @@ async fn hall_with_hung_burn_in(tweak: impl FnOnce(&mut EngineConfig)) -> (Hall,
     let hall = Hall::with_config(1, 1, Faults::default(), |config| {
         config.handler_deadline = Duration::from_millis(300);
         config.burn_in = Duration::from_millis(100);
+        config.node_tools = Duration::ZERO;
         tweak(config);
     })
     .await;

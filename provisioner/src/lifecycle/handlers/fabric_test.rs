@@ -17,7 +17,7 @@ use crate::lifecycle::outcome::{Failure, FailureClass, Outcome};
 use crate::lifecycle::work::{FailedStep, Work};
 
 /// States from which a rack peer may still arrive in fabric_test: the group waits for them.
-fn still_coming(state: NodeState) -> bool {
+pub(super) fn still_coming(state: NodeState) -> bool {
     matches!(
         state,
         NodeState::Enrolled
@@ -54,6 +54,9 @@ pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, 
             ),
             fallback,
         ));
+    }
+    if let Some(reason) = fleet::baseline_pending(ctx, node).await? {
+        return Ok(Outcome::wait(reason, ctx.config.recheck));
     }
     let members: Vec<&Node> = rack
         .iter()

@@ -2,12 +2,17 @@
 //! fabric test) are kept per node, and the hall's distribution of each per SKU ([`kiln_inventory::fleet`]). At
 //! the end of the fabric test a node further below its hall's median than the SKU's `gates.fleet_outlier_ratio`
 //! is flagged in its history, or failed as [`FailureClass::FleetOutlier`] when the SKU sets `gates.fleet_gate`.
-//! A baseline of fewer than [`kiln_inventory::fleet::MIN_BASELINE_NODES`] nodes judges no one.
+//! A baseline of fewer than [`MIN_BASELINE_NODES`] nodes judges no one, so the fabric
+//! test waits ([`baseline_pending`]) while the hall's stress baseline for the SKU is that small and nodes of the
+//! SKU are still on their way to it: the first nodes of a hall are judged like the others, not waved through.
 
 use kiln_health::SkuProfile;
 use kiln_health::stress::{detect, detect_output, parse};
 use kiln_health::verdict::Verdict;
-use kiln_inventory::{Node, NodeId, StoreError};
+use kiln_inventory::fleet::{METRIC_STRESS_THROUGHPUT, MIN_BASELINE_NODES};
+use kiln_inventory::{Node, NodeFilter, NodeId, StoreError};
+
+use super::fabric_test::still_coming;
 use serde_json::Value;
 
 use crate::lifecycle::ctx::Ctx;
@@ -54,6 +59,41 @@ pub fn nccl_busbw(verdict: &Verdict) -> Option<f64> {
         .iter()
         .find(|c| c.name == "nccl.busbw")
         .and_then(|c| c.measured.as_f64())
+}
+
+/// Why `node` should wait before its fabric test: its hall's stress-throughput baseline for its SKU has fewer
+/// than [`MIN_BASELINE_NODES`] nodes while other nodes of the SKU can still reach it. `None`: go ahead (the
+/// baseline is established, or no more nodes are coming and the node is judged against what there is).
+pub async fn baseline_pending(ctx: &Ctx, node: &Node) -> Result<Option<String>, StoreError> {
+    let hall = ctx.store.hall_by_name(&node.hall).await?;
+    let measured = ctx
+        .store
+        .fleet_baselines(hall.id)
+        .await?
+        .into_iter()
+        .find(|b| b.sku == node.sku && b.metric == METRIC_STRESS_THROUGHPUT)
+        .map_or(0, |b| b.distribution.nodes);
+    if measured as i64 >= MIN_BASELINE_NODES {
+        return Ok(None);
+    }
+    let coming = ctx
+        .store
+        .list_nodes(&NodeFilter {
+            hall: Some(node.hall.clone()),
+            sku: Some(node.sku.clone()),
+            ..NodeFilter::default()
+        })
+        .await?
+        .iter()
+        .filter(|n| n.id != node.id && still_coming(n.state))
+        .count();
+    Ok((coming > 0).then(|| {
+        format!(
+            "waiting for the hall's fleet baseline: {measured} of {MIN_BASELINE_NODES} {} nodes measured, \
+             {coming} still on their way",
+            node.sku
+        )
+    }))
 }
 
 /// Judges `node` against its hall's baselines: `Some(failure)` when it is an outlier and the SKU gates on it;
