@@ -4,18 +4,7 @@
 use kiln_inventory::NodeState;
 use kiln_inventory::fleet::METRIC_STRESS_THROUGHPUT;
 
-use crate::lifecycle_support::{Faults, Hall};
-
-async fn quarantine_reason(hall: &Hall, serial: &str) -> String {
-    let node = hall.store.node_by_serial(serial).await.expect("node");
-    let events = hall.store.node_events(node.id).await.expect("events");
-    events
-        .iter()
-        .rev()
-        .find(|e| e.to_state == Some(NodeState::Quarantined))
-        .map(|e| e.reason.clone())
-        .unwrap_or_default()
-}
+use crate::lifecycle_support::{Faults, Hall, quarantine_reason};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_xid_only_in_the_kernel_log_fails_the_burn_in() {

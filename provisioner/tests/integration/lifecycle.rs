@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use kiln_inventory::{NodeEvent, NodeState};
 
-use crate::lifecycle_support::{Faults, Hall};
+use crate::lifecycle_support::{Faults, Hall, quarantine_reason};
 
 /// Every transition in the log is an allowed arrow and starts where the previous one ended.
 fn assert_consistent(serial: &str, events: &[NodeEvent]) {
@@ -20,17 +20,6 @@ fn assert_consistent(serial: &str, events: &[NodeEvent]) {
             state = to;
         }
     }
-}
-
-async fn quarantine_reason(hall: &Hall, serial: &str) -> String {
-    let node = hall.store.node_by_serial(serial).await.expect("node");
-    let events = hall.store.node_events(node.id).await.expect("events");
-    events
-        .iter()
-        .rev()
-        .find(|e| e.to_state == Some(NodeState::Quarantined))
-        .map(|e| e.reason.clone())
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

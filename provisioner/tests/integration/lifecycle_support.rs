@@ -575,3 +575,15 @@ fn engine_over(store: Store, config: EngineConfig, bmcs: &FakeBmcs, access: Fake
     );
     Engine::new(ctx)
 }
+
+/// The reason of `serial`'s latest move to quarantined (empty when it never was).
+pub async fn quarantine_reason(hall: &Hall, serial: &str) -> String {
+    let node = hall.store.node_by_serial(serial).await.expect("node");
+    let events = hall.store.node_events(node.id).await.expect("events");
+    events
+        .iter()
+        .rev()
+        .find(|e| e.to_state == Some(NodeState::Quarantined))
+        .map(|e| e.reason.clone())
+        .unwrap_or_default()
+}
