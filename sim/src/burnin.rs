@@ -209,6 +209,11 @@ pub async fn collect_with_fake_nvml(
         dir.join("libnvidia-ml.so"),
     );
     cfg.clock_rate = rate;
+    // The grace past the duration is at least 10 wall seconds: starting a shell under load takes real time,
+    // however compressed the node's clock (at 1000× the default 60 s grace is 60 ms).
+    cfg.timeout = cfg
+        .timeout
+        .max(cfg.duration + Duration::from_secs(10).mul_f64(rate));
     // About 24 ticks per run, whatever the compression.
     cfg.sample_interval = (wall / 24).clamp(Duration::from_millis(5), Duration::from_secs(1));
     cfg.kernel_log = KernelLogSource::File(kernel_log);

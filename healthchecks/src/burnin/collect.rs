@@ -188,15 +188,25 @@ fn sample_loop(
         tracing::warn!(error = %err, "XID events cannot be watched during burn-in");
         sampled.xid_watch_error = Some(err.to_string());
     }
-    let _ = ready.send(Ok(()));
     let t0 = Instant::now();
+    let sample_all = |t_s: f64| SampleTick {
+        t_s,
+        gpus: (0..gpu_count)
+            .map(|i| nvml.sample(i).map_err(|e| e.to_string()))
+            .collect(),
+    };
+    // The first tick is taken before the stress tool starts: an idle baseline, whatever the scheduling.
+    sampled.ticks.push(sample_all(0.0));
+    let _ = ready.send(Ok(()));
     loop {
+        let stopped = !matches!(
+            stop.recv_timeout(interval),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
         let t_s = micros(t0.elapsed().as_secs_f64() * rate);
-        if sampled.ticks.len() < MAX_TICKS {
-            let gpus = (0..gpu_count)
-                .map(|i| nvml.sample(i).map_err(|e| e.to_string()))
-                .collect();
-            sampled.ticks.push(SampleTick { t_s, gpus });
+        // After the stop only the events are drained: the tool has ended, an idle tick would not be under load.
+        if !stopped && sampled.ticks.len() < MAX_TICKS {
+            sampled.ticks.push(sample_all(t_s));
         }
         if let Ok(w) = &watch {
             let t_ms = (t_s * 1000.0) as u64;
@@ -211,9 +221,8 @@ fn sample_loop(
                     }),
             );
         }
-        match stop.recv_timeout(interval) {
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        if stopped {
+            break;
         }
     }
     sampled
