@@ -9,7 +9,6 @@ mod client;
 mod cmd;
 mod global;
 mod progress;
-mod server;
 mod simrun;
 mod table;
 

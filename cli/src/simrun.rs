@@ -14,7 +14,7 @@ use kiln_provisioner::lifecycle::ssh::{SshNodeAccess, load_or_create_key};
 use kiln_provisioner::lifecycle::{EngineConfig, NodeAccess};
 use kiln_sim::{DiskMode, FaultFractions, SimConfig, SimHall, SshMode};
 
-use crate::server::{self, Running, ServerOptions};
+use kiln_server::{Running, ServerOptions};
 
 /// Name and version of the image the simulated hall is imaged with.
 pub const DEMO_IMAGE: (&str, &str) = ("kiln-demo-os", "1");
@@ -134,7 +134,7 @@ pub async fn start(store: &Store, dir: &Path, options: &SimRunOptions) -> anyhow
     engine.claim_batch = engine.workers as i64;
     engine.image = Some((DEMO_IMAGE.0.into(), DEMO_IMAGE.1.into()));
     engine.limits.bmc_calls = engine.limits.bmc_calls.max(engine.workers);
-    let running = server::start(
+    let running = kiln_server::start(
         store.clone(),
         ServerOptions {
             listen: listener.local_addr()?,

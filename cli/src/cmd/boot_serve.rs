@@ -1,5 +1,5 @@
-//! The network boot services as part of a server process: [`BootServeArgs`] (flags, flattened into `kiln serve`
-//! and `kiln boot serve`) and [`start_boot_services`], which starts what the flags ask for and returns a
+//! The network boot flags: [`BootServeArgs`] (flattened into `kiln serve` and `kiln boot serve`), turned into
+//! kiln-server's [`BootConfig`]; [`start_boot_services`] starts what the flags ask for and returns kiln-server's
 //! [`BootServices`] handle holding the HTTP boot router for the caller's HTTP server to merge.
 //!
 //! Every service is off unless asked for: `--boot-assets` turns on the HTTP boot endpoints, `--dhcp-pool` full
@@ -8,14 +8,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
-use axum::Router;
 use kiln_inventory::{MacAddr, Store};
-use kiln_provisioner::boot::dhcp::{DhcpConfig, DhcpMode, DhcpServer, Pool};
-use kiln_provisioner::boot::http::{BootHttp, BootHttpConfig};
-use kiln_provisioner::boot::tftp::{TftpConfig, TftpServer};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+pub use kiln_server::{BootConfig, BootServices};
 
 /// Network boot flags: DHCP or ProxyDHCP, TFTP and the HTTP iPXE endpoints. All optional; nothing starts unless
 /// asked for.
@@ -97,14 +91,28 @@ pub struct BootServeArgs {
 impl BootServeArgs {
     /// Whether any boot service is asked for.
     pub fn any_requested(&self) -> bool {
-        self.assets.is_some() || self.pool.is_some() || self.proxy || self.tftp_root.is_some()
+        self.config().any_requested()
     }
 
-    fn dhcp_mode(&self) -> Option<DhcpMode> {
-        match (self.pool, self.proxy) {
-            (Some(_), _) => Some(DhcpMode::Full),
-            (None, true) => Some(DhcpMode::Proxy),
-            (None, false) => None,
+    /// The settings these flags describe, for kiln-server.
+    pub fn config(&self) -> BootConfig {
+        BootConfig {
+            server_ip: self.server_ip,
+            public_url: self.public_url.clone(),
+            assets: self.assets.clone(),
+            image: self.image.clone(),
+            kernel_args: self.kernel_args.clone(),
+            pool: self.pool,
+            proxy: self.proxy,
+            interface: self.interface.clone(),
+            dhcp_listen: self.dhcp_listen,
+            proxy_listen: self.proxy_listen,
+            prefix_len: self.prefix_len,
+            router: self.router,
+            reservations: self.reservations.clone(),
+            lease_secs: self.lease_secs,
+            tftp_root: self.tftp_root.clone(),
+            tftp_listen: self.tftp_listen,
         }
     }
 }
@@ -143,152 +151,12 @@ fn parse_reservation(text: &str) -> Result<(MacAddr, Ipv4Addr), String> {
     ))
 }
 
-/// Running boot services. Dropping the handle stops them (their tasks are cancelled and aborted);
-/// [`BootServices::shutdown`] stops them and waits until their sockets are closed.
-#[derive(Debug)]
-pub struct BootServices {
-    router: Option<Router>,
-    /// Where DHCP listens, when it runs.
-    pub dhcp_addr: Option<SocketAddr>,
-    /// Where ProxyDHCP's port-4011 listener listens, when it runs.
-    pub proxy_addr: Option<SocketAddr>,
-    /// Where TFTP listens, when it runs.
-    pub tftp_addr: Option<SocketAddr>,
-    public_url: Option<String>,
-    cancel: CancellationToken,
-    tasks: JoinSet<()>,
-}
-
-impl BootServices {
-    /// The HTTP boot endpoints to merge into the caller's router (`None` without `--boot-assets`).
-    pub fn http_router(&self) -> Option<Router> {
-        self.router.clone()
-    }
-
-    /// One line saying what runs where, for the server's start-up message.
-    pub fn summary(&self) -> String {
-        let show =
-            |addr: Option<SocketAddr>| addr.map_or_else(|| "off".to_string(), |a| a.to_string());
-        format!(
-            "DHCP {}{}, TFTP {}, HTTP boot {}",
-            show(self.dhcp_addr),
-            self.proxy_addr
-                .map(|a| format!(" (ProxyDHCP also on {a})"))
-                .unwrap_or_default(),
-            show(self.tftp_addr),
-            match (&self.router, &self.public_url) {
-                (Some(_), Some(url)) => format!("{url}/boot/"),
-                _ => "off".to_string(),
-            }
-        )
-    }
-
-    /// Stops every service and waits for its task to end (sockets closed, transfers cancelled).
-    pub async fn shutdown(mut self) {
-        self.cancel.cancel();
-        while let Some(result) = self.tasks.join_next().await {
-            if let Err(err) = result {
-                tracing::warn!(error = %err, "a boot service task ended abnormally");
-            }
-        }
-    }
-}
-
-impl Drop for BootServices {
-    fn drop(&mut self) {
-        // The JoinSet aborts its tasks when dropped; cancelling first lets them see a clean stop.
-        self.cancel.cancel();
-    }
-}
-
-/// Starts the boot services `args` ask for, over `store`. With none asked for, returns an empty handle.
+/// Starts the boot services `args` ask for, over `store` (kiln-server's [`kiln_server::start_boot_services`]).
 pub async fn start_boot_services(
     args: &BootServeArgs,
     store: Store,
 ) -> anyhow::Result<BootServices> {
-    let mut services = BootServices {
-        router: None,
-        dhcp_addr: None,
-        proxy_addr: None,
-        tftp_addr: None,
-        public_url: args
-            .public_url
-            .as_deref()
-            .map(|url| url.trim_end_matches('/').to_string()),
-        cancel: CancellationToken::new(),
-        tasks: JoinSet::new(),
-    };
-    let dhcp_mode = args.dhcp_mode();
-    // Check every flag before starting anything.
-    let dhcp_server_ip = match dhcp_mode {
-        Some(_) => Some(args.server_ip.context(
-            "DHCP needs --boot-server-ip IP (kiln's address on the provisioning network)",
-        )?),
-        None => None,
-    };
-    if dhcp_mode.is_some() && args.assets.is_none() {
-        bail!(
-            "DHCP sends iPXE to the HTTP boot endpoints, which need --boot-assets DIR (the ramdisk's vmlinuz and initramfs.img)"
-        );
-    }
-    if let Some(assets) = &args.assets {
-        let Some(public_url) = &services.public_url else {
-            bail!(
-                "the HTTP boot endpoints need --boot-url URL (how booting machines reach this server)"
-            );
-        };
-        if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
-            bail!("--boot-url {public_url:?} is not an http:// or https:// URL");
-        }
-        if !assets.is_dir() {
-            bail!("--boot-assets {} is not a directory", assets.display());
-        }
-        let mut config = BootHttpConfig::new(public_url.clone(), assets);
-        config.kernel_args = args.kernel_args.clone();
-        config.image = args.image.clone();
-        services.router = Some(BootHttp::new(store.clone(), config).router());
-    }
-    if let Some(root) = &args.tftp_root {
-        let server = TftpServer::bind(TftpConfig::new(root, args.tftp_listen)).await?;
-        services.tftp_addr = Some(server.local_addr()?);
-        services.tasks.spawn(server.run(services.cancel.clone()));
-    }
-    if let (Some(mode), Some(server_ip), Some(public_url)) =
-        (dhcp_mode, dhcp_server_ip, services.public_url.clone())
-    {
-        let mask = u32::MAX << (32 - u32::from(args.prefix_len));
-        let network = Ipv4Addr::from(u32::from(server_ip) & mask);
-        // ProxyDHCP hands out no addresses; its pool only names the subnet.
-        let (first, last) = args.pool.unwrap_or((server_ip, server_ip));
-        let pool = Pool {
-            network,
-            prefix_len: args.prefix_len,
-            first,
-            last,
-            router: args.router,
-            dns: Vec::new(),
-        };
-        if mode == DhcpMode::Full && !(pool.subnet_contains(first) && pool.subnet_contains(last)) {
-            bail!(
-                "--dhcp-pool {first}-{last} is not inside {network}/{} (the subnet of --boot-server-ip)",
-                args.prefix_len
-            );
-        }
-        let mut config = DhcpConfig::new(server_ip, public_url, pool);
-        config.mode = mode;
-        config.bind = args.dhcp_listen;
-        config.interface = args.interface.clone();
-        config.reservations = args.reservations.clone();
-        config.lease_time = chrono::Duration::seconds(args.lease_secs);
-        if mode == DhcpMode::Proxy {
-            config.proxy_bind = Some(args.proxy_listen);
-        }
-        let server = DhcpServer::bind(config, store).await?;
-        services.dhcp_addr = Some(server.local_addr()?);
-        services.proxy_addr = server.proxy_addr()?;
-        services.tasks.spawn(server.run(services.cancel.clone()));
-    }
-    Ok(services)
+    kiln_server::start_boot_services(&args.config(), store).await
 }
 
 #[cfg(test)]

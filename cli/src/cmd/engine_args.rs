@@ -1,18 +1,13 @@
 //! Options shared by the commands that run the control plane (`kiln serve`, `kiln rack bringup`): the engine's
-//! settings, the provisioner's SSH key, and where boot assets and images live.
+//! settings, the provisioner's SSH key, and where boot assets and images live. kiln-server does the work.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
 use kiln_inventory::Store;
-use kiln_provisioner::lifecycle::ssh::{SshNodeAccess, load_or_create_key};
-use kiln_provisioner::lifecycle::{EngineConfig, Policy};
+use kiln_server::{EngineSettings, Running};
 
-use crate::cmd::boot_serve::{BootServeArgs, BootServices, start_boot_services};
-use crate::server::{self, Running, ServerOptions};
+use crate::cmd::boot_serve::{BootServeArgs, BootServices};
 
 /// Control-plane options.
 #[derive(Debug, Clone, clap::Args)]
@@ -47,94 +42,25 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    /// The engine settings these options describe, with `image` resolved against the catalog.
-    pub async fn engine_config(&self, store: &Store) -> anyhow::Result<EngineConfig> {
-        let mut config = EngineConfig::default().compressed(self.time_scale);
-        if let Some(instance) = &self.instance {
-            config.instance = instance.clone();
-        }
-        config.workers = self.workers.max(1);
-        config.claim_batch = config.workers as i64;
-        if let Some(path) = &self.policy {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the policy {}", path.display()))?;
-            config.policy = Policy::from_toml(&text)?;
-        }
-        config.image = match &self.engine_image {
-            Some(spec) => {
-                let (name, version) = spec
-                    .split_once(':')
-                    .with_context(|| format!("--image {spec:?}: expected NAME:VERSION"))?;
-                store.image(name, version).await?.with_context(|| {
-                    format!("--image {spec}: no such image in the catalog (see `kiln image list`)")
-                })?;
-                Some((name.to_string(), version.to_string()))
-            }
-            None => store
-                .images()
-                .await?
-                .into_iter()
-                .max_by_key(|image| image.created_at)
-                .map(|image| (image.name, image.version)),
-        };
-        if config.image.is_none() {
-            eprintln!(
-                "warning: the image catalog is empty: nodes will fail at imaging (add one with `kiln image add`)"
-            );
-        }
-        Ok(config)
-    }
-
-    /// Server options for listening on `listen` with SSH node access; the boot endpoints use `boot`'s URL,
-    /// ramdisk and image settings.
-    pub async fn server_options(
-        &self,
-        store: &Store,
-        listen: SocketAddr,
-        boot: &BootServeArgs,
-    ) -> anyhow::Result<ServerOptions> {
-        let engine = if self.no_engine {
-            None
-        } else {
-            Some(self.engine_config(store).await?)
-        };
-        let access = if self.no_engine {
-            None
-        } else {
-            let (key, created) = load_or_create_key(&self.ssh_key).map_err(anyhow::Error::msg)?;
-            if created {
-                eprintln!(
-                    "note: created the provisioner's SSH key {} (its public key goes into node images)",
-                    self.ssh_key.display()
-                );
-            }
-            let mut ssh = SshNodeAccess::new(self.ssh_user.clone(), key);
-            ssh.command_timeout = Duration::from_secs(30)
-                .div_f64(self.time_scale.max(1.0))
-                .max(Duration::from_secs(5));
-            Some(Arc::new(ssh) as Arc<dyn kiln_provisioner::lifecycle::NodeAccess>)
-        };
-        Ok(ServerOptions {
-            listen,
-            public_url: boot.public_url.clone(),
+    /// The settings these flags describe, for kiln-server.
+    pub fn settings(&self) -> EngineSettings {
+        EngineSettings {
+            no_engine: self.no_engine,
+            instance: self.instance.clone(),
+            workers: self.workers,
+            engine_image: self.engine_image.clone(),
+            policy: self.policy.clone(),
+            time_scale: self.time_scale,
+            ssh_user: self.ssh_user.clone(),
+            ssh_key: self.ssh_key.clone(),
             image_dir: self.image_dir.clone(),
-            assets_dir: boot
-                .assets
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("kiln-assets")),
-            engine,
-            access,
-            bmcs: None,
-            listener: None,
-            boot_router: None,
-            signing_key: None,
-        })
+        }
     }
 }
 
-/// Starts the control plane for `kiln serve` and `kiln rack bringup`: the HTTP server with the engine, plus the
-/// DHCP/ProxyDHCP/TFTP services `boot` asks for (their HTTP boot endpoints replace the default ones, with the
-/// engine's image in their scripts).
+/// Starts the control plane for `kiln serve` and `kiln rack bringup` (kiln-server's
+/// [`kiln_server::start_control_plane`]): the HTTP server with the engine, plus the DHCP/ProxyDHCP/TFTP services
+/// `boot` asks for.
 pub async fn start_control_plane(
     store: &Store,
     listen: SocketAddr,
@@ -142,30 +68,12 @@ pub async fn start_control_plane(
     boot: &BootServeArgs,
     signing_key: Option<kiln_health::evidence::SigningKey>,
 ) -> anyhow::Result<(Running, Option<BootServices>)> {
-    let mut boot = boot.clone();
-    if boot.public_url.is_none() && boot.server_ip.is_some() {
-        boot.public_url = boot
-            .server_ip
-            .map(|ip| format!("http://{ip}:{}", listen.port()));
-    }
-    let mut options = engine.server_options(store, listen, &boot).await?;
-    options.signing_key = signing_key;
-    if boot.image.is_none() {
-        boot.image = options.engine.as_ref().and_then(|e| e.image.clone());
-    }
-    let services = if boot.any_requested() {
-        if boot.assets.is_none() {
-            boot.assets = Some(options.assets_dir.clone());
-        }
-        if boot.public_url.is_none() {
-            boot.public_url = Some(format!("http://{listen}"));
-        }
-        let services = start_boot_services(&boot, store.clone()).await?;
-        options.boot_router = services.http_router();
-        Some(services)
-    } else {
-        None
-    };
-    let running = server::start(store.clone(), options).await?;
-    Ok((running, services))
+    kiln_server::start_control_plane(
+        store,
+        listen,
+        &engine.settings(),
+        &boot.config(),
+        signing_key,
+    )
+    .await
 }

@@ -1,6 +1,16 @@
 //! The kiln control plane in one process: the web API, the agent report endpoint, the HTTP boot endpoints, the
 //! image server and the lifecycle engine, on one listener. `kiln serve`, `kiln rack bringup`, `kiln demo` and
 //! `kiln bench bringup` all start it through [`start`].
+//!
+//! [`control_plane`] builds the engine's configuration from plain settings ([`EngineSettings`]) and starts the
+//! server with the network boot services of [`boot`] ([`start_control_plane`]); the `kiln` command line turns
+//! its flags into those settings.
+
+pub mod boot;
+pub mod control_plane;
+
+pub use boot::{BootConfig, BootServices, start_boot_services};
+pub use control_plane::{EngineSettings, start_control_plane};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
