@@ -6,6 +6,9 @@ use anyhow::Context;
 use clap::Args;
 use kiln_inventory::{SecretKey, Store, StoreOptions};
 
+/// JSON on stdout (shared with the benchmarks).
+pub use kiln_bench::output::{print_json, print_json_line};
+
 /// Options accepted before or after any subcommand.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
@@ -109,16 +112,4 @@ pub fn init_tracing(args: &GlobalArgs) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-}
-
-/// Prints `value` as pretty JSON on stdout.
-pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// Prints `value` as one line of JSON: the "last line is a JSON object" contracts of the demo and benchmarks.
-pub fn print_json_line<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
-    Ok(())
 }

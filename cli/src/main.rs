@@ -8,9 +8,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod client;
 mod cmd;
 mod global;
-mod progress;
-mod simrun;
-mod table;
+
+use kiln_bench::{progress, simrun, table};
 
 pub use global::GlobalArgs;
 
@@ -41,7 +40,7 @@ enum Command {
     /// Direct BMC operations (power, boot, inspect, event log, media) and the simulated BMC fleet.
     Bmc(cmd::bmc::Args),
     /// Benchmarks that print latency percentiles and ratios.
-    Bench(cmd::bench::Args),
+    Bench(kiln_bench::Args),
     /// GPU health: NVML checks, burn-in, NCCL runs and parsing, signed acceptance records.
     Health(cmd::health::Args),
     /// Run the control plane: web API, boot endpoints, image server and the lifecycle engine.
@@ -86,7 +85,12 @@ fn main() -> ExitCode {
             Command::Image(args) => cmd::image::exec(args, &cli.global).await,
             Command::Demo(args) => cmd::demo::exec(args, &cli.global).await,
             Command::Bmc(args) => cmd::bmc::exec(args, &cli.global).await,
-            Command::Bench(args) => cmd::bench::exec(args, &cli.global).await,
+            Command::Bench(args) => {
+                let output = kiln_bench::Output {
+                    json: cli.global.json,
+                };
+                kiln_bench::exec(args, &output).await
+            }
             Command::Health(args) => cmd::health::exec(args, &cli.global).await,
             Command::Serve(args) => cmd::serve::exec(*args, &cli.global).await,
             Command::Token(args) => cmd::token::exec(args, &cli.global).await,

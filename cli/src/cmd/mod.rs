@@ -1,11 +1,5 @@
 //! One module per `kiln` subcommand: `Args` (its clap definition) and `exec` (what it does).
 
-pub mod bench;
-pub mod bench_api;
-pub mod bench_bringup;
-pub mod bench_erase;
-pub mod bench_images;
-pub mod bench_sweep;
 pub mod bmc;
 pub mod boot;
 pub mod boot_serve;

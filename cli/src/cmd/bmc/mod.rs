@@ -16,7 +16,6 @@ use crate::global::KeyUse;
 
 mod fleet_ops;
 
-pub use fleet_ops::{SweepBenchArgs, bench_sweep};
 use fleet_ops::{run_sim, sweep};
 
 /// Direct BMC operations and the simulated BMC fleet.

@@ -23,7 +23,7 @@ use kiln_inventory::{Store, StoreOptions};
 use serde::Serialize;
 use tokio::process::Command;
 
-use crate::{GlobalArgs, table};
+use crate::{Output, table};
 
 /// Longest any single download or write may take before the benchmark gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(900);
@@ -63,7 +63,7 @@ struct ImagesBench {
     zstd_image_mb: f64,
 }
 
-pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn exec(args: Args, output: &Output) -> anyhow::Result<()> {
     let nginx = ensure_tools().await?;
     let scratch = match &args.dir {
         Some(dir) => tempfile::Builder::new()
@@ -234,7 +234,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             &rows
         )
     );
-    if global.json {
+    if output.json {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())

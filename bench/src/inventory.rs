@@ -4,57 +4,15 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Subcommand;
 use kiln_inventory::{
     ManifestFormat, NodeFilter, NodeState, ScratchDatabase, SecretKey, Store, StoreOptions,
     parse_manifest,
 };
 use serde::Serialize;
 
-use crate::global::print_json;
-use crate::{GlobalArgs, table};
-
-/// Benchmarks.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    command: BenchCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// Manifest import and node transitions on SQLite and PostgreSQL.
-    Inventory {
-        /// Nodes in the generated manifest.
-        #[arg(long, default_value_t = 10_240)]
-        nodes: u32,
-        /// State transitions to time.
-        #[arg(long, default_value_t = 10_000)]
-        transitions: u32,
-        /// PostgreSQL server to run on (a scratch database is created and dropped); `off` skips PostgreSQL.
-        #[arg(
-            long,
-            env = "KILN_BENCH_PG",
-            default_value = "postgres://postgres@127.0.0.1:5432/test"
-        )]
-        pg: String,
-    },
-    /// Power-status sweep over N simulated BMCs with kiln, against a sequential ipmitool loop, N parallel
-    /// ipmitool processes (`xargs -P`) and a parallel Redfish client (`curl --parallel`).
-    BmcSweep(crate::cmd::bench_sweep::Args),
-    /// kiln's sweep alone (with the sequential ipmitool sample), for fleets too big to give every simulated BMC
-    /// an IPMI socket as `bmc-sweep` does for its parallel peers.
-    BmcSweepKilnOnly(crate::cmd::bmc::SweepBenchArgs),
-    /// A simulated hall brought up by the engine: wall time against the critical path.
-    Bringup(crate::cmd::bench_bringup::Args),
-    /// Image serving (kiln vs nginx) and writing (kiln's writer vs curl | dd).
-    Images(crate::cmd::bench_images::Args),
-    /// The web API under load: `wrk` at 64 connections on a page of nodes and a node's detail, and leasing a
-    /// 4,096-node hall through the API.
-    Api(crate::cmd::bench_api::Args),
-    /// Overwrite erase: kiln's overwrite against `dd oflag=direct bs=1M` on the same loop device (root).
-    Erase(crate::cmd::bench_erase::Args),
-}
+use crate::fixtures::{generate_manifest, walk_concurrently};
+use crate::output::print_json;
+use crate::{Output, table};
 
 /// Latency figures for one kind of operation on one backend.
 #[derive(Debug, Serialize)]
@@ -94,26 +52,9 @@ impl OpStats {
     }
 }
 
-pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
-    let (nodes, transitions, pg) = match args.command {
-        BenchCommand::Inventory {
-            nodes,
-            transitions,
-            pg,
-        } => (nodes, transitions, pg),
-        BenchCommand::BmcSweep(sweep) => return crate::cmd::bench_sweep::exec(sweep, global).await,
-        BenchCommand::BmcSweepKilnOnly(sweep) => {
-            return crate::cmd::bmc::bench_sweep(sweep, global).await;
-        }
-        BenchCommand::Bringup(bringup) => {
-            return crate::cmd::bench_bringup::exec(bringup, global).await;
-        }
-        BenchCommand::Images(images) => {
-            return crate::cmd::bench_images::exec(images, global).await;
-        }
-        BenchCommand::Api(api) => return crate::cmd::bench_api::exec(api, global).await,
-        BenchCommand::Erase(erase) => return crate::cmd::bench_erase::exec(erase, global).await,
-    };
+/// Imports a manifest of `nodes` nodes and times `transitions` transitions on SQLite and on PostgreSQL at `pg`
+/// (`off`: SQLite only).
+pub async fn exec(nodes: u32, transitions: u32, pg: &str, out: &Output) -> anyhow::Result<()> {
     let manifest = generate_manifest(nodes);
     let mut stats = Vec::new();
     let dir = tempfile::tempdir().context("creating a scratch directory")?;
@@ -123,7 +64,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     if pg == "off" {
         eprintln!("bench: PostgreSQL skipped (--pg off)");
     } else {
-        let scratch = ScratchDatabase::create(&pg, "kiln_bench")
+        let scratch = ScratchDatabase::create(pg, "kiln_bench")
             .await
             .context("creating a scratch PostgreSQL database (pass --pg off to skip)")?;
         eprintln!("bench: PostgreSQL, {nodes} nodes, {transitions} transitions …");
@@ -131,7 +72,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         scratch.drop_now().await?;
         stats.extend(result?);
     }
-    if global.json {
+    if out.json {
         return print_json(&stats);
     }
     let rows: Vec<Vec<String>> = stats
@@ -180,25 +121,6 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         println!("transition p50, PostgreSQL / SQLite: {ratio:.2}×");
     }
     Ok(())
-}
-
-/// Racks per hall in the generated manifest: 128 racks × 32 nodes = 4,096-node halls.
-const RACKS_PER_HALL: u32 = 128;
-
-/// A manifest of `nodes` H100 nodes, 32 per rack, 4,096 per hall.
-pub(crate) fn generate_manifest(nodes: u32) -> String {
-    let mut text = String::from(
-        "hall,rack,slot,serial,sku,bmc_address,bmc_protocol,bmc_user,bmc_password,boot_mac\n",
-    );
-    for i in 0..nodes {
-        let (rack, slot) = (i / 32, i % 32);
-        let hall = rack / RACKS_PER_HALL;
-        let [_, b1, b2, b3] = i.to_be_bytes();
-        text.push_str(&format!(
-            "hall-{hall},r{rack:04},{slot},BENCH-{i:06},h100-sxm-80gb,10.{b1}.{b2}.{b3},redfish,admin,pw{i},02:00:00:{b1:02x}:{b2:02x}:{b3:02x}\n"
-        ));
-    }
-    text
 }
 
 async fn run_backend(
@@ -289,40 +211,6 @@ async fn run_backend(
     ));
     store.close().await;
     Ok(out)
-}
-
-/// Walks `nodes` along `path` with 16 concurrent walkers; returns each transition's latency.
-pub(crate) async fn walk_concurrently(
-    store: &Store,
-    nodes: &[kiln_inventory::Node],
-    path: &[NodeState],
-) -> anyhow::Result<Vec<Duration>> {
-    let mut walkers = tokio::task::JoinSet::new();
-    for chunk in nodes.chunks(nodes.len().div_ceil(16).max(1)) {
-        let (store, ids, path) = (
-            store.clone(),
-            chunk.iter().map(|n| n.id).collect::<Vec<_>>(),
-            path.to_vec(),
-        );
-        walkers.spawn(async move {
-            let mut samples = Vec::new();
-            for id in ids {
-                for step in path.windows(2) {
-                    let t = Instant::now();
-                    store
-                        .transition(id, step[0], step[1], "bench", "prepare lease")
-                        .await?;
-                    samples.push(t.elapsed());
-                }
-            }
-            anyhow::Ok(samples)
-        });
-    }
-    let mut samples = Vec::new();
-    while let Some(result) = walkers.join_next().await {
-        samples.extend(result??);
-    }
-    Ok(samples)
 }
 
 /// Brings hall-0 to `available` with 16 concurrent walkers (throughput), then times leasing and releasing it.

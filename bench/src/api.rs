@@ -12,9 +12,9 @@ use kiln_inventory::{
 };
 use serde::Serialize;
 
-use crate::cmd::bench::{generate_manifest, walk_concurrently};
-use crate::global::print_json;
-use crate::{GlobalArgs, table};
+use crate::fixtures::{generate_manifest, walk_concurrently};
+use crate::output::print_json;
+use crate::{Output, table};
 
 /// Load the web API.
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,7 @@ struct TargetResult {
     figures: WrkFigures,
 }
 
-pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn exec(args: Args, output: &Output) -> anyhow::Result<()> {
     if std::process::Command::new("wrk")
         .arg("--version")
         .output()
@@ -76,7 +76,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         (scratch.url.clone(), Some(scratch))
     };
     let store = Store::open(StoreOptions::new(url).key(Some(SecretKey::generate()))).await?;
-    let result = run(&args, &store, global).await;
+    let result = run(&args, &store, output).await;
     store.close().await;
     if let Some(scratch) = scratch {
         scratch.drop_now().await?;
@@ -84,7 +84,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run(args: &Args, store: &Store, global: &GlobalArgs) -> anyhow::Result<()> {
+async fn run(args: &Args, store: &Store, output: &Output) -> anyhow::Result<()> {
     eprintln!(
         "bench api: seeding {} nodes on {:?} …",
         args.nodes,
@@ -166,7 +166,7 @@ async fn run(args: &Args, store: &Store, global: &GlobalArgs) -> anyhow::Result<
     }
     let leased = outcome["nodes_leased"].as_i64().unwrap_or(0);
 
-    if global.json {
+    if output.json {
         return print_json(&serde_json::json!({
             "nodes": args.nodes, "backend": format!("{:?}", store.backend()),
             "connections": args.connections, "duration_s": args.duration.as_secs_f64(),

@@ -23,8 +23,8 @@ use anyhow::{Context, bail, ensure};
 use kiln_agent::erase::{FileDevice, overwrite_zeros};
 use serde::Serialize;
 
-use crate::global::print_json_line;
-use crate::{GlobalArgs, table};
+use crate::output::print_json_line;
+use crate::{Output, table};
 
 /// Time kiln's overwrite erase against dd on one loop device.
 #[derive(Debug, clap::Args)]
@@ -280,8 +280,8 @@ pub fn measure(args: &Args) -> anyhow::Result<EraseBench> {
     Ok(bench)
 }
 
-pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
-    if !global.json {
+pub async fn exec(args: Args, output: &Output) -> anyhow::Result<()> {
+    if !output.json {
         eprintln!(
             "bench erase: {} MiB loop device, {} round(s) each of kiln's overwrite and dd oflag=direct bs=1M …",
             args.size_mb, args.rounds
@@ -290,7 +290,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let bench = tokio::task::spawn_blocking(move || measure(&args))
         .await
         .context("the benchmark task")??;
-    if global.json {
+    if output.json {
         return print_json_line(&bench);
     }
     let rows = vec![

@@ -25,7 +25,7 @@ use kiln_bmc_sim::{SimFleet, SimFleetConfig, Timing};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::GlobalArgs;
+use crate::Output;
 
 /// User and password every simulated BMC accepts.
 const USER: &str = "admin";
@@ -159,7 +159,7 @@ impl SweepOutcome {
 /// `kiln bench bmc-sweep`. With `--json` the full report is printed, then a last line with the contract keys
 /// (`count`, `kiln_per_s`, `ipmitool_per_s`, `ratio`, `failed`) and the parallel peers' (see
 /// [`SweepOutcome::json`]).
-pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn exec(args: Args, output: &Output) -> anyhow::Result<()> {
     let outcome = run(&SweepConfig {
         count: args.count,
         concurrency: args.concurrency,
@@ -167,7 +167,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         peer_timeout: Duration::from_secs(args.peer_timeout_s),
     })
     .await?;
-    if global.json {
+    if output.json {
         println!("{}", serde_json::to_string(&outcome.report)?);
         println!("{}", outcome.json());
         return Ok(());

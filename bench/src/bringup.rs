@@ -11,8 +11,8 @@ use kiln_inventory::{NodeState, ScratchDatabase, SecretKey, Store, StoreOptions}
 use kiln_provisioner::lifecycle::EngineConfig;
 use kiln_sim::{Durations, FaultFractions, SimConfig};
 
-use crate::GlobalArgs;
-use crate::global::print_json_line;
+use crate::Output;
+use crate::output::print_json_line;
 use crate::progress::{summary_line, watch};
 use crate::simrun::{self, SimRunOptions, parse_faults};
 
@@ -129,7 +129,7 @@ async fn print_state_times(store: &Store, nodes: &[kiln_inventory::Node]) -> any
     Ok(())
 }
 
-pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn exec(args: Args, output: &Output) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a scratch directory")?;
     let (url, scratch) = if args.db == "sqlite" {
         let path = args
@@ -182,7 +182,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         &store,
         None,
         Some(&run.serials),
-        global.json,
+        output.json,
         Duration::from_secs(args.timeout_s),
     )
     .await;
@@ -234,7 +234,7 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             args.timeout_s
         );
     }
-    if global.json {
+    if output.json {
         print_json_line(&serde_json::json!({
             "nodes": args.nodes,
             "wall_s": wall.as_secs_f64(),
