@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use kiln_images::{ImageFormat, Sha256Digest};
-use kiln_inventory::{EraseMethod, MacAddr};
+use kiln_model::{EraseMethod, MacAddr};
 
 /// Why the kiln ramdisk is booted; passed to the agent as `kiln.mode=…`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -153,7 +153,7 @@ impl RamdiskArgs {
                 })?,
                 format: format
                     .parse()
-                    .map_err(|err: kiln_inventory::UnknownImageFormat| {
+                    .map_err(|err: kiln_model::UnknownImageFormat| {
                         invalid("kiln.format", err.to_string())
                     })?,
             }),

@@ -3,8 +3,9 @@
 //! - [`cmdline`]: the `kiln.*` kernel arguments the provisioner's boot script passes (mode, token, image, disk);
 //! - [`run`]: `kiln-agent run`, dispatched on `kiln.mode` (inspect, image);
 //! - [`inspect`]: hardware inspection from a root directory (sysfs, `/proc`, `dmidecode`, `lspci -vmm`);
-//! - [`sku`]: comparison with the node's SKU, mismatch by mismatch;
-//! - [`report`]: the report body types shared with the provisioner and a retrying client with the node token;
+//! - [`sku`]: comparison with the node's SKU, mismatch by mismatch (kiln-model's, shared with the provisioner);
+//! - [`report`]: the report body types shared with the provisioner (kiln-model's) and a retrying client with the
+//!   node token;
 //! - [`image`]: writing an image with kiln-images' verifying writer while reporting each step;
 //! - [`erase`]: disk erase between tenants (method chain per device, verification, one record per disk);
 //! - [`burnin`]: `kiln-agent burn-in`, collecting burn-in evidence (judged by the provisioner, not here).
@@ -25,14 +26,4 @@ pub use inspect::{InspectError, InspectSources, Inspection, inspect};
 pub use report::{AgentReport, AgentStep, Backoff, REPORT_PATH, ReportClient, ReportError};
 pub use sku::{Mismatch, SkuExpectation, compare, describe};
 
-/// An error and its sources, joined with `": "`, for reports and the binary's last line.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use kiln_model::error_chain;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_images::{Target, WriteRequest};
 
-use kiln_inventory::EraseRecord;
+use kiln_model::EraseRecord;
 
 use crate::cmdline::{CmdlineError, RamdiskArgs, RamdiskMode};
 use crate::erase::EraseOptions;

@@ -179,14 +179,5 @@ where
     summary
 }
 
-/// An error and its sources on one line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// An error and its sources on one line (kiln-model's, shared with the agent and the provisioner).
+pub use kiln_model::error_chain;

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use kiln_inventory::MacAddr;
+use kiln_model::MacAddr;
 
 /// How the installed OS should run the kiln agent.
 #[derive(Debug, Clone, PartialEq, Eq)]

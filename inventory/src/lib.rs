@@ -7,34 +7,43 @@
 //! Invariant: every node state change is one transaction that updates the node and appends its event.
 //! Invariant: BMC passwords are sealed with AES-256-GCM at rest and never appear in `Debug` or logs.
 
-mod access;
 mod clock;
-mod erase;
 mod error;
-pub mod fleet;
 mod manifest;
-mod model;
 mod scratch;
 mod secret;
-mod state;
 mod store;
 
-pub use access::{AcceptanceRule, Principal, Role, UnknownRole};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use erase::{
-    EraseMethod, EraseRecord, EraseResult, EraseVerification, NistClass, TriedMethod,
-    UnknownEraseMethod,
-};
+/// The domain types (kiln-model), at the paths the store's modules name them by.
+mod model {
+    pub use kiln_model::{
+        BmcEndpoint, BmcProtocol, Claim, Disk, Gpu, HallLease, HallSummary, Hardware, HealthRun,
+        Lessee, MacAddr, Nic, Node, NodeEvent, NodeId, Sku,
+    };
+}
+mod state {
+    pub use kiln_model::NodeState;
+}
+mod erase {
+    pub use kiln_model::{EraseRecord, EraseResult, NistClass};
+}
+mod access {
+    pub use kiln_model::{AcceptanceRule, Principal, Role};
+}
+pub use kiln_model::fleet;
+
 pub use error::StoreError;
-pub use fleet::{Distribution, FleetBaseline, FleetOutlier};
-pub use manifest::{ManifestError, ManifestErrors, ManifestFormat, ManifestRow, parse_manifest};
-pub use model::{
-    BadMac, BmcEndpoint, BmcProtocol, Claim, Disk, Gpu, HallLease, HallSummary, Hardware,
-    HealthRun, Lessee, MacAddr, Nic, Node, NodeEvent, NodeId, Sku, UnknownProtocol,
+pub use kiln_model::{
+    AcceptanceRule, BadMac, BmcEndpoint, BmcProtocol, Claim, Clock, Disk, Distribution,
+    EraseMethod, EraseRecord, EraseResult, EraseVerification, FleetBaseline, FleetOutlier, Gpu,
+    HallLease, HallSummary, Hardware, HealthRun, Lessee, MacAddr, ManualClock, Nic, NistClass,
+    Node, NodeEvent, NodeId, Principal, Role, Sku, SystemClock, TriedMethod, UnknownEraseMethod,
+    UnknownProtocol, UnknownRole,
 };
+pub use kiln_model::{NodeState, UnknownState};
+pub use manifest::{ManifestError, ManifestErrors, ManifestFormat, ManifestRow, parse_manifest};
 pub use scratch::ScratchDatabase;
 pub use secret::{SECRET_KEY_ENV, Secret, SecretError, SecretKey};
-pub use state::{NodeState, UnknownState};
 pub use store::bmc_observations::{BmcObservation, BmcStatus, ObservedPower};
 pub use store::boot::{
     BootSighting, DhcpLease, DiscoveredMachine, LeaseState, LeaseWrite, NewLease, TokenOwner,

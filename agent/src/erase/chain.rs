@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use kiln_inventory::{EraseMethod, EraseRecord, EraseResult, EraseVerification, TriedMethod};
+use kiln_model::{EraseMethod, EraseRecord, EraseResult, EraseVerification, TriedMethod};
 
 use super::device::{DeviceError, EraseDevice, EraseProgress};
 use super::file::overwrite_zeros;

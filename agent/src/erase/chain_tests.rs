@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kiln_inventory::{EraseMethod::*, EraseResult, NistClass};
+use kiln_model::{EraseMethod::*, EraseResult, NistClass};
 
 use super::*;
 use crate::erase::device::DeviceKind;

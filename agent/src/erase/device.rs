@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use kiln_inventory::EraseMethod;
+use kiln_model::EraseMethod;
 
 /// The device family: which erase methods can exist on it at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

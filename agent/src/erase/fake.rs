@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use kiln_inventory::EraseMethod;
+use kiln_model::EraseMethod;
 use rand::{RngCore, SeedableRng};
 
 use super::device::{DeviceError, DeviceInfo, DeviceKind, EraseDevice, EraseProgress};

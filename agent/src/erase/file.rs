@@ -10,7 +10,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use kiln_inventory::EraseMethod;
+use kiln_model::EraseMethod;
 
 use super::device::{DeviceError, DeviceInfo, DeviceKind, EraseDevice, EraseProgress};
 use super::verify::{AlignedBuf, BUFFER_ALIGN};

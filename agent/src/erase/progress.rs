@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kiln_inventory::EraseMethod;
+use kiln_model::EraseMethod;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::EraseStep;

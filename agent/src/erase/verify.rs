@@ -8,7 +8,7 @@
 //!   zeros afterwards is verified too: many drives answer reads of deallocated blocks after a crypto erase with
 //!   zeros, and a range that was zeros before and is zeros after holds no data either way.
 
-use kiln_inventory::EraseVerification;
+use kiln_model::EraseVerification;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 

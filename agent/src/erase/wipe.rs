@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use kiln_inventory::{EraseRecord, EraseResult};
+use kiln_model::{EraseRecord, EraseResult};
 
 use super::chain::{EraseOptions, EraseStep, erase_device_reporting};
 use super::device::{DeviceError, EraseDevice};
@@ -234,7 +234,7 @@ pub struct WipeArgs {
     /// Devices named; empty: every local disk ([`disks_to_wipe`]).
     pub devices: Vec<PathBuf>,
     /// `--method`: only this method.
-    pub method: Option<kiln_inventory::EraseMethod>,
+    pub method: Option<kiln_model::EraseMethod>,
     /// `--json`: one record per line on stdout.
     pub json: bool,
     /// `--samples`: random ranges read back (default 16).

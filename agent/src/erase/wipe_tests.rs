@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use kiln_inventory::EraseMethod;
+use kiln_model::EraseMethod;
 
 use super::*;
 use crate::AgentStep;

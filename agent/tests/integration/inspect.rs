@@ -2,7 +2,7 @@
 
 use kiln_agent::inspect::{parse_dmidecode_system, parse_lspci_vmm};
 use kiln_agent::{InspectError, InspectSources, SkuExpectation, compare, describe, inspect};
-use kiln_inventory::Sku;
+use kiln_model::Sku;
 
 use crate::fixtures::{DMIDECODE, GPU_BUS_IDS, hgx_node, lspci_text};
 

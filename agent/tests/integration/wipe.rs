@@ -5,7 +5,7 @@ use std::process::Command;
 
 use kiln_agent::run::{RunEnv, RunError, RunOutcome, run};
 use kiln_agent::{AgentStep, InspectSources, RamdiskArgs, ReportClient};
-use kiln_inventory::{EraseMethod, EraseRecord};
+use kiln_model::{EraseMethod, EraseRecord};
 
 use crate::fixtures::{GPU_BUS_IDS, hgx_node};
 use crate::report::{Provisioner, quick, start};

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kiln_inventory::ImageFormat;
+use kiln_model::ImageFormat;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 

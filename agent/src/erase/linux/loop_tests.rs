@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_inventory::{EraseMethod, EraseResult};
+use kiln_model::{EraseMethod, EraseResult};
 
 use super::*;
 use crate::erase::{EraseOptions, erase_device};

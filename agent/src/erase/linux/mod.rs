@@ -18,7 +18,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::Duration;
 
-use kiln_inventory::EraseMethod;
+use kiln_model::EraseMethod;
 
 use self::ioctl::{SgData, SgOutcome};
 use super::{DeviceError, DeviceInfo, DeviceKind, EraseDevice, EraseProgress, FileDevice};

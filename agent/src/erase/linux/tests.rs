@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use kiln_inventory::EraseMethod;
+use kiln_model::EraseMethod;
 
 use super::sysfs::fixture::write;
 use super::*;

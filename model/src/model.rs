@@ -120,7 +120,7 @@ impl FromStr for BmcProtocol {
 }
 
 /// A node's BMC as stored; the password stays sealed and is only available through
-/// [`crate::Store::bmc_credentials`].
+/// kiln-inventory's `Store::bmc_credentials`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BmcEndpoint {
@@ -357,7 +357,7 @@ pub struct HallSummary {
     pub states: std::collections::BTreeMap<NodeState, i64>,
 }
 
-/// A work claim handed out by [`crate::Store::claim_due_nodes`].
+/// A work claim handed out by kiln-inventory's `Store::claim_due_nodes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     /// The node claimed (as it was at claim time).
