@@ -18,6 +18,7 @@ pub mod nccl;
 pub mod nvml;
 pub mod process;
 pub mod sku;
+pub mod ssh_key;
 pub mod stress;
 pub mod verdict;
 pub mod xid;

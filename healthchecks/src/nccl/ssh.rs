@@ -23,24 +23,7 @@ pub struct PinnedHost {
     pub host_key: PublicKey,
 }
 
-/// An SSH private key file kiln cannot use.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot load SSH private key {path}")]
-pub struct SshKeyError {
-    /// The file.
-    pub path: std::path::PathBuf,
-    /// What russh reported.
-    #[source]
-    pub source: russh::keys::Error,
-}
-
-/// Loads an unencrypted OpenSSH private key.
-pub fn load_private_key(path: &std::path::Path) -> Result<PrivateKey, SshKeyError> {
-    russh::keys::load_secret_key(path, None).map_err(|source| SshKeyError {
-        path: path.to_path_buf(),
-        source,
-    })
-}
+pub use crate::ssh_key::{SshKeyError, load_private_key};
 
 /// A pinned-hosts file line kiln cannot use.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

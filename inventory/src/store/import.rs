@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::nodes::insert_event;
+use super::events::insert_event;
 use super::{Store, get};
 use crate::clock::to_millis;
 use crate::error::StoreError;

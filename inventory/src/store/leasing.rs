@@ -326,7 +326,7 @@ impl Store {
                     "node {node} changed state during the swap; nothing changed"
                 )));
             }
-            super::nodes::insert_event(&mut tx, node, at, actor, Some(from), Some(to), &note)
+            super::events::insert_event(&mut tx, node, at, actor, Some(from), Some(to), &note)
                 .await?;
         }
         let detail = serde_json::json!({"out": failing_node.serial, "in": spare_node.serial, "reason": reason});
@@ -368,7 +368,7 @@ impl Store {
         } else {
             format!("undrained: {reason}")
         };
-        super::nodes::insert_event(&mut tx, node, at, actor, None, None, &note).await?;
+        super::events::insert_event(&mut tx, node, at, actor, None, None, &note).await?;
         tx.commit()
             .await
             .map_err(StoreError::db("committing a drain"))

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::nodes::insert_event;
+use super::events::insert_event;
 use super::{Store, get, get_time};
 use crate::clock::to_millis;
 use crate::error::StoreError;
@@ -43,6 +43,23 @@ fn lead_sql() -> &'static str {
 /// since when the node was really due.
 pub(crate) fn ahead_of_queue(now_ms: i64, state: NodeState) -> i64 {
     now_ms - lead_ms(state)
+}
+
+/// Writes the node's engine record while it is still in `state`; whether it was written.
+async fn write_work(
+    conn: &mut sqlx::AnyConnection,
+    id: NodeId,
+    state: NodeState,
+    work: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE nodes SET work = $1 WHERE id = $2 AND state = $3")
+        .bind(work)
+        .bind(id.0)
+        .bind(state.as_str())
+        .execute(conn)
+        .await
+        .map_err(StoreError::db("writing a node's work record"))?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// When a released node is due next.
@@ -102,14 +119,12 @@ impl Store {
         state: crate::NodeState,
         work: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE nodes SET work = $1 WHERE id = $2 AND state = $3")
-            .bind(work)
-            .bind(id.0)
-            .bind(state.as_str())
-            .execute(&self.write)
+        let mut conn = self
+            .write
+            .acquire()
             .await
-            .map_err(StoreError::db("writing a node's work record"))?;
-        Ok(done.rows_affected() == 1)
+            .map_err(StoreError::db("connecting to write a node's work record"))?;
+        write_work(&mut conn, id, state, work).await
     }
 
     /// [`Store::set_node_work`] with a note in the node's history by `actor`, in one transaction: the note is
@@ -127,14 +142,7 @@ impl Store {
             .begin()
             .await
             .map_err(StoreError::db("starting to write a node's work record"))?;
-        let done = sqlx::query("UPDATE nodes SET work = $1 WHERE id = $2 AND state = $3")
-            .bind(work)
-            .bind(id.0)
-            .bind(state.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db("writing a node's work record"))?;
-        if done.rows_affected() == 0 {
+        if !write_work(&mut tx, id, state, work).await? {
             return Ok(false);
         }
         insert_event(&mut tx, id, to_millis(self.now()), actor, None, None, note).await?;

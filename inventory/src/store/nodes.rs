@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
+use super::events::insert_event;
 use super::{Store, get, get_opt_time, get_parsed, get_time};
 use crate::clock::to_millis;
 use crate::error::StoreError;
@@ -354,30 +355,4 @@ impl Store {
         .map_err(StoreError::db("updating a BMC endpoint"))?;
         Ok(())
     }
-}
-
-/// Appends an event inside the caller's transaction; returns its id.
-pub(crate) async fn insert_event(
-    conn: &mut sqlx::AnyConnection,
-    node: NodeId,
-    at: i64,
-    actor: &str,
-    from: Option<NodeState>,
-    to: Option<NodeState>,
-    reason: &str,
-) -> Result<i64, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO node_events (node_id, at, actor, from_state, to_state, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(node.0)
-    .bind(at)
-    .bind(actor)
-    .bind(from.map(NodeState::as_str))
-    .bind(to.map(NodeState::as_str))
-    .bind(reason)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(StoreError::db("appending a node event"))?;
-    get(&row, "id")
 }

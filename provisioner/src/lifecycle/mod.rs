@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod config;
+pub mod connector;
 pub mod ctx;
 pub mod engine;
 pub mod gates;
@@ -19,7 +20,8 @@ use kiln_inventory::{NodeEvent, NodeState, Store, StoreError};
 
 pub use access::{AccessError, NodeAccess, NodeHost, PostImageFacts};
 pub use config::{EngineConfig, Limits};
-pub use ctx::{BmcConnector, Ctx, Gates, InventoryBmcs, NodeBmcError, connect_node};
+pub use connector::{BmcConnector, InventoryBmcs, NodeBmcError, connect_node};
+pub use ctx::{Ctx, Gates};
 pub use engine::Engine;
 pub use handlers::fingerprint;
 pub use outcome::{Failure, FailureClass, Outcome};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use kiln_bmc::{Bmc, BmcError};
 use kiln_inventory::{Node, NodeId};
 
-use super::ctx::BmcConnector;
+use super::connector::BmcConnector;
 
 struct Entry {
     bmc: Arc<dyn Bmc>,

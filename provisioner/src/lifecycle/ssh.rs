@@ -10,6 +10,8 @@ use kiln_health::nccl::{
 
 use russh::keys::{PrivateKey, PublicKey};
 
+pub use kiln_health::ssh_key::{load_or_create_key, public_key_line};
+
 use super::access::{
     AccessError, BurnInReply, NCCL_TEMPLATE, NodeAccess, NodeHost, PostImageFacts, ToolReply,
 };
@@ -63,52 +65,6 @@ impl SshNodeAccess {
             .await
             .map_err(|err| access_error(&host.serial, err))
     }
-}
-
-/// The provisioner's SSH client key at `path`, created (ed25519, mode 0600) when absent. Returns the key and
-/// whether it was created.
-pub fn load_or_create_key(path: &std::path::Path) -> Result<(PrivateKey, bool), String> {
-    if path.exists() {
-        return kiln_health::nccl::ssh::load_private_key(path)
-            .map(|key| (key, false))
-            .map_err(|err| format!("{err}: {}", kiln_bmc::fleet::error_chain(&err)));
-    }
-    let mut seed = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-    let key = PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(
-        &seed,
-    ));
-    let text = key
-        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
-        .map_err(|err| format!("encoding a new SSH key: {err}"))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|err| format!("creating {}: {err}", dir.display()))?;
-    }
-    write_private(path, text.as_bytes())
-        .map_err(|err| format!("writing {}: {err}", path.display()))?;
-    Ok((key, true))
-}
-
-#[cfg(unix)]
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
-}
-
-/// The OpenSSH public key line of `key` (what a node's `authorized_keys` holds).
-pub fn public_key_line(key: &PrivateKey) -> String {
-    key.public_key().to_openssh().unwrap_or_default()
 }
 
 fn access_error(serial: &str, err: NcclRunError) -> AccessError {

@@ -4,27 +4,10 @@
 
 use kiln_bmc::PowerState;
 
+use super::codes::{PRIV_ADMIN, PRIV_OPERATOR, PRIV_USER, cc};
 use super::packet::Request;
-use super::server::{Responder, u32_at};
-
-/// Completion codes used here.
-pub(super) mod cc {
-    pub const OK: u8 = 0x00;
-    pub const INVALID_COMMAND: u8 = 0xc1;
-    pub const REQUEST_DATA_LENGTH: u8 = 0xc7;
-    pub const INVALID_DATA_FIELD: u8 = 0xcc;
-    pub const PARAMETER_NOT_SUPPORTED: u8 = 0x80;
-    pub const PRIVILEGE: u8 = 0xd4;
-    pub const PRIVILEGE_LIMIT: u8 = 0x81;
-    pub const PARAMETER_OUT_OF_RANGE: u8 = 0xc9;
-    pub const CANNOT_RETURN_BYTES: u8 = 0xca;
-    pub const NOT_PRESENT: u8 = 0xcb;
-}
-
-/// Privilege levels.
-pub(super) const PRIV_USER: u8 = 0x02;
-pub(super) const PRIV_OPERATOR: u8 = 0x03;
-pub(super) const PRIV_ADMIN: u8 = 0x04;
+use super::packet::u32_at;
+use super::server::Responder;
 
 impl Responder {
     /// Runs an IPMI command inside an established session.

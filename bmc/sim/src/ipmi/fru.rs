@@ -4,7 +4,7 @@
 //! Data (netfn Storage 0x0a, commands 0x10/0x11) so that `ipmitool fru print 0` and kiln read the same
 //! identity over IPMI as over Redfish.
 
-use super::commands::cc;
+use super::codes::cc;
 use super::server::Responder;
 use crate::state::SimBmc;
 

@@ -395,3 +395,9 @@ impl SessionKeys {
         Ok(plain[..plain.len() - 1 - pad].to_vec())
     }
 }
+
+/// The little-endian `u32` at `at`, if `bytes` holds it.
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let slice = bytes.get(at..at + 4)?;
+    Some(u32::from_le_bytes([slice[0], slice[1], slice[2], slice[3]]))
+}

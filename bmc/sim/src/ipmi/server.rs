@@ -9,10 +9,10 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::commands::{PRIV_ADMIN, PRIV_USER, cc};
+use super::codes::{PRIV_ADMIN, PRIV_USER, cc};
 use super::packet::{
     Datagram, Request, SessionKeys, build_pong, build_response, build_v15, build_v20, hmac_sha1,
-    parse, parse_request, payload,
+    parse, parse_request, payload, u32_at,
 };
 use crate::SimError;
 use crate::state::SimBmc;
@@ -101,11 +101,6 @@ pub(super) struct Responder {
     pub(super) sessions: HashMap<u32, Session>,
     opened: u64,
     pub(super) sel_reservation: u16,
-}
-
-pub(super) fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    let slice = bytes.get(at..at + 4)?;
-    Some(u32::from_le_bytes([slice[0], slice[1], slice[2], slice[3]]))
 }
 
 impl Responder {
