@@ -1,5 +1,6 @@
 //! kiln-agent integration tests: one binary.
 
+mod deps;
 mod fixtures;
 mod inspect;
 mod report;
