@@ -4,41 +4,13 @@
 //! recorded reason; the event log of every node is a chain of allowed transitions with no gaps.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use kiln_inventory::{NodeFilter, NodeState, Store, StoreOptions};
+use kiln_inventory::NodeState;
 use kiln_sim::FaultFractions;
 use rand::Rng;
 
-use crate::sim_site::{SimSite, kiln, run_ok};
-
-fn serve(dir: &Path, port: u16) -> Child {
-    let mut command = kiln(dir);
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--time-scale",
-            "100",
-            "--ssh-key",
-            "kiln-ssh.key",
-            "--image",
-            "sim-os:1",
-        ])
-        .args(["--image-dir", "images", "--instance", "crash-test"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("serve.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        );
-    command.spawn().expect("kiln serve starts")
-}
+use crate::sim_site::{SimSite, kiln, open_inventory, run_ok, serve, settled_nodes};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bringup_survives_sigkill_at_random_moments() {
@@ -59,33 +31,15 @@ async fn bringup_survives_sigkill_at_random_moments() {
     let mut rng = rand::thread_rng();
     let started = Instant::now();
     for _ in 0..kills {
-        let mut child = serve(dir.path(), port);
+        let mut child = serve(dir.path(), port, "crash-test");
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..2000))).await;
         child.kill().expect("SIGKILL");
         let _ = child.wait();
     }
     let killed_after = started.elapsed();
-    let mut child = serve(dir.path(), port);
-    let store = Store::open(StoreOptions::new(format!(
-        "sqlite://{}",
-        dir.path().join("kiln.db").display()
-    )))
-    .await
-    .expect("read the inventory");
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let nodes = loop {
-        let nodes = store
-            .list_nodes(&NodeFilter::default())
-            .await
-            .expect("nodes");
-        let settled = nodes
-            .iter()
-            .all(|n| matches!(n.state, NodeState::Available | NodeState::Quarantined));
-        if settled || Instant::now() > deadline {
-            break nodes;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let mut child = serve(dir.path(), port, "crash-test");
+    let store = open_inventory(dir.path()).await;
+    let nodes = settled_nodes(&store, Duration::from_secs(240), Duration::from_millis(500)).await;
     let _ = child.kill();
     let _ = child.wait();
     let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();

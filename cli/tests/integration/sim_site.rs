@@ -3,7 +3,10 @@
 //! `sim-os:1` in the catalog, and the port the child kiln must listen on (the hall's nodes boot from it).
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kiln_inventory::{Node, NodeFilter, NodeState, Store, StoreOptions};
 
 use kiln_provisioner::lifecycle::ssh::load_or_create_key;
 use kiln_sim::{DiskMode, FaultFractions, SimConfig, SimHall, SshMode};
@@ -55,18 +58,23 @@ fn stable_free_port() -> u16 {
 impl SimSite {
     /// A hall of `nodes` (8 per rack, time compressed 100×, seed 11) with `faults`.
     pub async fn start(nodes: usize, faults: FaultFractions) -> Self {
+        Self::start_with(nodes, |config| config.faults = faults).await
+    }
+
+    /// [`SimSite::start`]'s hall (no faults) with `configure` applied to its config last.
+    pub async fn start_with(nodes: usize, configure: impl FnOnce(&mut SimConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = stable_free_port();
         let (key, _) = load_or_create_key(&dir.path().join("kiln-ssh.key")).expect("ssh key");
         let mut config = SimConfig::new(nodes);
         config.time_scale = 0.01;
         config.seed = 11;
-        config.faults = faults;
         config.ssh = SshMode::Servers {
             client_key: key.public_key().clone(),
         };
         std::fs::create_dir_all(dir.path().join("disks")).expect("disks");
         config.disk = DiskMode::SparseFiles(dir.path().join("disks"));
+        configure(&mut config);
         let hall = SimHall::start(config, &format!("http://127.0.0.1:{port}"))
             .await
             .expect("simulated hall");
@@ -86,5 +94,56 @@ impl SimSite {
         ]);
         run_ok(image);
         SimSite { dir, port, hall }
+    }
+}
+
+/// `kiln serve` in `dir` on `port` as instance `instance` (time compressed 100×, the site's SSH key and image),
+/// its log appended to `serve.log`.
+pub fn serve(dir: &Path, port: u16, instance: &str) -> Child {
+    let mut command = kiln(dir);
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--time-scale", "100", "--ssh-key", "kiln-ssh.key"])
+        .args(["--image", "sim-os:1", "--image-dir", "images"])
+        .args(["--instance", instance])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("serve.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        );
+    command.spawn().expect("kiln serve starts")
+}
+
+/// The inventory `kiln` keeps in `dir`.
+pub async fn open_inventory(dir: &Path) -> Store {
+    Store::open(StoreOptions::new(format!(
+        "sqlite://{}",
+        dir.join("kiln.db").display()
+    )))
+    .await
+    .expect("read the inventory")
+}
+
+/// `store`'s nodes once every one is available or quarantined, or as they stand after `limit` (polled every
+/// `poll`).
+pub async fn settled_nodes(store: &Store, limit: Duration, poll: Duration) -> Vec<Node> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let nodes = store
+            .list_nodes(&NodeFilter::default())
+            .await
+            .expect("nodes");
+        let settled = nodes
+            .iter()
+            .all(|n| matches!(n.state, NodeState::Available | NodeState::Quarantined));
+        if settled || Instant::now() > deadline {
+            return nodes;
+        }
+        tokio::time::sleep(poll).await;
     }
 }

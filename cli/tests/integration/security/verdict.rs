@@ -6,95 +6,38 @@
 //! provisioner's judgement with the digest of the document it judged.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kiln_health::burnin::evidence_digest;
-use kiln_inventory::{NodeFilter, NodeState, Store, StoreOptions};
-use kiln_provisioner::lifecycle::ssh::load_or_create_key;
+use kiln_inventory::NodeState;
 use kiln_sim::faults::reasons;
-use kiln_sim::{DiskMode, EvidenceFaults, FaultFractions, FaultKind, SimConfig, SimHall, SshMode};
+use kiln_sim::{EvidenceFaults, FaultFractions, FaultKind};
 
-use crate::sim_site::{kiln, run_ok};
-
-fn serve(dir: &Path, port: u16) -> Child {
-    let mut command = kiln(dir);
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--time-scale", "100", "--ssh-key", "kiln-ssh.key"])
-        .args(["--image", "sim-os:1", "--image-dir", "images"])
-        .args(["--instance", "verdict-test"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(dir.join("serve.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        );
-    command.spawn().expect("kiln serve starts")
-}
+use crate::sim_site::{SimSite, kiln, open_inventory, run_ok, serve, settled_nodes};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_verdicts_and_empty_documents_fail_the_node() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = {
-        let probe = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("port");
-        probe.local_addr().expect("addr").port()
-    };
-    let (key, _) = load_or_create_key(&dir.path().join("kiln-ssh.key")).expect("ssh key");
-    let mut config = SimConfig::new(8);
-    config.time_scale = 0.01;
-    config.seed = 21;
-    config.faults = FaultFractions {
-        xid_burn_in: 0.125,
-        ..FaultFractions::default()
-    };
-    config.evidence_faults = EvidenceFaults {
-        forged_verdict: 0.25,
-        empty_evidence: 0.25,
-        collector_fails: 0.125,
-        ..EvidenceFaults::default()
-    };
-    config.ssh = SshMode::Servers {
-        client_key: key.public_key().clone(),
-    };
-    std::fs::create_dir_all(dir.path().join("disks")).expect("disks");
-    config.disk = DiskMode::SparseFiles(dir.path().join("disks"));
-    let hall = SimHall::start(config, &format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("simulated hall");
-    std::fs::write(dir.path().join("hall.csv"), hall.manifest_csv()).expect("manifest");
-    std::fs::write(dir.path().join("os.img"), vec![7u8; 256 * 1024]).expect("image");
-    let mut image = kiln(dir.path());
-    image.args(["image", "--image-dir", "images", "add", "os.img"]);
-    image.args(["--name", "sim-os", "--version", "1"]);
-    run_ok(image);
+    let SimSite { dir, port, hall } = SimSite::start_with(8, |config| {
+        config.seed = 21;
+        config.faults = FaultFractions {
+            xid_burn_in: 0.125,
+            ..FaultFractions::default()
+        };
+        config.evidence_faults = EvidenceFaults {
+            forged_verdict: 0.25,
+            empty_evidence: 0.25,
+            collector_fails: 0.125,
+            ..EvidenceFaults::default()
+        };
+    })
+    .await;
     let mut import = kiln(dir.path());
     import.args(["rack", "import", "hall.csv", "--site", "verdict"]);
     run_ok(import);
 
-    let mut child = serve(dir.path(), port);
-    let store = Store::open(StoreOptions::new(format!(
-        "sqlite://{}",
-        dir.path().join("kiln.db").display()
-    )))
-    .await
-    .expect("read the inventory");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let nodes = loop {
-        let nodes = store
-            .list_nodes(&NodeFilter::default())
-            .await
-            .expect("nodes");
-        let settled = nodes
-            .iter()
-            .all(|n| matches!(n.state, NodeState::Available | NodeState::Quarantined));
-        if settled || Instant::now() > deadline {
-            break nodes;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let mut child = serve(dir.path(), port, "verdict-test");
+    let store = open_inventory(dir.path()).await;
+    let nodes = settled_nodes(&store, Duration::from_secs(180), Duration::from_millis(300)).await;
     let _ = child.kill();
     let _ = child.wait();
     let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
