@@ -10,7 +10,7 @@
 # it prints the marker line "KILN-RAMDISK-BOOTED mac=… mode=…" on the console, then powers off (or, after an
 # image write, waits for the provisioner to power-cycle the node).
 #
-# Needs: apt-get (download only, no install), dpkg-deb, cpio or busybox, gzip. Runs as any user.
+# Needs: apt-get (download only, no install), dpkg-deb, cpio or busybox, zstd or gzip. Runs as any user.
 set -euo pipefail
 
 out=${1:?usage: build.sh OUT_DIR [AGENT_BINARY]}
@@ -64,9 +64,16 @@ install -m 0755 "$here/init" "$root/init"
 install -m 0755 "$here/udhcpc.script" "$root/usr/share/udhcpc/default.script"
 
 cp "$(ls kernel/boot/vmlinuz-*)" "$out/vmlinuz"
-if command -v cpio >/dev/null 2>&1; then
-    (cd "$root" && find . | cpio -o -H newc --quiet) | gzip -9 > "$out/initramfs.img"
-else
-    (cd "$root" && find . | "$root/bin/busybox" cpio -o -H newc) | gzip -9 > "$out/initramfs.img"
+# zstd -19 makes the ramdisk about a fifth smaller than gzip -9 and unpacks faster; it is used when the kernel
+# can unpack it (CONFIG_RD_ZSTD) and zstd is here, else gzip. KILN_RAMDISK_COMPRESS=gzip forces gzip.
+compress="gzip -9"
+if [ "${KILN_RAMDISK_COMPRESS:-zstd}" = zstd ] && command -v zstd >/dev/null 2>&1 \
+    && grep -qs '^CONFIG_RD_ZSTD=y' kernel/boot/config-*; then
+    compress="zstd -19 -q -c"
 fi
-echo "build.sh: wrote $out/vmlinuz (kernel $kver) and $out/initramfs.img ($(du -h "$out/initramfs.img" | cut -f1))"
+if command -v cpio >/dev/null 2>&1; then
+    (cd "$root" && find . | cpio -o -H newc --quiet) | $compress > "$out/initramfs.img"
+else
+    (cd "$root" && find . | "$root/bin/busybox" cpio -o -H newc) | $compress > "$out/initramfs.img"
+fi
+echo "build.sh: wrote $out/vmlinuz (kernel $kver) and $out/initramfs.img ($(du -h "$out/initramfs.img" | cut -f1), ${compress%% *})"
