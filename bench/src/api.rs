@@ -100,16 +100,7 @@ async fn run(args: &Args, store: &Store, output: &Output) -> anyhow::Result<()> 
             ..NodeFilter::default()
         })
         .await?;
-    let path = [
-        NodeState::Enrolled,
-        NodeState::Discovering,
-        NodeState::Inspecting,
-        NodeState::Imaging,
-        NodeState::Booting,
-        NodeState::BurnIn,
-        NodeState::FabricTest,
-        NodeState::Available,
-    ];
+    let path = NodeState::BRING_UP;
     walk_concurrently(store, &hall0, &path).await?;
     let (token, _) = store
         .create_api_token(Role::Admin, None, Some("bench"))

@@ -144,16 +144,7 @@ async fn run_backend(
     // Walk nodes along the happy path, one transition at a time, timing each; hall-0 is kept for leasing.
     let all_nodes = store.list_nodes(&NodeFilter::default()).await?;
     let (hall0, nodes): (Vec<_>, Vec<_>) = all_nodes.into_iter().partition(|n| n.hall == "hall-0");
-    let path = [
-        NodeState::Enrolled,
-        NodeState::Discovering,
-        NodeState::Inspecting,
-        NodeState::Imaging,
-        NodeState::Booting,
-        NodeState::BurnIn,
-        NodeState::FabricTest,
-        NodeState::Available,
-    ];
+    let path = NodeState::BRING_UP;
     let mut samples = Vec::with_capacity(transitions as usize);
     let started = Instant::now();
     'outer: for node in &nodes {

@@ -37,6 +37,18 @@ pub enum NodeState {
 }
 
 impl NodeState {
+    /// A new node's happy path, from enrollment to available, in order.
+    pub const BRING_UP: [NodeState; 8] = [
+        NodeState::Enrolled,
+        NodeState::Discovering,
+        NodeState::Inspecting,
+        NodeState::Imaging,
+        NodeState::Booting,
+        NodeState::BurnIn,
+        NodeState::FabricTest,
+        NodeState::Available,
+    ];
+
     /// Every state, in lifecycle order.
     pub const ALL: [NodeState; 12] = [
         NodeState::Enrolled,
@@ -157,6 +169,18 @@ mod tests {
         }
         assert_eq!("burn-in".parse::<NodeState>(), Ok(NodeState::BurnIn));
         assert!("cooking".parse::<NodeState>().is_err());
+    }
+
+    #[test]
+    fn the_bring_up_path_is_allowed_step_by_step() {
+        for step in NodeState::BRING_UP.windows(2) {
+            assert!(
+                step[0].can_transition_to(step[1]),
+                "{} -> {}",
+                step[0],
+                step[1]
+            );
+        }
     }
 
     #[test]
