@@ -90,6 +90,36 @@ ip netns exec "$ns" busybox wget -q -O /dev/null --header "Authorization: Bearer
     "http://10.77.0.1:18081/boot/report/52:54:00:aa:00:01"
 check "busybox wget's report is accepted" test $? -eq 0
 
+# iPXE solicits an IPv6 router before it boots on; kiln's answer (lifetime 0, no prefix) ends that wait.
+cat > "$work/rs.py" <<'PY'
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"kbt-client")
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+idx = socket.if_nametoindex("kbt-client")
+s.settimeout(1.0)
+deadline = time.time() + 5
+while time.time() < deadline:
+    try:
+        s.sendto(bytes([133, 0, 0, 0, 0, 0, 0, 0]), ("ff02::2", 0, 0, idx))
+    except OSError:
+        time.sleep(0.3)  # the link-local address is still in duplicate address detection
+        continue
+    try:
+        data, _ = s.recvfrom(1500)
+    except socket.timeout:
+        continue
+    if data[0] == 134:
+        lifetime = struct.unpack("!H", data[6:8])[0]
+        print(f"ra flags={data[5]} lifetime={lifetime} len={len(data)}")
+        sys.exit(0)
+sys.exit(1)
+PY
+ra=$(ip netns exec "$ns" python3 "$work/rs.py")
+check "a router solicitation is answered" grep -q '^ra ' <<<"$ra"
+check "the advertisement configures nothing (no flags, lifetime 0, no prefix)" grep -qx 'ra flags=0 lifetime=0 len=24' <<<"$ra"
+check "serve logged the answer" grep -q "answered a router solicitation" "$work/serve.log"
+
 kill "$pid"; wait "$pid" 2>/dev/null; pid=
 leases=$("$kiln" --db "$db" --json boot leases)
 check "the node's lease is pinned in the inventory" grep -q '"pinned": *true' <<<"$leases"

@@ -13,6 +13,7 @@ use axum::Router;
 use kiln_inventory::{MacAddr, Store};
 use kiln_provisioner::boot::dhcp::{DhcpConfig, DhcpMode, DhcpServer, Pool};
 use kiln_provisioner::boot::http::{BootHttp, BootHttpConfig};
+use kiln_provisioner::boot::ra::RaResponder;
 use kiln_provisioner::boot::tftp::{TftpConfig, TftpServer};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,9 @@ pub struct BootConfig {
     pub tftp_root: Option<PathBuf>,
     /// TFTP listen address (`--tftp-listen`).
     pub tftp_listen: SocketAddr,
+    /// Answer IPv6 router solicitations on the DHCP interface with an advertisement that configures nothing,
+    /// so iPXE does not wait for one (off with `--no-ipv6-ra`); see kiln-provisioner's `boot::ra`.
+    pub ipv6_ra: bool,
 }
 
 impl BootConfig {
@@ -81,6 +85,8 @@ pub struct BootServices {
     pub proxy_addr: Option<SocketAddr>,
     /// Where TFTP listens, when it runs.
     pub tftp_addr: Option<SocketAddr>,
+    /// The interface where IPv6 router solicitations are answered, when that runs.
+    pub ra_interface: Option<String>,
     public_url: Option<String>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
@@ -97,10 +103,14 @@ impl BootServices {
         let show =
             |addr: Option<SocketAddr>| addr.map_or_else(|| "off".to_string(), |a| a.to_string());
         format!(
-            "DHCP {}{}, TFTP {}, HTTP boot {}",
+            "DHCP {}{}{}, TFTP {}, HTTP boot {}",
             show(self.dhcp_addr),
             self.proxy_addr
                 .map(|a| format!(" (ProxyDHCP also on {a})"))
+                .unwrap_or_default(),
+            self.ra_interface
+                .as_ref()
+                .map(|i| format!(", IPv6 router solicitations answered on {i}"))
                 .unwrap_or_default(),
             show(self.tftp_addr),
             match (&self.router, &self.public_url) {
@@ -135,6 +145,7 @@ pub async fn start_boot_services(args: &BootConfig, store: Store) -> anyhow::Res
         dhcp_addr: None,
         proxy_addr: None,
         tftp_addr: None,
+        ra_interface: None,
         public_url: args
             .public_url
             .as_deref()
@@ -211,6 +222,31 @@ pub async fn start_boot_services(args: &BootConfig, store: Store) -> anyhow::Res
         services.dhcp_addr = Some(server.local_addr()?);
         services.proxy_addr = server.proxy_addr()?;
         services.tasks.spawn(server.run(services.cancel.clone()));
+        start_router_advertisements(args, &mut services);
     }
     Ok(services)
+}
+
+/// Starts the IPv6 router advertisement responder beside DHCP when asked for. It only saves iPXE's IPv6 wait, so
+/// a failure to start it (no CAP_NET_RAW, no interface named) is a warning, not a failed start.
+fn start_router_advertisements(args: &BootConfig, services: &mut BootServices) {
+    if !args.ipv6_ra {
+        return;
+    }
+    let Some(interface) = &args.interface else {
+        tracing::warn!(
+            "no --dhcp-interface: kiln cannot answer IPv6 router solicitations, so iPXE waits about 16 s for one on every boot"
+        );
+        return;
+    };
+    match RaResponder::bind(interface) {
+        Ok(responder) => {
+            services.ra_interface = Some(interface.clone());
+            services.tasks.spawn(responder.run(services.cancel.clone()));
+        }
+        Err(err) => tracing::warn!(
+            error = %err,
+            "not answering IPv6 router solicitations: iPXE waits about 16 s for one on every boot"
+        ),
+    }
 }

@@ -86,6 +86,11 @@ pub struct BootServeArgs {
         default_value = "0.0.0.0:69"
     )]
     pub tftp_listen: SocketAddr,
+    /// Do not answer IPv6 router solicitations on --dhcp-interface. kiln answers them with an advertisement that
+    /// configures nothing (router lifetime 0, no prefix), which saves iPXE about 16 s per boot on an IPv4-only
+    /// provisioning network.
+    #[arg(long = "no-ipv6-ra")]
+    pub no_ipv6_ra: bool,
 }
 
 impl BootServeArgs {
@@ -113,6 +118,7 @@ impl BootServeArgs {
             lease_secs: self.lease_secs,
             tftp_root: self.tftp_root.clone(),
             tftp_listen: self.tftp_listen,
+            ipv6_ra: !self.no_ipv6_ra,
         }
     }
 }

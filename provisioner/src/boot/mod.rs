@@ -4,4 +4,5 @@
 pub mod decision;
 pub mod dhcp;
 pub mod http;
+pub mod ra;
 pub mod tftp;
