@@ -120,7 +120,19 @@ check "a router solicitation is answered" grep -q '^ra ' <<<"$ra"
 check "the advertisement configures nothing (no flags, lifetime 0, no prefix)" grep -qx 'ra flags=0 lifetime=0 len=24' <<<"$ra"
 check "serve logged the answer" grep -q "answered a router solicitation" "$work/serve.log"
 
+# kiln doctor on the client side of the segment, as if a second kiln were set up there: kiln's DHCP server is
+# "another DHCP server" to it (a real peer answering a real broadcast DISCOVER).
+doctor=$(ip netns exec "$ns" "$kiln" --db "sqlite://$work/doctor.db" --json doctor --listen 127.0.0.1:0 \
+    --min-free-gib 0 --dhcp-pool 10.77.0.160-10.77.0.170 --dhcp-interface kbt-client --dhcp-listen 0.0.0.0:67 \
+    --dhcp-wait 2)
+check "kiln doctor finds the DHCP server already on the segment" \
+    bash -c 'python3 -c "import json,sys; d=json.load(sys.stdin); c=[c for c in d[\"checks\"] if c[\"name\"]==\"dhcp segment\"][0]; sys.exit(0 if c[\"status\"]==\"fail\" and \"10.77.0.1\" in c[\"detail\"] and not d[\"ok\"] else 1)" <<<"$0"' "$doctor"
+
 kill "$pid"; wait "$pid" 2>/dev/null; pid=
+quiet=$(ip netns exec "$ns" "$kiln" --db "sqlite://$work/doctor.db" --json doctor --listen 127.0.0.1:0 \
+    --min-free-gib 0 --dhcp-pool 10.77.0.160-10.77.0.170 --dhcp-interface kbt-client --dhcp-listen 0.0.0.0:67 \
+    --dhcp-wait 1)
+check "with kiln stopped the segment is quiet" grep -q '"detail": "no other DHCP server answered in 1.0 s"' <<<"$quiet"
 leases=$("$kiln" --db "$db" --json boot leases)
 check "the node's lease is pinned in the inventory" grep -q '"pinned": *true' <<<"$leases"
 discovered=$("$kiln" --db "$db" --json boot discovered)

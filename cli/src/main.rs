@@ -49,6 +49,8 @@ enum Command {
     Token(cmd::token::Args),
     /// Network boot: DHCP/ProxyDHCP, TFTP, HTTP iPXE scripts; leases and discovered machines.
     Boot(cmd::boot::Args),
+    /// Preflight checks before serving: interfaces, ports, other DHCP servers, database, clock, disk, assets.
+    Doctor(Box<cmd::doctor::Args>),
     /// Print a shell completion script (bash, zsh, fish).
     Completions(cmd::completions::Args),
 }
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cmd::serve::exec(*args, &cli.global).await,
             Command::Token(args) => cmd::token::exec(args, &cli.global).await,
             Command::Boot(args) => cmd::boot::exec(args, &cli.global).await,
+            Command::Doctor(args) => cmd::doctor::exec(*args, &cli.global).await,
             Command::Completions(_) => Ok(()),
         }
     });

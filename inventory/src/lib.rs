@@ -52,7 +52,7 @@ pub use store::erase::StoredEraseRecord;
 pub use store::grants::{GrantClaim, TokenCheck, canonical_ip};
 pub use store::health::NewHealthRun;
 pub use store::{
-    Backend, BmcCredentials, Due, Image, ImageAdded, ImageFormat, ImportSummary, LeaseEvent,
-    LeaseOutcome, NewImage, NodeFilter, NodeWork, Store, StoreOptions, StoredReport,
-    UnknownImageFormat,
+    Backend, BmcCredentials, DatabaseInfo, Due, Image, ImageAdded, ImageFormat, ImportSummary,
+    LeaseEvent, LeaseOutcome, NewImage, NodeFilter, NodeWork, Store, StoreOptions, StoredReport,
+    UnknownImageFormat, probe_database, redact_url,
 };

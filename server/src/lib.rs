@@ -8,6 +8,7 @@
 
 pub mod boot;
 pub mod control_plane;
+pub mod doctor;
 
 pub use boot::{BootConfig, BootServices, start_boot_services};
 pub use control_plane::{EngineSettings, start_control_plane};

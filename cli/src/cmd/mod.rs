@@ -8,6 +8,7 @@ pub mod completions;
 pub mod db;
 pub mod demo;
 pub mod demo_turnover;
+pub mod doctor;
 pub mod engine_args;
 pub mod hall;
 pub mod health;

@@ -6,6 +6,7 @@ mod bmc;
 mod bringup;
 mod crash;
 mod demo;
+mod doctor;
 mod health;
 mod health_scan;
 mod security;

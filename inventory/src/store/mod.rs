@@ -32,6 +32,7 @@ mod leases;
 mod leasing;
 mod lifecycle;
 mod nodes;
+mod probe;
 mod tokens;
 
 pub use images::{Image, ImageAdded, ImageFormat, NewImage, UnknownImageFormat};
@@ -39,6 +40,7 @@ pub use import::ImportSummary;
 pub use leasing::{LeaseEvent, LeaseOutcome};
 pub use lifecycle::{Due, NodeWork, StoredReport};
 pub use nodes::{BmcCredentials, NodeFilter};
+pub use probe::{DatabaseInfo, probe_database};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -135,8 +137,14 @@ fn normalize_url(url: &str) -> Result<(Backend, String), StoreError> {
     Ok((Backend::Sqlite, normalized))
 }
 
+/// Registers sqlx's Any drivers once per process.
+fn install_drivers() {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+}
+
 /// A URL fit for error messages: any password is replaced.
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -153,8 +161,7 @@ impl Store {
     /// Connects, creating an SQLite file on first use, and applies pending migrations. When a key is given and
     /// the inventory already holds sealed values, checks that the key is the one they were sealed with.
     pub async fn open(options: StoreOptions) -> Result<Self, StoreError> {
-        static DRIVERS: Once = Once::new();
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        install_drivers();
 
         let (backend, url) = normalize_url(&options.url)?;
         let shown = redact_url(&options.url);

@@ -10,6 +10,7 @@
 mod handler;
 mod packet;
 mod pool;
+pub mod probe;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -168,7 +169,10 @@ impl DhcpHandle {
     }
 }
 
-async fn open_socket(addr: SocketAddr, interface: Option<&str>) -> Result<UdpSocket, DhcpError> {
+pub(super) async fn open_socket(
+    addr: SocketAddr,
+    interface: Option<&str>,
+) -> Result<UdpSocket, DhcpError> {
     let bind_err = |source| DhcpError::Bind { addr, source };
     let socket = UdpSocket::bind(addr).await.map_err(bind_err)?;
     socket.set_broadcast(true).map_err(bind_err)?;
