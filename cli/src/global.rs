@@ -12,6 +12,9 @@ pub use kiln_bench::output::{print_json, print_json_line};
 /// Options accepted before or after any subcommand.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
+    /// Config file (kiln.toml); flags and environment variables override its values. None: built-in defaults.
+    #[arg(long, global = true, env = "KILN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Inventory database: `sqlite://PATH` (created on first use) or `postgres://USER@HOST/DB`.
     #[arg(
         long,

@@ -3,10 +3,11 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod client;
 mod cmd;
+mod config;
 mod global;
 
 use kiln_bench::{progress, simrun, table};
@@ -51,13 +52,37 @@ enum Command {
     Boot(cmd::boot::Args),
     /// Preflight checks before serving: interfaces, ports, other DHCP servers, database, clock, disk, assets.
     Doctor(Box<cmd::doctor::Args>),
+    /// The config file (kiln.toml): check it and print the effective settings.
+    Config(cmd::config::Args),
     /// Print a shell completion script (bash, zsh, fish).
     Completions(cmd::completions::Args),
 }
 
 fn main() -> ExitCode {
     // clap exits with status 2 on usage errors by itself.
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = Cli::command();
+    let matches = match config::matches_with_file(&command, argv.clone()) {
+        Ok(matches) => matches,
+        Err(config::ConfigError::Usage(err)) => err.exit(),
+        Err(config::ConfigError::File(err)) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    if let Command::Config(args) = &cli.command {
+        return match cmd::config::exec(args, &cli.global, &command, &matches) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Command::Completions(args) = cli.command {
         return match cmd::completions::exec(args, &mut Cli::command()) {
             Ok(()) => ExitCode::SUCCESS,
@@ -98,7 +123,7 @@ fn main() -> ExitCode {
             Command::Token(args) => cmd::token::exec(args, &cli.global).await,
             Command::Boot(args) => cmd::boot::exec(args, &cli.global).await,
             Command::Doctor(args) => cmd::doctor::exec(*args, &cli.global).await,
-            Command::Completions(_) => Ok(()),
+            Command::Completions(_) | Command::Config(_) => Ok(()),
         }
     });
     match result {

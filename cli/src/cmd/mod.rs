@@ -5,6 +5,7 @@ pub mod boot;
 pub mod boot_serve;
 pub mod bringup;
 pub mod completions;
+pub mod config;
 pub mod db;
 pub mod demo;
 pub mod demo_turnover;

@@ -4,6 +4,7 @@ mod api_cli;
 mod bench_erase;
 mod bmc;
 mod bringup;
+mod config;
 mod crash;
 mod demo;
 mod doctor;
