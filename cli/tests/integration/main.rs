@@ -8,5 +8,6 @@ mod crash;
 mod demo;
 mod health;
 mod health_scan;
+mod node_verbs;
 mod security;
 mod sim_site;
