@@ -100,6 +100,14 @@ pub async fn scrape(State(state): State<ApiState>) -> Result<Response, ApiError>
             };
             state.metrics.nodes.get_or_create(&labels).set(*count);
         }
+        // Drained available nodes are a series of their own, never counted as available.
+        if hall.drained > 0 {
+            let labels = NodeLabels {
+                hall: hall.name.clone(),
+                state: "drained".to_string(),
+            };
+            state.metrics.nodes.get_or_create(&labels).set(hall.drained);
+        }
     }
     let active = state
         .store

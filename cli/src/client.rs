@@ -11,7 +11,7 @@ use kiln_api::power::{NodePower, PowerRequest, PowerResult};
 use kiln_api::report::AcceptanceReport;
 use kiln_api::routes::halls::HallList;
 use kiln_api::routes::leases::{LeaseProgress, LeaseRequest, ReleaseResult};
-use kiln_api::routes::nodes::{EventList, HealthList, NodeDetail, NodePage};
+use kiln_api::routes::nodes::{DrainRequest, EventList, HealthList, NodeDetail, NodePage};
 use kiln_api::routes::racks::ImportRequest;
 use kiln_api::routes::site::{ImageList, SigningKeyInfo};
 use kiln_inventory::{
@@ -295,10 +295,7 @@ impl Client {
     pub async fn repair(&self, serial: &str, note: &str) -> anyhow::Result<String> {
         match self {
             Client::Local { store, .. } => {
-                let actor = format!(
-                    "{LOCAL_ACTOR}:{}",
-                    std::env::var("USER").unwrap_or_default()
-                );
+                let actor = local_user_actor();
                 match kiln_provisioner::lifecycle::repair_done(store, serial, &actor, note).await {
                     Ok(event) => Ok(event.reason),
                     Err(kiln_inventory::StoreError::StateChanged { actual, .. }) => {
@@ -319,6 +316,45 @@ impl Client {
                     )
                     .await?;
                 Ok("repaired by a technician; inspecting again".to_string())
+            }
+        }
+    }
+
+    /// Takes a node out of allocation (`drained`) or puts it back, with the reason kept in its history.
+    /// Returns the node as it is afterwards.
+    pub async fn drain(&self, serial: &str, drained: bool, reason: &str) -> anyhow::Result<Node> {
+        match self {
+            Client::Local { store, .. } => {
+                let node = store.node_by_serial(serial).await?;
+                store
+                    .set_drained(node.id, drained, &local_user_actor(), reason)
+                    .await?;
+                Ok(store.node_by_serial(serial).await?)
+            }
+            Client::Remote(remote) => {
+                let path = format!("/nodes/{}/drain", path_segment(serial));
+                let request = DrainRequest {
+                    drained,
+                    reason: reason.to_string(),
+                };
+                let detail: NodeDetail = remote
+                    .send(reqwest::Method::POST, &path, Some(&request))
+                    .await?;
+                Ok(detail.node)
+            }
+        }
+    }
+
+    /// A node's events, oldest first.
+    pub async fn events(&self, serial: &str) -> anyhow::Result<Vec<NodeEvent>> {
+        match self {
+            Client::Local { store, .. } => {
+                let node = store.node_by_serial(serial).await?;
+                Ok(store.node_events(node.id).await?)
+            }
+            Client::Remote(remote) => {
+                let path = format!("/nodes/{}/events", path_segment(serial));
+                Ok(remote.get::<EventList>(&path).await?.events)
             }
         }
     }
@@ -374,6 +410,14 @@ fn local_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
         );
     }
     Ok(key)
+}
+
+/// The event actor of a technician's change made on the local database: `cli:$USER`.
+fn local_user_actor() -> String {
+    format!(
+        "{LOCAL_ACTOR}:{}",
+        std::env::var("USER").unwrap_or_default()
+    )
 }
 
 /// A serial as one URL path segment.

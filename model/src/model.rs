@@ -353,8 +353,12 @@ pub struct HallSummary {
     pub racks: i64,
     /// Nodes in the hall.
     pub nodes: i64,
-    /// Nodes per state (only states with nodes), in lifecycle order.
+    /// Nodes per state (only states with nodes), in lifecycle order. A drained node that is otherwise available is
+    /// counted in `drained`, not under `available`: it is never leased.
     pub states: std::collections::BTreeMap<NodeState, i64>,
+    /// Available nodes taken out of allocation (`kiln node drain`).
+    #[serde(default)]
+    pub drained: i64,
 }
 
 /// A work claim handed out by kiln-inventory's `Store::claim_due_nodes`.

@@ -95,7 +95,14 @@ async fn report(
     json: bool,
 ) -> anyhow::Result<()> {
     let reasons = quarantine_reasons(store, &watched.nodes).await?;
-    let count = |state| watched.nodes.iter().filter(|n| n.state == state).count();
+    // A drained node is not available (it is never leased), whatever its state.
+    let count = |state| {
+        watched
+            .nodes
+            .iter()
+            .filter(|n| n.state == state && !(n.drained && state == NodeState::Available))
+            .count()
+    };
     if json {
         return print_json_line(&serde_json::json!({
             "event": "done",

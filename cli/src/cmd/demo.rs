@@ -129,7 +129,14 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         let watched = watched?;
         let bringup_s = started.elapsed().as_secs_f64();
         let reasons = quarantine_reasons(&store, &watched.nodes).await?;
-        let count = |state| watched.nodes.iter().filter(|n| n.state == state).count();
+        // A drained node is not available (it is never leased), whatever its state.
+        let count = |state| {
+            watched
+                .nodes
+                .iter()
+                .filter(|n| n.state == state && !(n.drained && state == NodeState::Available))
+                .count()
+        };
         let (available, quarantined) = (count(NodeState::Available), count(NodeState::Quarantined));
         let lease = lease_hall(&store, &hall_name, LESSEE, available, watched.nodes.len()).await;
         let turnover = match &lease {

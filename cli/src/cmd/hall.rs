@@ -371,11 +371,14 @@ pub fn render_halls(halls: &[HallSummary]) -> String {
     let rows: Vec<Vec<String>> = halls
         .iter()
         .map(|hall| {
-            let states: Vec<String> = hall
+            let mut states: Vec<String> = hall
                 .states
                 .iter()
                 .map(|(state, count)| format!("{state}={count}"))
                 .collect();
+            if hall.drained > 0 {
+                states.push(format!("drained={}", hall.drained));
+            }
             vec![
                 hall.site.clone(),
                 hall.name.clone(),

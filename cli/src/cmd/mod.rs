@@ -15,6 +15,7 @@ pub mod hall;
 pub mod health;
 pub mod image;
 pub mod node;
+pub mod node_verbs;
 pub mod rack;
 pub mod serve;
 pub mod token;

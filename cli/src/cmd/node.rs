@@ -1,5 +1,6 @@
 //! `kiln node list`, `kiln node show SERIAL`, `kiln node power SERIAL on|off|cycle` and `kiln node repair SERIAL
-//! --done`, on the local database or over the API (`--server`).
+//! --done`, on the local database or over the API (`--server`); the technician verbs (drain, undrain, events) are
+//! in `node_verbs.rs`.
 
 use clap::Subcommand;
 use kiln_api::power::NodePower;
@@ -63,6 +64,12 @@ enum NodeCommand {
         #[arg(long, default_value = "")]
         note: String,
     },
+    /// Take a node out of allocation: it is never leased while drained (recorded with actor and reason).
+    Drain(super::node_verbs::DrainArgs),
+    /// Put a drained node back into allocation.
+    Undrain(super::node_verbs::DrainArgs),
+    /// Print a node's events (one JSON object per line with --json); --follow keeps printing new ones.
+    Events(super::node_verbs::EventsArgs),
 }
 
 /// `kiln node power` actions.
@@ -138,6 +145,9 @@ async fn run(command: NodeCommand, client: &Client, global: &GlobalArgs) -> anyh
                 Ok(())
             }
         }
+        NodeCommand::Drain(args) => super::node_verbs::drain(args, true, client, global).await,
+        NodeCommand::Undrain(args) => super::node_verbs::drain(args, false, client, global).await,
+        NodeCommand::Events(args) => super::node_verbs::events(args, client, global).await,
         NodeCommand::Power { serial, action } => {
             let result = client.power(&serial, action.into()).await?;
             if global.json {
@@ -242,12 +252,12 @@ fn render_node(view: &NodeView) -> String {
     let rows: Vec<Vec<String>> = events
         .iter()
         .map(|e| {
-            let change = match (e.from_state, e.to_state) {
-                (Some(from), Some(to)) => format!("{from} → {to}"),
-                (None, Some(to)) => format!("→ {to}"),
-                _ => "note".to_string(),
-            };
-            vec![e.at.to_rfc3339(), e.actor.clone(), change, e.reason.clone()]
+            vec![
+                e.at.to_rfc3339(),
+                e.actor.clone(),
+                super::node_verbs::describe_change(e),
+                e.reason.clone(),
+            ]
         })
         .collect();
     let _ = writeln!(

@@ -62,7 +62,10 @@ struct RackSummary {
     hall: String,
     rack: String,
     nodes: usize,
+    /// Nodes per state; a drained available node is counted in `drained` instead.
     states: BTreeMap<NodeState, usize>,
+    /// Available nodes taken out of allocation.
+    drained: usize,
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -99,8 +102,11 @@ async fn run(command: RackCommand, client: &Client, global: &GlobalArgs) -> anyh
             let rows: Vec<Vec<String>> = racks
                 .iter()
                 .map(|r| {
-                    let states: Vec<String> =
+                    let mut states: Vec<String> =
                         r.states.iter().map(|(s, n)| format!("{s}={n}")).collect();
+                    if r.drained > 0 {
+                        states.push(format!("drained={}", r.drained));
+                    }
                     vec![
                         r.site.clone(),
                         r.hall.clone(),
@@ -153,9 +159,14 @@ fn summarize(nodes: &[Node]) -> Vec<RackSummary> {
             rack: node.rack.clone(),
             nodes: 0,
             states: BTreeMap::new(),
+            drained: 0,
         });
         rack.nodes += 1;
-        *rack.states.entry(node.state).or_default() += 1;
+        if node.drained && node.state == NodeState::Available {
+            rack.drained += 1;
+        } else {
+            *rack.states.entry(node.state).or_default() += 1;
+        }
     }
     racks.into_values().collect()
 }

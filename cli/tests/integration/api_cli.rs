@@ -12,11 +12,11 @@ use kiln_inventory::{ManifestFormat, NodeState, SecretKey, Store, StoreOptions, 
 const PASSWORD: &str = "bmc-pass-Word9";
 
 /// A seeded database, a running `kiln serve` over it, and an admin token.
-struct Site {
-    dir: tempfile::TempDir,
-    db: String,
-    server: String,
-    admin: String,
+pub(crate) struct Site {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) db: String,
+    pub(crate) server: String,
+    pub(crate) admin: String,
     child: Option<Child>,
     _fleet: SimFleet,
 }
@@ -36,7 +36,7 @@ impl Site {
     }
 
     /// `kiln ARGS` with the site's database and key file and no inherited KILN_* settings.
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
         for var in [
             "KILN_SERVER",
@@ -57,12 +57,12 @@ impl Site {
     }
 
     /// Runs `kiln ARGS` on the local database.
-    async fn local(&self, args: &[&str]) -> Output {
+    pub(crate) async fn local(&self, args: &[&str]) -> Output {
         run(self.command(args)).await
     }
 
     /// Runs `kiln ARGS` against the server with `token` in KILN_TOKEN.
-    async fn remote(&self, token: Option<&str>, args: &[&str]) -> Output {
+    pub(crate) async fn remote(&self, token: Option<&str>, args: &[&str]) -> Output {
         let mut command = self.command(args);
         command.env("KILN_SERVER", &self.server);
         if let Some(token) = token {
@@ -72,7 +72,7 @@ impl Site {
     }
 }
 
-async fn run(mut command: Command) -> Output {
+pub(crate) async fn run(mut command: Command) -> Output {
     tokio::task::spawn_blocking(move || command.output())
         .await
         .expect("join")
@@ -83,7 +83,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -94,7 +94,7 @@ fn ok(out: &Output) -> String {
     text(&out.stdout)
 }
 
-fn failed(out: &Output) -> String {
+pub(crate) fn failed(out: &Output) -> String {
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -106,7 +106,7 @@ fn failed(out: &Output) -> String {
 }
 
 /// Hall H1 with four available nodes (N-0's BMC simulated, over plain HTTP), started behind `kiln serve`.
-async fn site() -> Site {
+pub(crate) async fn site() -> Site {
     let dir = tempfile::tempdir().expect("dir");
     let db = format!("sqlite://{}", dir.path().join("kiln.db").display());
     let fleet = SimFleet::start(SimFleetConfig {

@@ -10,5 +10,6 @@ mod demo;
 mod doctor;
 mod health;
 mod health_scan;
+mod node_verbs;
 mod security;
 mod sim_site;

@@ -18,32 +18,38 @@ impl Store {
         .await
         .map_err(StoreError::db("listing halls"))?;
         let counts = sqlx::query(
-            "SELECT r.hall_id, n.state, COUNT(*) AS nodes FROM nodes n JOIN racks r ON r.id = n.rack_id \
-             GROUP BY r.hall_id, n.state",
+            "SELECT r.hall_id, n.state, n.drained, COUNT(*) AS nodes FROM nodes n JOIN racks r ON r.id = n.rack_id \
+             GROUP BY r.hall_id, n.state, n.drained",
         )
         .fetch_all(&self.read)
         .await
         .map_err(StoreError::db("counting nodes per hall"))?;
-        let mut per_hall: BTreeMap<i64, BTreeMap<NodeState, i64>> = BTreeMap::new();
+        // Per hall: nodes per state, and the available ones that are drained (not counted as available).
+        let mut per_hall: BTreeMap<i64, (BTreeMap<NodeState, i64>, i64)> = BTreeMap::new();
         for row in &counts {
             let hall: i64 = get(row, "hall_id")?;
             let state: NodeState = get_parsed(row, "state")?;
-            per_hall
-                .entry(hall)
-                .or_default()
-                .insert(state, get(row, "nodes")?);
+            let drained = get::<i64>(row, "drained")? != 0;
+            let nodes: i64 = get(row, "nodes")?;
+            let (states, drained_count) = per_hall.entry(hall).or_default();
+            if drained && state == NodeState::Available {
+                *drained_count += nodes;
+            } else {
+                *states.entry(state).or_default() += nodes;
+            }
         }
         rows.iter()
             .map(|row| {
                 let id: i64 = get(row, "id")?;
-                let states = per_hall.remove(&id).unwrap_or_default();
+                let (states, drained) = per_hall.remove(&id).unwrap_or_default();
                 Ok(HallSummary {
                     id,
                     site: get(row, "site")?,
                     name: get(row, "name")?,
                     racks: get(row, "racks")?,
-                    nodes: states.values().sum(),
+                    nodes: states.values().sum::<i64>() + drained,
                     states,
+                    drained,
                 })
             })
             .collect()
