@@ -173,8 +173,8 @@ impl RaResponder {
                 source,
             }
         };
-        let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
-            .map_err(fail("socket"))?;
+        let socket =
+            Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).map_err(fail("socket"))?;
         socket
             .bind_device(Some(interface.as_bytes()))
             .map_err(fail("SO_BINDTODEVICE"))?;
@@ -246,9 +246,14 @@ mod tests {
 
     #[test]
     fn a_plain_solicitation_is_answered() {
-        assert_eq!(classify(&[133, 0, 0, 0, 0, 0, 0, 0]), Received::Solicitation);
+        assert_eq!(
+            classify(&[133, 0, 0, 0, 0, 0, 0, 0]),
+            Received::Solicitation
+        );
         // With a source link-layer address option, as iPXE sends it.
-        let with_option = [133, 0, 0x12, 0x34, 0, 0, 0, 0, 1, 1, 0x52, 0x54, 0, 0xe2, 0, 1];
+        let with_option = [
+            133, 0, 0x12, 0x34, 0, 0, 0, 0, 1, 1, 0x52, 0x54, 0, 0xe2, 0, 1,
+        ];
         assert_eq!(classify(&with_option), Received::Solicitation);
     }
 
@@ -286,7 +291,11 @@ mod tests {
         assert_eq!(packet[0], 134);
         assert_eq!(packet[5], 0, "managed and other-configuration flags clear");
         assert_eq!(&packet[6..8], &[0, 0], "router lifetime 0");
-        assert_eq!(&packet[16..18], &[1, 1], "one option: source link-layer address");
+        assert_eq!(
+            &packet[16..18],
+            &[1, 1],
+            "one option: source link-layer address"
+        );
         assert_eq!(&packet[18..], &[0x52, 0x54, 0, 0xe2, 0, 1]);
         assert!(
             !packet[16..].chunks(8).any(|option| option[0] == 3),
