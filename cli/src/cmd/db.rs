@@ -1,4 +1,4 @@
-//! `kiln db migrate`: create or upgrade the inventory schema.
+//! `kiln db migrate`: create or upgrade the inventory schema; `kiln db backup`: an online SQLite copy.
 
 use clap::Subcommand;
 
@@ -16,6 +16,15 @@ pub struct Args {
 enum DbCommand {
     /// Apply pending migrations (SQLite files are created on first use).
     Migrate,
+    /// Write a consistent copy of an SQLite inventory to FILE while `kiln serve` may keep running
+    /// (PostgreSQL: use `pg_dump -Fc`).
+    Backup {
+        /// Where to write the copy.
+        file: std::path::PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -35,6 +44,23 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 );
             }
             store.close().await;
+            Ok(())
+        }
+        DbCommand::Backup { file, force } => {
+            if global.db.starts_with("postgres://") || global.db.starts_with("postgresql://") {
+                // Refused before connecting: the advice does not depend on the server being up.
+                anyhow::bail!(kiln_inventory::Store::postgres_backup_advice(&file));
+            }
+            let store = global.open_store(KeyUse::IfPresent).await?;
+            let result = store.backup_to(&file, force).await;
+            store.close().await;
+            result?;
+            let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            if global.json {
+                print_json(&serde_json::json!({"file": file, "bytes": bytes}))?;
+            } else {
+                println!("inventory backed up to {} ({bytes} bytes)", file.display());
+            }
             Ok(())
         }
     }

@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock, from_millis};
 use crate::error::StoreError;
 use crate::secret::{Secret, SecretKey};
 
+mod backup;
 pub(crate) mod bmc_observations;
 pub(crate) mod boot;
 mod claims;

@@ -1,5 +1,6 @@
 //! kiln-inventory integration tests: one binary, every store test run on SQLite and on PostgreSQL.
 
+mod backup;
 mod bmc_observations;
 mod boot;
 mod claims;
