@@ -177,7 +177,7 @@ pub async fn collect_with_fake_nvml(
     sku: &str,
     time_scale: f64,
 ) -> BurnInEvidence {
-    let rate = node_clock_rate(time_scale);
+    let rate = stress_clock_rate(node_clock_rate(time_scale), duration_s);
     let slot = pool.acquire().await;
     let dir = slot.as_path();
     let kernel_log = dir.join("kern.log");
@@ -227,6 +227,21 @@ pub fn stress_gflops(node: &VirtualNode) -> f64 {
         HEALTHY_GFLOPS * SLOW_GPU_FACTOR
     } else {
         HEALTHY_GFLOPS
+    }
+}
+
+/// The shortest wall time a fake-NVML stress run is compressed to. Shorter, and a loaded machine's shell
+/// start-up and sampler scheduling eat the run: too few NVML ticks land under load to judge it.
+pub const MIN_STRESS_WALL: Duration = Duration::from_millis(300);
+
+/// The node clock rate a stress run of `duration_s` node seconds runs at: the hall's `rate`, slowed so the run
+/// lasts at least [`MIN_STRESS_WALL`] of wall time (the node clock stays consistent: it still lasts `duration_s`).
+pub fn stress_clock_rate(rate: f64, duration_s: u64) -> f64 {
+    let longest = duration_s as f64 / MIN_STRESS_WALL.as_secs_f64();
+    if duration_s > 0 && rate > longest {
+        longest
+    } else {
+        rate
     }
 }
 
@@ -304,6 +319,17 @@ mod tests {
         v.failures()
             .map(|c| (c.name.clone(), c.subject.clone()))
             .collect()
+    }
+
+    #[test]
+    fn a_stress_run_is_never_compressed_below_its_wall_floor() {
+        // 5 node seconds at 1000x would be 5 ms: slowed to 5 s / 0.3 s.
+        let slowed = stress_clock_rate(1000.0, 5);
+        assert!((slowed - 5.0 / 0.3).abs() < 1e-9, "{slowed}");
+        // 300 node seconds at 250x already last 1.2 s: unchanged; so is real time and a zero duration.
+        assert_eq!(stress_clock_rate(250.0, 300), 250.0);
+        assert_eq!(stress_clock_rate(1.0, 5), 1.0);
+        assert_eq!(stress_clock_rate(1000.0, 0), 1000.0);
     }
 
     async fn through_fake_nvml(fault: Option<FaultKind>) -> BurnInEvidence {

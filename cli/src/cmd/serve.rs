@@ -63,12 +63,26 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     if let Some(boot) = &boot {
         eprintln!("kiln: network boot: {}", boot.summary());
     }
-    let _ = tokio::signal::ctrl_c().await;
-    eprintln!("kiln: shutting down");
+    let signal = shutdown_signal().await;
+    eprintln!("kiln: {signal}: shutting down");
     running.stop().await;
     if let Some(boot) = boot {
         boot.shutdown().await;
     }
     store.close().await;
     Ok(())
+}
+
+/// Waits for SIGINT (Ctrl-C, the unit's KillSignal) or SIGTERM (systemd's and most supervisors' default) and
+/// names the one that came. Either shuts the server down cleanly.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }

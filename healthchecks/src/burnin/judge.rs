@@ -422,21 +422,30 @@ fn judge_gpu_samples(s: &NvmlEvidence, gpu: usize, p: &SkuProfile) -> Vec<Check>
         Some(json!(0)),
         "no thermal, hardware-slowdown or power-brake throttling under load",
     ));
-    // Sustained clock: the median of the middle 80% of samples (ramp-up and wind-down excluded).
-    let skip = ok.len() / 10;
-    let mut clocks: Vec<u32> = ok[skip..ok.len() - skip]
-        .iter()
-        .map(|x| x.sm_clock_mhz)
-        .collect();
+    // Sustained clock: the median over the ticks under load (the same ticks the under-load checks use), so a
+    // tick sampled before the stress tool ramped up or after it stopped does not count as a slow clock.
+    let (loaded, basis) = super::load::loaded_samples(&ok);
+    let mut clocks: Vec<u32> = loaded.iter().map(|x| x.sm_clock_mhz).collect();
     clocks.sort_unstable();
-    let median = clocks.get(clocks.len() / 2).copied().unwrap_or(0);
     let floor = f64::from(p.sm_clock_expected_mhz) * p.sm_clock_min_ratio;
+    let threshold = json!({ "min_mhz": floor.round(), "expected_mhz": p.sm_clock_expected_mhz });
+    let Some(&median) = clocks.get(clocks.len() / 2) else {
+        let load = json!({ "basis": basis.name(), "loaded_ticks": 0, "ticks": ok.len() });
+        checks.push(super::load::never_loaded(
+            "burnin.sm_clock",
+            g,
+            &load,
+            threshold,
+        ));
+        checks.extend(super::load::judge_under_load(&ok, g, p));
+        return checks;
+    };
     checks.push(Check::judged(
         f64::from(median) >= floor,
         "burnin.sm_clock",
         g,
         median,
-        Some(json!({ "min_mhz": floor.round(), "expected_mhz": p.sm_clock_expected_mhz })),
+        Some(threshold),
         "sustained SM clock under load must reach the SKU's expected clock",
     ));
     checks.extend(super::load::judge_under_load(&ok, g, p));

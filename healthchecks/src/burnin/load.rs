@@ -33,7 +33,7 @@ pub enum LoadBasis {
 }
 
 impl LoadBasis {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             LoadBasis::Utilisation => "utilisation",
             LoadBasis::MiddleOfRun => "middle_of_run",
@@ -68,7 +68,7 @@ pub fn judge_under_load(samples: &[&GpuSample], subject: &str, p: &SkuProfile) -
     ]
 }
 
-fn never_loaded(name: &str, subject: &str, load: &Value, expected: Value) -> Check {
+pub(crate) fn never_loaded(name: &str, subject: &str, load: &Value, expected: Value) -> Check {
     Check::fail(
         name,
         subject,

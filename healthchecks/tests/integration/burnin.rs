@@ -340,9 +340,13 @@ async fn gpus_the_tool_never_loads_fail_the_checks_under_load() {
     let node = FakeNode::h100_with("util_load_pct = 20\n");
     let v = burn(&node, "ok").await;
     let f = failing(&v);
-    assert_eq!(f.len(), 16, "{}", v.render_table());
+    assert_eq!(f.len(), 24, "{}", v.render_table());
     for g in 0..8 {
-        for name in ["burnin.pcie_under_load", "burnin.power_under_load"] {
+        for name in [
+            "burnin.sm_clock",
+            "burnin.pcie_under_load",
+            "burnin.power_under_load",
+        ] {
             assert!(
                 f.contains(&(name.to_string(), format!("gpu{g}"))),
                 "{name} gpu{g}"

@@ -443,3 +443,38 @@ fn the_stress_tools_figures_are_part_of_the_burn_in_verdict() {
         .expect("noted");
     assert_eq!(note.status, kiln_health::CheckStatus::Note);
 }
+
+#[test]
+fn idle_ticks_before_the_load_ramps_up_do_not_count_as_a_slow_sm_clock() {
+    use kiln_health::burnin::synthetic::SyntheticRun;
+    let p = profile(SKU);
+    let mut doc = SyntheticRun::healthy(&p, 300).evidence(&p).to_value();
+    // A stress tool slow to start: more than half the ticks were sampled while the GPUs idled.
+    let ticks = doc["nvml"]["ticks"].as_array_mut().expect("ticks");
+    let idle = ticks.len() / 2 + 1;
+    for tick in ticks.iter_mut().take(idle) {
+        for gpu in tick["gpus"].as_array_mut().expect("gpus") {
+            gpu["Ok"]["gpu_util_pct"] = json!(0);
+            gpu["Ok"]["sm_clock_mhz"] = json!(345);
+        }
+    }
+    let v = judged_300(&doc, &p);
+    assert!(v.passed(), "{}", v.render_table());
+    let clock = v
+        .checks
+        .iter()
+        .find(|c| c.name == "burnin.sm_clock" && c.subject == "gpu0")
+        .expect("sm clock");
+    assert_eq!(clock.measured, json!(p.sm_clock_expected_mhz));
+    // A slow clock on the loaded ticks still fails.
+    for tick in doc["nvml"]["ticks"].as_array_mut().expect("ticks") {
+        tick["gpus"][2]["Ok"]["sm_clock_mhz"] = json!(900);
+    }
+    let slow = judged_300(&doc, &p);
+    assert_eq!(
+        failing_on(&slow),
+        vec![("burnin.sm_clock".to_string(), "gpu2".to_string())],
+        "{}",
+        slow.render_table()
+    );
+}
