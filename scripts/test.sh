@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 # qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2 zstd: the network boot and imaging E2E
 # (e2e/*.sh, root only).
 # python3-venv: a virtual environment for schemathesis (scripts/api-fuzz.sh).
+# adduser, util-linux (setpriv): the Debian package's install test (packaging/test-install.sh, root only).
 APT_PACKAGES=(chromium ipmitool openipmi curl procps qemu-utils python3-venv
-    qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2 zstd)
+    qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2 zstd adduser util-linux)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -60,4 +61,10 @@ if [ "${KILN_E2E:-on}" != "off" ] && [ "$(id -u)" -eq 0 ]; then
     KILN_RAMDISK_DIR=$ramdisk timeout 600 bash e2e/imaging.sh "$kiln_bin"
     KILN_RAMDISK_DIR=$ramdisk timeout 600 bash e2e/turnover.sh "$kiln_bin"
     rm -rf "$ramdisk"
+fi
+
+# The Debian package on this machine (root only; KILN_PACKAGE_TEST=off skips it): build, install, start the
+# unit's commands as its user, upgrade keeping the config edit, stop on SIGINT and SIGTERM, purge.
+if [ "${KILN_PACKAGE_TEST:-on}" != "off" ] && [ "$(id -u)" -eq 0 ]; then
+    timeout 300 bash packaging/test-install.sh "$(dirname "$kiln_bin")"
 fi
