@@ -15,16 +15,20 @@ cd "$(dirname "$0")/.."
 # adduser, util-linux (setpriv): the Debian package's install test (packaging/test-install.sh, root only).
 APT_PACKAGES=(chromium ipmitool openipmi curl procps qemu-utils python3-venv
     qemu-system-x86 ipxe-qemu ovmf ipxe busybox-static sqlite3 iproute2 zstd adduser util-linux)
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "test.sh: installing ${missing[*]}"
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
+# Two passes: installing one package can remove another (qemu-system-x86 from Debian takes out a backported
+# qemu-utils it conflicts with), so whatever the first pass removed is installed again, at a matching version.
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+updated=""
+for pass in 1 2; do
+    missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && break
+    echo "test.sh: installing ${missing[*]} (pass $pass)"
+    [ -n "$updated" ] || { $SUDO apt-get update -qq; updated=1; }
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-fi
+done
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     echo "test.sh: installing cargo-nextest"

@@ -51,6 +51,7 @@ pub use store::boot::{
 pub use store::erase::StoredEraseRecord;
 pub use store::grants::{GrantClaim, TokenCheck, canonical_ip};
 pub use store::health::NewHealthRun;
+pub use store::tokens::TokenInfo;
 pub use store::{
     Backend, BmcCredentials, DatabaseInfo, Due, Image, ImageAdded, ImageFormat, ImportSummary,
     LeaseEvent, LeaseOutcome, NewImage, NodeFilter, NodeWork, Store, StoreOptions, StoredReport,

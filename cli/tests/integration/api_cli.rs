@@ -282,6 +282,26 @@ async fn api_errors_are_clear() {
         forbidden.contains("403") && forbidden.contains("may not"),
         "{forbidden}"
     );
+    // `kiln token list` shows both tokens as used (each authenticated a remote command above), never a token.
+    let listed = ok(&site.local(&["token", "list", "--json"]).await);
+    let tokens: serde_json::Value = serde_json::from_str(&listed).expect("token list JSON");
+    let tokens = tokens.as_array().expect("an array");
+    assert_eq!(tokens.len(), 2, "{listed}");
+    assert_eq!(tokens[0]["role"], "admin", "{listed}");
+    assert!(tokens[0]["last_used_at"].is_string(), "{listed}");
+    assert!(tokens[1]["last_used_at"].is_string(), "{listed}");
+    assert!(tokens[1]["expires_at"].is_null(), "{listed}");
+    assert_eq!(tokens[1]["status"], "live", "{listed}");
+    assert!(
+        !listed.contains(&site.admin) && !listed.contains(tech.trim()),
+        "{listed}"
+    );
+    let table = ok(&site.local(&["token", "list"]).await);
+    assert!(
+        table.contains("LAST USED") && table.contains("technician"),
+        "{table}"
+    );
+    assert!(!table.contains(&site.admin), "{table}");
     let mut command = site.command(&["node", "list"]);
     command.args(["--server", "http://127.0.0.1:1", "--token", "x"]);
     let unreachable = failed(&run(command).await);

@@ -34,7 +34,7 @@ mod leasing;
 mod lifecycle;
 mod nodes;
 mod probe;
-mod tokens;
+pub mod tokens;
 
 pub use images::{Image, ImageAdded, ImageFormat, NewImage, UnknownImageFormat};
 pub use import::ImportSummary;

@@ -13,4 +13,5 @@ mod manifest;
 mod roundtrip;
 mod secrets;
 mod support;
+mod tokens;
 mod transitions;
