@@ -149,6 +149,7 @@ pub async fn start(store: &Store, dir: &Path, options: &SimRunOptions) -> anyhow
             signing_key: Some(
                 kiln_health::evidence::load_or_create_signing_key(&dir.join("kiln-signing.key"))?.0,
             ),
+            tls: None,
         },
     )
     .await?;

@@ -87,7 +87,9 @@ impl Client {
     /// The transport the global options name: the server when one is given, else the local database.
     pub async fn open(global: &GlobalArgs, key_use: KeyUse) -> anyhow::Result<Self> {
         match &global.server {
-            Some(url) => Ok(Client::Remote(Remote::new(url, global.token.clone())?)),
+            Some(url) => Ok(Client::Remote(
+                Remote::new(url, global.token.clone())?.trusting(global.tls_ca.as_deref())?,
+            )),
             None => Ok(Client::Local {
                 store: Box::new(global.open_store(key_use).await?),
                 signing_key: global.signing_key_path(),
@@ -446,6 +448,22 @@ impl Remote {
         })
     }
 
+    /// Trusts the PEM certificates in `ca` (the server's own certificate or the site CA) for an `https://`
+    /// server; `None`: no certificate is trusted, so only `http://` servers can be reached.
+    pub fn trusting(mut self, ca: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        if let Some(path) = ca {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --tls-ca {}", path.display()))?;
+            self.http = kiln_images::http_client_trusting(&pem).with_context(|| {
+                format!(
+                    "--tls-ca {} holds no readable PEM certificate",
+                    path.display()
+                )
+            })?;
+        }
+        Ok(self)
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send::<(), T>(reqwest::Method::GET, path, None).await
     }
@@ -489,10 +507,15 @@ impl Remote {
         path: &str,
     ) -> anyhow::Result<T> {
         let response = request.send().await.map_err(|err| {
+            let cause = describe(&err);
+            let hint = if cause.contains("certificate") {
+                "trust the server's certificate or the site CA with --tls-ca / KILN_TLS_CA"
+            } else {
+                "check --server / KILN_SERVER"
+            };
             anyhow!(
-                "cannot reach the kiln server at {}: {} (check --server / KILN_SERVER)",
-                self.base,
-                describe(&err)
+                "cannot reach the kiln server at {}: {cause} ({hint})",
+                self.base
             )
         })?;
         let status = response.status();

@@ -33,6 +33,9 @@ pub struct GlobalArgs {
     /// reads and the hall and power actions then go over its API.
     #[arg(long, global = true, env = "KILN_SERVER")]
     pub server: Option<String>,
+    /// PEM certificates to trust for an `https://` --server: the server's own certificate or the site CA.
+    #[arg(long, global = true, env = "KILN_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
     /// API token for --server (`kiln token create` prints one).
     #[arg(long, global = true, env = "KILN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,

@@ -32,7 +32,7 @@ pub mod writer;
 #[cfg(feature = "server")]
 pub use cas::{ContentStore, ImageLibrary, ImageMeta, StoreFsError, StoredBlob, detect_format};
 pub use digest::{BadDigest, Sha256Digest};
-pub use http::http_client;
+pub use http::{http_client, http_client_trusting};
 pub use kiln_model::{Image, ImageFormat};
 #[cfg(feature = "server")]
 pub use serve::image_router;

@@ -119,6 +119,7 @@ impl EngineSettings {
             listener: None,
             boot_router: None,
             signing_key: None,
+            tls: None,
         })
     }
 }
@@ -132,6 +133,7 @@ pub async fn start_control_plane(
     engine: &EngineSettings,
     boot: &BootConfig,
     signing_key: Option<kiln_health::evidence::SigningKey>,
+    tls: Option<crate::TlsServing>,
 ) -> anyhow::Result<(Running, Option<BootServices>)> {
     let mut boot = boot.clone();
     if boot.public_url.is_none() && boot.server_ip.is_some() {
@@ -141,6 +143,7 @@ pub async fn start_control_plane(
     }
     let mut options = engine.server_options(store, listen, &boot).await?;
     options.signing_key = signing_key;
+    options.tls = tls;
     if boot.image.is_none() {
         boot.image = options.engine.as_ref().and_then(|e| e.image.clone());
     }

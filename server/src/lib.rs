@@ -9,9 +9,11 @@
 pub mod boot;
 pub mod control_plane;
 pub mod doctor;
+pub mod tls;
 
 pub use boot::{BootConfig, BootServices, start_boot_services};
 pub use control_plane::{EngineSettings, start_control_plane};
+pub use tls::{TlsFiles, TlsState};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +53,20 @@ pub struct ServerOptions {
     pub boot_router: Option<axum::Router>,
     /// The site key acceptance reports are signed with (`None`: reports are refused).
     pub signing_key: Option<kiln_health::evidence::SigningKey>,
+    /// HTTPS for the API: with it the web API (and everything else) is served over TLS on its own listener,
+    /// and the plain listener keeps only what nodes on the provisioning network fetch before they could check
+    /// a certificate: the boot endpoints, the images (sha256-verified) and agent reports (per-boot tokens).
+    pub tls: Option<TlsServing>,
+}
+
+/// The HTTPS listener of [`ServerOptions::tls`].
+pub struct TlsServing {
+    /// Address to listen on (port 0: any); unused when `listener` is given.
+    pub listen: SocketAddr,
+    /// A listener already bound.
+    pub listener: Option<tokio::net::TcpListener>,
+    /// The certificate and key, reloadable.
+    pub state: Arc<TlsState>,
 }
 
 /// A running control plane; dropping it does not stop it, [`Running::stop`] does.
@@ -61,6 +77,8 @@ pub struct Running {
     pub public_url: String,
     /// The engine, when one runs.
     pub engine: Option<Engine>,
+    /// The HTTPS listener's address and certificate, when TLS is on.
+    pub tls: Option<(SocketAddr, Arc<TlsState>)>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -126,24 +144,44 @@ pub async fn start(store: Store, mut options: ServerOptions) -> anyhow::Result<R
     if let Some(key) = options.signing_key.take() {
         api = api.with_signing_key(key);
     }
-    let app = kiln_api::router(api)
-        .merge(report_router(
-            store.clone(),
-            wake,
-            engine.as_ref().map(|e| e.ctx().gates.clone()),
-        ))
-        .merge(
-            options
-                .boot_router
-                .take()
-                .unwrap_or_else(|| BootHttp::new(store.clone(), boot_config).router()),
-        )
-        .merge(image_router(library));
+    let node_facing = report_router(
+        store.clone(),
+        wake,
+        engine.as_ref().map(|e| e.ctx().gates.clone()),
+    )
+    .merge(
+        options
+            .boot_router
+            .take()
+            .unwrap_or_else(|| BootHttp::new(store.clone(), boot_config).router()),
+    )
+    .merge(image_router(library));
+    let everything = kiln_api::router(api).merge(node_facing.clone());
+    let mut tls = None;
+    let plain = match options.tls.take() {
+        None => everything,
+        Some(serving) => {
+            let tls_listener = match serving.listener {
+                Some(listener) => listener,
+                None => tokio::net::TcpListener::bind(serving.listen)
+                    .await
+                    .with_context(|| format!("cannot listen for HTTPS on {}", serving.listen))?,
+            };
+            tls = Some((tls_listener.local_addr()?, serving.state.clone()));
+            tasks.push(tokio::spawn(tls::serve_tls(
+                tls_listener,
+                everything,
+                serving.state,
+                cancel.clone(),
+            )));
+            node_facing
+        }
+    };
     let shutdown = cancel.clone();
     tasks.push(tokio::spawn(async move {
         let served = axum::serve(
             listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            plain.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
@@ -159,6 +197,7 @@ pub async fn start(store: Store, mut options: ServerOptions) -> anyhow::Result<R
         addr,
         public_url,
         engine,
+        tls,
         cancel,
         tasks,
     })

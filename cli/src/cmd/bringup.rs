@@ -55,7 +55,7 @@ pub async fn bringup(args: BringupArgs, global: &GlobalArgs) -> anyhow::Result<(
         );
     }
     let (running, boot) =
-        start_control_plane(&store, args.listen, &args.engine, &args.boot, None).await?;
+        start_control_plane(&store, args.listen, &args.engine, &args.boot, None, None).await?;
     if !global.json {
         eprintln!(
             "kiln: control plane on {} — bringing up {} node(s)",

@@ -67,6 +67,7 @@ pub async fn start_control_plane(
     engine: &EngineArgs,
     boot: &BootServeArgs,
     signing_key: Option<kiln_health::evidence::SigningKey>,
+    tls: Option<kiln_server::TlsServing>,
 ) -> anyhow::Result<(Running, Option<BootServices>)> {
     kiln_server::start_control_plane(
         store,
@@ -74,6 +75,7 @@ pub async fn start_control_plane(
         &engine.settings(),
         &boot.config(),
         signing_key,
+        tls,
     )
     .await
 }

@@ -30,6 +30,10 @@ struct Database {
 #[allow(dead_code)]
 struct Api {
     listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_listen: Option<SocketAddr>,
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -174,6 +174,20 @@ fn shipped_files_parse() {
         ),
     ] {
         let loaded = file::parse(Path::new(name), text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        if name.starts_with("examples/") {
+            // The annotated example documents every key, set or commented out.
+            for key in KEYS {
+                let documented = text.lines().any(|line| {
+                    let line = line.trim_start_matches('#').trim_start();
+                    line.starts_with(&format!("{} =", key.name))
+                });
+                assert!(
+                    documented,
+                    "{name} does not document {}.{}",
+                    key.section, key.name
+                );
+            }
+        }
         // Every key the example sets is in the key table.
         for (section, table) in &loaded.table {
             for key in table.as_table().expect("tables only").keys() {

@@ -44,6 +44,8 @@ impl Site {
             "KILN_DB",
             "KILN_SIGNING_KEY",
             "KILN_SECRET_KEY",
+            "KILN_TLS_CA",
+            "KILN_CONFIG",
         ] {
             command.env_remove(var);
         }

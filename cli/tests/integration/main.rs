@@ -13,3 +13,4 @@ mod health_scan;
 mod node_verbs;
 mod security;
 mod sim_site;
+mod tls;

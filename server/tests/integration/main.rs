@@ -1,0 +1,3 @@
+//! kiln-server's integration tests: the control plane started in-process over real sockets.
+
+mod tls;
