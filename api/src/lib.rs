@@ -80,6 +80,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/nodes/{serial}/health", get(nodes::health))
         .route("/nodes/{serial}/drain", post(nodes::drain))
         .route("/nodes/{serial}/repair", post(nodes::repair))
+        .route("/nodes/{serial}/reimage", post(nodes::reimage))
+        .route("/nodes/{serial}/retest", post(nodes::retest))
         .route("/nodes/{serial}/power", post(power::power))
         .route("/halls", get(halls::list))
         .route("/halls/{id}", get(halls::show))

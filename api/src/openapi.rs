@@ -11,7 +11,7 @@ use crate::routes::{halls, leases, nodes, racks, site};
 #[openapi(
     info(title = "kiln inventory API", description = "Nodes, halls, leases and evidence of a kiln site."),
     paths(
-        nodes::list, nodes::show, nodes::events, nodes::health, nodes::drain, nodes::repair, power::power,
+        nodes::list, nodes::show, nodes::events, nodes::health, nodes::drain, nodes::repair, nodes::reimage, nodes::retest, power::power,
         halls::list, halls::show, halls::map,
         leases::lease, leases::list, leases::show, leases::report, leases::progress, leases::release,
         leases::swap, racks::import, racks::lessees, racks::create_lessee, site::images, site::signing_key,

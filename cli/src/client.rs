@@ -11,7 +11,9 @@ use kiln_api::power::{NodePower, PowerRequest, PowerResult};
 use kiln_api::report::AcceptanceReport;
 use kiln_api::routes::halls::HallList;
 use kiln_api::routes::leases::{LeaseProgress, LeaseRequest, ReleaseResult};
-use kiln_api::routes::nodes::{DrainRequest, EventList, HealthList, NodeDetail, NodePage};
+use kiln_api::routes::nodes::{
+    DrainRequest, EventList, HealthList, NodeDetail, NodePage, ReimageRequest, RetestRequest,
+};
 use kiln_api::routes::racks::ImportRequest;
 use kiln_api::routes::site::{ImageList, SigningKeyInfo};
 use kiln_inventory::{
@@ -347,6 +349,58 @@ impl Client {
         }
     }
 
+    /// A technician's reimage or retest (see [`ByHand`]); returns the node as it is afterwards.
+    pub async fn by_hand(&self, serial: &str, verb: &ByHand, reason: &str) -> anyhow::Result<Node> {
+        match self {
+            Client::Local { store, .. } => {
+                let actor = local_user_actor();
+                match verb {
+                    ByHand::Reimage { image } => {
+                        kiln_provisioner::lifecycle::reimage(
+                            store,
+                            serial,
+                            image.clone(),
+                            &actor,
+                            reason,
+                        )
+                        .await?
+                    }
+                    ByHand::Retest { burn_in, nccl } => {
+                        let from =
+                            kiln_provisioner::lifecycle::RetestFrom::from_flags(*burn_in, *nccl);
+                        kiln_provisioner::lifecycle::retest(store, serial, from, &actor, reason)
+                            .await?
+                    }
+                };
+                Ok(store.node_by_serial(serial).await?)
+            }
+            Client::Remote(remote) => {
+                let (verb_path, body) = match verb {
+                    ByHand::Reimage { image } => (
+                        "reimage",
+                        serde_json::to_value(ReimageRequest {
+                            image: image.as_ref().map(|(n, v)| format!("{n}:{v}")),
+                            reason: reason.to_string(),
+                        })?,
+                    ),
+                    ByHand::Retest { burn_in, nccl } => (
+                        "retest",
+                        serde_json::to_value(RetestRequest {
+                            burn_in: *burn_in,
+                            nccl: *nccl,
+                            reason: reason.to_string(),
+                        })?,
+                    ),
+                };
+                let path = format!("/nodes/{}/{verb_path}", path_segment(serial));
+                let detail: NodeDetail = remote
+                    .send(reqwest::Method::POST, &path, Some(&body))
+                    .await?;
+                Ok(detail.node)
+            }
+        }
+    }
+
     /// A node's events, oldest first.
     pub async fn events(&self, serial: &str) -> anyhow::Result<Vec<NodeEvent>> {
         match self {
@@ -432,6 +486,23 @@ fn path_segment(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+/// What `kiln node reimage` and `kiln node retest` ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ByHand {
+    /// Back through imaging (with this catalog image instead of the engine's, when given).
+    Reimage {
+        /// `(name, version)`.
+        image: Option<(String, String)>,
+    },
+    /// The health checks again: burn-in (then the fabric test), or `nccl` alone for the fabric test only.
+    Retest {
+        /// `--burn-in`.
+        burn_in: bool,
+        /// `--nccl`.
+        nccl: bool,
+    },
 }
 
 impl Remote {

@@ -40,7 +40,7 @@ pub use kiln_model::{
     Node, NodeEvent, NodeId, Principal, Role, Sku, SystemClock, TriedMethod, UnknownEraseMethod,
     UnknownProtocol, UnknownRole,
 };
-pub use kiln_model::{NodeState, UnknownState};
+pub use kiln_model::{NodeState, UnknownState, parse_image_ref};
 pub use manifest::{ManifestError, ManifestErrors, ManifestFormat, ManifestRow, parse_manifest};
 pub use scratch::ScratchDatabase;
 pub use secret::{SECRET_KEY_ENV, Secret, SecretError, SecretKey};

@@ -82,3 +82,30 @@ pub struct Image {
     /// When it was cataloged.
     pub created_at: DateTime<Utc>,
 }
+
+/// Reads a catalog image reference `NAME:VERSION` (the version may itself hold colons); both parts non-empty.
+pub fn parse_image_ref(text: &str) -> Result<(String, String), String> {
+    match text.trim().split_once(':') {
+        Some((name, version)) if !name.is_empty() && !version.is_empty() => {
+            Ok((name.to_string(), version.to_string()))
+        }
+        _ => Err(format!("{text:?} is not NAME:VERSION")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_image_ref;
+
+    #[test]
+    fn image_refs() {
+        assert_eq!(
+            parse_image_ref("ubuntu:24.04"),
+            Ok(("ubuntu".into(), "24.04".into()))
+        );
+        assert_eq!(parse_image_ref("img:1:2"), Ok(("img".into(), "1:2".into())));
+        for bad in ["ubuntu", ":1", "ubuntu:", ""] {
+            assert!(parse_image_ref(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -25,7 +25,7 @@ pub use erase::{
     UnknownEraseMethod,
 };
 pub use fleet::{Distribution, FleetBaseline, FleetOutlier};
-pub use image::{Image, ImageFormat, UnknownImageFormat};
+pub use image::{Image, ImageFormat, UnknownImageFormat, parse_image_ref};
 pub use inspection::{CpuInfo, DiskInfo, Inspection, NicInfo, PciGpu, SystemInfo};
 pub use model::{
     BadMac, BmcEndpoint, BmcProtocol, Claim, Disk, Gpu, HallLease, HallSummary, Hardware,

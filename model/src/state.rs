@@ -113,7 +113,12 @@ impl NodeState {
             // A technician's repair sends the node back to be inspected again, or, when it was quarantined
             // before its disks were erased, back to wiping: a repair never skips the erase between tenants.
             | (Quarantined, Inspecting)
-            | (Quarantined, Wiping) => true,
+            | (Quarantined, Wiping)
+            // A technician's reimage or retest of a verified node with no tenant: nothing a tenant wrote is on
+            // its disks, so no erase is skipped.
+            | (Available, Imaging)
+            | (Available, BurnIn)
+            | (Available, FabricTest) => true,
             // Any working state can fail into remediation (error or SLA exceeded).
             (from, Remediating) => !matches!(from, Remediating | Quarantined),
             _ => false,

@@ -53,13 +53,12 @@ impl EngineSettings {
         }
         config.image = match &self.engine_image {
             Some(spec) => {
-                let (name, version) = spec
-                    .split_once(':')
-                    .with_context(|| format!("--image {spec:?}: expected NAME:VERSION"))?;
-                store.image(name, version).await?.with_context(|| {
+                let (name, version) = kiln_inventory::parse_image_ref(spec)
+                    .map_err(|err| anyhow::anyhow!("--image: {err}"))?;
+                store.image(&name, &version).await?.with_context(|| {
                     format!("--image {spec}: no such image in the catalog (see `kiln image list`)")
                 })?;
-                Some((name.to_string(), version.to_string()))
+                Some((name, version))
             }
             None => store
                 .images()

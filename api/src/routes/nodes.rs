@@ -88,6 +88,32 @@ pub struct RepairRequest {
     pub reason: String,
 }
 
+/// Body of `POST /nodes/{serial}/reimage`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReimageRequest {
+    /// `NAME:VERSION` of a catalog image to write instead of the engine's (until the node is next available).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Why (kept in the node's history).
+    pub reason: String,
+}
+
+/// Body of `POST /nodes/{serial}/retest`. Neither flag, or both: burn-in then the fabric test; `nccl` alone:
+/// the fabric test only.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetestRequest {
+    /// Run burn-in (the fabric test follows, as in bring-up).
+    #[serde(default)]
+    pub burn_in: bool,
+    /// Run the fabric (NCCL) test.
+    #[serde(default)]
+    pub nccl: bool,
+    /// Why (kept in the node's history).
+    pub reason: String,
+}
+
 /// Looks a node up by serial, as a 404 when a lessee asks for a node outside its leases.
 pub(crate) async fn visible_node(
     state: &ApiState,
@@ -230,6 +256,56 @@ pub async fn repair(
     kiln_provisioner::lifecycle::repair_done(
         &state.store,
         &node.serial,
+        &caller.actor(),
+        &request.reason,
+    )
+    .await?;
+    show(State(state), caller, ApiPath(serial)).await
+}
+
+/// Send an available or remediating node back through imaging and every check after it (technician, admin).
+#[utoipa::path(post, path = "/api/v1/nodes/{serial}/reimage", params(("serial" = String, Path)), request_body = ReimageRequest,
+    security(("bearer" = [])), responses((status = 200, body = NodeDetail), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn reimage(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(serial): ApiPath<String>,
+    ApiJson(request): ApiJson<ReimageRequest>,
+) -> Result<Json<NodeDetail>, ApiError> {
+    let node = visible_node(&state, &caller, &serial).await?;
+    caller.require(&[Role::Technician])?;
+    let image = request
+        .image
+        .as_deref()
+        .map(kiln_inventory::parse_image_ref)
+        .transpose()
+        .map_err(|err| ApiError::bad_request(format!("image: {err}")))?;
+    kiln_provisioner::lifecycle::reimage(
+        &state.store,
+        &node.serial,
+        image,
+        &caller.actor(),
+        &request.reason,
+    )
+    .await?;
+    show(State(state), caller, ApiPath(serial)).await
+}
+
+/// Run an available or remediating node's health checks again (technician, admin).
+#[utoipa::path(post, path = "/api/v1/nodes/{serial}/retest", params(("serial" = String, Path)), request_body = RetestRequest,
+    security(("bearer" = [])), responses((status = 200, body = NodeDetail), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn retest(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(serial): ApiPath<String>,
+    ApiJson(request): ApiJson<RetestRequest>,
+) -> Result<Json<NodeDetail>, ApiError> {
+    let node = visible_node(&state, &caller, &serial).await?;
+    caller.require(&[Role::Technician])?;
+    kiln_provisioner::lifecycle::retest(
+        &state.store,
+        &node.serial,
+        kiln_provisioner::lifecycle::RetestFrom::from_flags(request.burn_in, request.nccl),
         &caller.actor(),
         &request.reason,
     )

@@ -30,7 +30,7 @@ pub struct BootServeArgs {
     pub assets: Option<PathBuf>,
     /// The catalog image, NAME:VERSION, that image and wipe ramdisks write (their scripts carry its URL under
     /// the boot URL's /images/sha256/, its sha256 and format).
-    #[arg(long = "boot-image", value_name = "NAME:VERSION", value_parser = parse_image)]
+    #[arg(long = "boot-image", value_name = "NAME:VERSION", value_parser = kiln_inventory::parse_image_ref)]
     pub image: Option<(String, String)>,
     /// Extra kernel arguments for the ramdisk.
     #[arg(
@@ -136,15 +136,6 @@ fn parse_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
         return Err(format!("{first} comes after {last}"));
     }
     Ok((first, last))
-}
-
-fn parse_image(text: &str) -> Result<(String, String), String> {
-    match text.split_once(':') {
-        Some((name, version)) if !name.is_empty() && !version.is_empty() => {
-            Ok((name.to_string(), version.to_string()))
-        }
-        _ => Err(format!("{text:?} is not NAME:VERSION")),
-    }
 }
 
 fn parse_reservation(text: &str) -> Result<(MacAddr, Ipv4Addr), String> {

@@ -70,6 +70,11 @@ enum NodeCommand {
     Undrain(super::node_verbs::DrainArgs),
     /// Print a node's events (one JSON object per line with --json); --follow keeps printing new ones.
     Events(super::node_verbs::EventsArgs),
+    /// Send an available or remediating node back through imaging, booting, burn-in and the fabric test.
+    Reimage(super::node_verbs::ReimageArgs),
+    /// Run an available or remediating node's health checks again (burn-in, then the fabric test; --nccl
+    /// alone: the fabric test only), without reimaging it.
+    Retest(super::node_verbs::RetestArgs),
 }
 
 /// `kiln node power` actions.
@@ -148,6 +153,8 @@ async fn run(command: NodeCommand, client: &Client, global: &GlobalArgs) -> anyh
         NodeCommand::Drain(args) => super::node_verbs::drain(args, true, client, global).await,
         NodeCommand::Undrain(args) => super::node_verbs::drain(args, false, client, global).await,
         NodeCommand::Events(args) => super::node_verbs::events(args, client, global).await,
+        NodeCommand::Reimage(args) => super::node_verbs::reimage(args, client, global).await,
+        NodeCommand::Retest(args) => super::node_verbs::retest(args, client, global).await,
         NodeCommand::Power { serial, action } => {
             let result = client.power(&serial, action.into()).await?;
             if global.json {

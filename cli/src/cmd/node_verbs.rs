@@ -1,5 +1,6 @@
-//! Technician verbs on one node: `kiln node drain|undrain SERIAL --reason T` and `kiln node events SERIAL
-//! [--follow]`, on the local database or over the API (`--server`), each with `--json`.
+//! Technician verbs on one node: `kiln node drain|undrain SERIAL --reason T`, `kiln node reimage SERIAL
+//! [--image N:V] --reason T`, `kiln node retest SERIAL [--burn-in] [--nccl] --reason T` and `kiln node events
+//! SERIAL [--follow]`, on the local database or over the API (`--server`), each with `--json`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use kiln_inventory::NodeEvent;
 
 use crate::GlobalArgs;
-use crate::client::Client;
+use crate::client::{ByHand, Client};
 use crate::global::{print_json, print_json_line};
 
 /// How often `kiln node events --follow` asks for new events.
@@ -18,6 +19,35 @@ const FOLLOW_POLL: Duration = Duration::from_secs(1);
 pub struct DrainArgs {
     /// Chassis serial.
     serial: String,
+    /// Why (kept in the node's history with who did it).
+    #[arg(long)]
+    reason: String,
+}
+
+/// `kiln node reimage`.
+#[derive(Debug, clap::Args)]
+pub struct ReimageArgs {
+    /// Chassis serial.
+    serial: String,
+    /// A catalog image to write instead of the engine's (kept for this node until it is next available).
+    #[arg(long, value_name = "NAME:VERSION", value_parser = kiln_inventory::parse_image_ref)]
+    image: Option<(String, String)>,
+    /// Why (kept in the node's history with who did it).
+    #[arg(long)]
+    reason: String,
+}
+
+/// `kiln node retest`.
+#[derive(Debug, clap::Args)]
+pub struct RetestArgs {
+    /// Chassis serial.
+    serial: String,
+    /// Run burn-in (the fabric test follows, as in bring-up). The default when neither flag is given.
+    #[arg(long)]
+    burn_in: bool,
+    /// Run the fabric (NCCL) test; alone, only the fabric test runs.
+    #[arg(long)]
+    nccl: bool,
     /// Why (kept in the node's history with who did it).
     #[arg(long)]
     reason: String,
@@ -58,6 +88,57 @@ pub async fn drain(
             "undrained (back in allocation)"
         };
         println!("{}: {what}; state {}", node.serial, node.state);
+        Ok(())
+    }
+}
+
+/// Sends a node back through imaging and re-verification.
+pub async fn reimage(
+    args: ReimageArgs,
+    client: &Client,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let verb = ByHand::Reimage { image: args.image };
+    by_hand(&args.serial, &verb, &args.reason, client, global).await
+}
+
+/// Runs a node's health checks again.
+pub async fn retest(args: RetestArgs, client: &Client, global: &GlobalArgs) -> anyhow::Result<()> {
+    let verb = ByHand::Retest {
+        burn_in: args.burn_in,
+        nccl: args.nccl,
+    };
+    by_hand(&args.serial, &verb, &args.reason, client, global).await
+}
+
+async fn by_hand(
+    serial: &str,
+    verb: &ByHand,
+    reason: &str,
+    client: &Client,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    if reason.trim().is_empty() {
+        anyhow::bail!("--reason must not be empty: it is kept in the node's history");
+    }
+    let node = client.by_hand(serial, verb, reason).await?;
+    let (name, image) = match verb {
+        ByHand::Reimage { image } => ("reimage", image.as_ref().map(|(n, v)| format!("{n}:{v}"))),
+        ByHand::Retest { .. } => ("retest", None),
+    };
+    if global.json {
+        print_json(&serde_json::json!({
+            "serial": node.serial,
+            "verb": name,
+            "state": node.state,
+            "image": image,
+            "reason": reason,
+        }))
+    } else {
+        println!(
+            "{}: {name} requested; now {} (follow it with `kiln node events {} --follow`)",
+            node.serial, node.state, node.serial
+        );
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
-//! `kiln node drain|undrain|events` on the local database and over the API: a drained node is never leased nor
-//! counted as available, each change is an event with actor and reason, `events --follow` prints new events once.
+//! `kiln node drain|undrain|events|reimage|retest` on the local database and over the API: a drained node is
+//! never leased nor counted as available, each change is an event with actor and reason, `events --follow`
+//! prints new events once, reimage and retest move a node back into the pipeline or say why they cannot.
 
 use std::io::Read;
 use std::process::Stdio;
@@ -175,4 +176,108 @@ async fn events_follow_prints_each_new_event_once() {
         .map(|e| e["reason"].as_str().expect("reason"))
         .collect();
     assert_eq!(reasons, ["drained: one", "undrained: two"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reimage_and_retest_send_a_node_back_with_actor_and_reason() {
+    let site = site().await;
+    let admin = Some(site.admin.as_str());
+    let reimaged: serde_json::Value = serde_json::from_str(&ok(&site
+        .local(&["node", "reimage", "N-0", "--reason", "bad flash", "--json"])
+        .await))
+    .expect("json");
+    assert_eq!(reimaged["state"], "imaging", "{reimaged}");
+    assert_eq!(reimaged["verb"], "reimage");
+    let events = event_lines(&ok(&site.local(&["node", "events", "N-0", "--json"]).await));
+    let last = events.last().expect("an event");
+    assert_eq!(
+        last["reason"],
+        "reimage requested by a technician (bad flash)"
+    );
+    assert_eq!(last["to_state"], "imaging");
+    // Busy now: a second verb says why not.
+    let busy = failed(
+        &site
+            .local(&["node", "retest", "N-0", "--reason", "x"])
+            .await,
+    );
+    assert!(busy.contains("being worked on by the engine"), "{busy}");
+
+    // Over the API with a technician token: --nccl alone is the fabric test only.
+    let tech = ok(&site
+        .local(&["token", "create", "--role", "technician"])
+        .await);
+    let retested = ok(&site
+        .remote(
+            Some(tech.trim()),
+            &["node", "retest", "N-1", "--nccl", "--reason", "link flap"],
+        )
+        .await);
+    assert!(
+        retested.starts_with("N-1: retest requested; now fabric_test"),
+        "{retested}"
+    );
+    let events = event_lines(&ok(&site.local(&["node", "events", "N-1", "--json"]).await));
+    let last = events.last().expect("an event");
+    assert_eq!(
+        last["reason"],
+        "retest (the fabric test) requested by a technician (link flap)"
+    );
+    assert!(
+        !last["actor"].as_str().expect("actor").starts_with("cli"),
+        "{last}"
+    );
+    let retested = ok(&site
+        .remote(admin, &["node", "retest", "N-2", "--reason", "r", "--json"])
+        .await);
+    let retested: serde_json::Value = serde_json::from_str(&retested).expect("json");
+    assert_eq!(retested["state"], "burn_in", "{retested}");
+
+    // Errors: an image not in the catalog, a malformed one, a leased node, no reason.
+    let unknown = failed(
+        &site
+            .remote(
+                admin,
+                &["node", "reimage", "N-3", "--image", "os:9", "--reason", "r"],
+            )
+            .await,
+    );
+    assert!(unknown.contains("os:9 is not in the catalog"), "{unknown}");
+    let malformed = site
+        .local(&["node", "reimage", "N-3", "--image", "os", "--reason", "r"])
+        .await;
+    assert_eq!(malformed.status.code(), Some(2));
+    ok(&site
+        .remote(
+            admin,
+            &[
+                "hall",
+                "lease",
+                "H1",
+                "--lessee",
+                "acme",
+                "--min-fraction",
+                "0.25",
+            ],
+        )
+        .await);
+    let node: serde_json::Value =
+        serde_json::from_str(&ok(&site.local(&["node", "show", "N-3", "--json"]).await))
+            .expect("json");
+    assert_eq!(node["node"]["state"], "leased", "{node}");
+    let refused = failed(
+        &site
+            .local(&["node", "reimage", "N-3", "--reason", "r"])
+            .await,
+    );
+    assert!(
+        refused.contains("it is leased: release its hall"),
+        "{refused}"
+    );
+    let empty = failed(
+        &site
+            .local(&["node", "retest", "N-3", "--reason", " "])
+            .await,
+    );
+    assert!(empty.contains("--reason must not be empty"), "{empty}");
 }

@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kiln_inventory::{
-    BootSighting, GrantClaim, MacAddr, Store, StoreError, TokenCheck, TokenOwner,
+    BootSighting, GrantClaim, MacAddr, Node, Store, StoreError, TokenCheck, TokenOwner,
 };
 
 use super::decision::{BootAction, BootDecision, RamdiskMode, decide};
@@ -98,16 +98,31 @@ impl BootHttp {
     }
 
     /// The image an image or wipe ramdisk writes, as `kiln.image=URL kiln.sha256=HEX kiln.format=FMT` kernel
-    /// arguments; empty for other modes or when no image is configured.
-    pub async fn image_args(&self, action: BootAction) -> Result<String, StoreError> {
+    /// arguments; empty for other modes or when no image is configured. `node`'s own image (a technician's
+    /// `kiln node reimage --image`, kept in its work record) wins over the configured one.
+    pub async fn image_args(
+        &self,
+        action: BootAction,
+        node: Option<&Node>,
+    ) -> Result<String, StoreError> {
         let writes = matches!(
             action,
             BootAction::Ramdisk(RamdiskMode::Image | RamdiskMode::Wipe)
         );
-        let Some((name, version)) = self.config.image.as_ref().filter(|_| writes) else {
+        if !writes {
+            return Ok(String::new());
+        }
+        let chosen = match node {
+            Some(node) => {
+                let stored = self.store.node_work(node.id).await?;
+                crate::lifecycle::Work::parse(node, stored.work.as_deref()).image
+            }
+            None => None,
+        };
+        let Some((name, version)) = chosen.or_else(|| self.config.image.clone()) else {
             return Ok(String::new());
         };
-        let Some(image) = self.store.image(name, version).await? else {
+        let Some(image) = self.store.image(&name, &version).await? else {
             tracing::warn!(image = %name, version = %version, "configured boot image is not in the catalog");
             return Ok(String::new());
         };
@@ -265,7 +280,9 @@ async fn script(
         }
     }
     tracing::info!(%mac, node = ?node_id, action = %decision.action, "served iPXE script");
-    let mut extra = boot.image_args(decision.action).await?;
+    let mut extra = boot
+        .image_args(decision.action, decision.node.as_ref())
+        .await?;
     if let (Some(node), BootAction::Ramdisk(RamdiskMode::Wipe)) = (&decision.node, decision.action)
     {
         extra.push_str(&super::decision::wipe_args(&boot.store, node).await?);

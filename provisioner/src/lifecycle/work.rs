@@ -83,6 +83,10 @@ pub struct Work {
     /// "next method" step from [`Work::erase_failed`], cleared when the disks are erased.
     #[serde(default)]
     pub erase_skip: Vec<EraseMethod>,
+    /// The image (name, version) a technician's `kiln node reimage --image` asked for, written instead of the
+    /// engine's image until the node is next available.
+    #[serde(default)]
+    pub image: Option<(String, String)>,
     /// The distinct causes of this turnover's failed erases, oldest first, so a later attempt that skipped
     /// the failing methods still names the first cause when the node is quarantined.
     #[serde(default)]
@@ -237,11 +241,15 @@ impl Work {
     }
 
     /// [`Work::leave_state`] for a move `from → to`: only the discovering boot may answer the inspection, so
-    /// any other way into inspecting (a retry, a repair) forgets the last network boot and boots again.
+    /// any other way into inspecting (a retry, a repair) forgets the last network boot and boots again. A node that is
+    /// available again forgets a technician's image choice.
     pub fn leave_state_for(&mut self, from: NodeState, to: NodeState) {
         self.leave_state();
         if to == NodeState::Inspecting && from != NodeState::Discovering {
             self.last_pxe = None;
+        }
+        if to == NodeState::Available {
+            self.image = None;
         }
     }
 }

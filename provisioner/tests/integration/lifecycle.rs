@@ -124,6 +124,104 @@ async fn missing_gpu_is_quarantined_with_the_mismatch_and_repair_brings_it_back(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technicians_reimage_and_retest_go_back_through_the_checks() {
+    use kiln_provisioner::lifecycle::{RetestFrom, reimage, retest};
+    let hall = Hall::new(2, 2, Faults::default()).await;
+    hall.settle(120).await;
+    for serial in ["SN0", "SN1", "SN2"] {
+        let state = hall.state_of(serial).await;
+        if state != NodeState::Available {
+            panic!(
+                "{serial} {state}: {}",
+                quarantine_reason(&hall, serial).await
+            );
+        }
+    }
+    let image = Some(("os".to_string(), "2".to_string()));
+    let event = reimage(&hall.store, "SN0", image, "tech", "bad BIOS flash")
+        .await
+        .expect("reimage");
+    assert_eq!(event.to_state, Some(NodeState::Imaging));
+    assert_eq!(
+        event.reason,
+        "reimage with os:2 requested by a technician (bad BIOS flash)"
+    );
+    let unknown = reimage(
+        &hall.store,
+        "SN1",
+        Some(("os".into(), "9".into())),
+        "tech",
+        "",
+    )
+    .await
+    .expect_err("an image not in the catalog");
+    assert!(
+        unknown.to_string().contains("os:9 is not in the catalog"),
+        "{unknown}"
+    );
+    let busy = retest(&hall.store, "SN0", RetestFrom::BurnIn, "tech", "")
+        .await
+        .expect_err("a node being imaged");
+    assert!(
+        busy.to_string().contains("being worked on by the engine"),
+        "{busy}"
+    );
+    let fabric = retest(&hall.store, "SN1", RetestFrom::Fabric, "tech", "")
+        .await
+        .expect("retest --nccl");
+    assert_eq!(fabric.to_state, Some(NodeState::FabricTest));
+    let burn = retest(
+        &hall.store,
+        "SN2",
+        RetestFrom::from_flags(false, false),
+        "tech",
+        "",
+    )
+    .await
+    .expect("retest");
+    assert_eq!(burn.to_state, Some(NodeState::BurnIn));
+    assert_eq!(
+        burn.reason,
+        "retest (burn-in, then the fabric test) requested by a technician"
+    );
+
+    hall.settle(120).await;
+    let count = |runs: &[kiln_inventory::HealthRun], kind: &str| {
+        runs.iter().filter(|r| r.kind == kind).count()
+    };
+    for (serial, writes, burn_ins, nccl) in [("SN0", 2, 2, 2), ("SN1", 1, 1, 2), ("SN2", 1, 2, 2)] {
+        assert_eq!(
+            hall.state_of(serial).await,
+            NodeState::Available,
+            "{serial}"
+        );
+        let node = hall.store.node_by_serial(serial).await.expect("node");
+        let events = hall.store.node_events(node.id).await.expect("events");
+        assert_consistent(serial, &events);
+        let written: Vec<&str> = events
+            .iter()
+            .filter(|e| e.reason.starts_with("image write"))
+            .map(|e| e.reason.as_str())
+            .collect();
+        assert_eq!(written.len(), writes, "{serial}: {written:?}");
+        let runs = hall.store.health_runs(node.id).await.expect("runs");
+        assert_eq!(count(&runs, "burn_in"), burn_ins, "{serial}");
+        assert_eq!(count(&runs, "nccl"), nccl, "{serial}");
+        if serial == "SN0" {
+            assert!(written[1].contains("os 2"), "{written:?}");
+            // Available again: the technician's image choice is forgotten.
+            let work = hall.store.node_work(node.id).await.expect("work");
+            let work = kiln_provisioner::lifecycle::Work::parse(&node, work.work.as_deref());
+            assert_eq!(work.image, None);
+        }
+    }
+    let unknown = retest(&hall.store, "SN9", RetestFrom::BurnIn, "tech", "")
+        .await
+        .expect_err("no such node");
+    assert!(unknown.to_string().contains("SN9"), "{unknown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_nccl_node_is_found_by_bisection_and_only_it_is_remediated() {
     let faults = Faults {
         slow_nccl: ["SN1".to_string()].into(),

@@ -25,6 +25,8 @@ use kiln_provisioner::lifecycle::{
 pub use crate::fake_bmc::FakeBmcs;
 
 pub const IMAGE_SHA: &str = "5f3d6e0e0d2a4c1f9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f";
+/// The digest of the second cataloged image, `os:2` (what a technician's `reimage --image os:2` writes).
+pub const IMAGE2_SHA: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
 const GPU_MODEL: &str = "NVIDIA H100 80GB HBM3";
 
 /// Faults planted on nodes by serial.
@@ -342,6 +344,19 @@ impl Hall {
             })
             .await
             .expect("image");
+        store
+            .add_image(&NewImage {
+                name: "os".into(),
+                version: "2".into(),
+                os: None,
+                format: ImageFormat::Raw,
+                size_bytes: 2048,
+                sha256: IMAGE2_SHA.into(),
+                signature: None,
+                signing_key_id: None,
+            })
+            .await
+            .expect("image 2");
         let faults = Arc::new(RwLock::new(faults));
         let bmcs = FakeBmcs {
             state: Arc::default(),
@@ -399,7 +414,8 @@ impl Hall {
                 (BootDevice::Pxe, BootAction::Ramdisk(RamdiskMode::Image)) => vec![
                     booted("ramdisk", None),
                     AgentStep::ImageWritten {
-                        sha256: IMAGE_SHA.into(),
+                        // What the node's script names: a technician's image choice, else the engine's.
+                        sha256: self.image_for(&node).await,
                         disk_bytes: 1024,
                         downloaded_bytes: 1024,
                         elapsed_ms: 5,
@@ -444,6 +460,23 @@ impl Hall {
             for (seq, step) in steps.into_iter().enumerate() {
                 self.report(&node, seq as u64, step).await;
             }
+        }
+    }
+
+    /// The digest the node's image ramdisk would write: its work record's image (a technician's reimage
+    /// choice) when it names one, else the engine's.
+    async fn image_for(&self, node: &Node) -> String {
+        let stored = self.store.node_work(node.id).await.expect("work");
+        match kiln_provisioner::lifecycle::Work::parse(node, stored.work.as_deref()).image {
+            Some((name, version)) => {
+                self.store
+                    .image(&name, &version)
+                    .await
+                    .expect("image")
+                    .expect("cataloged")
+                    .sha256
+            }
+            None => IMAGE_SHA.into(),
         }
     }
 

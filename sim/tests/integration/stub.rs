@@ -187,7 +187,7 @@ async fn script(
     };
     let extra = state
         .boot
-        .image_args(action)
+        .image_args(action, None)
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     let decision = BootDecision {

@@ -14,13 +14,14 @@ const WAITING_FOR: &str = "the image write report";
 
 /// Asks for the write (within the image-write limit) and judges the agent's report.
 pub async fn handle(ctx: &Ctx, node: &Node, work: &mut Work) -> Result<Outcome, StoreError> {
-    let Some((name, version)) = ctx.config.image.as_ref() else {
+    // A technician's `kiln node reimage --image` choice, else the engine's image.
+    let Some((name, version)) = work.image.clone().or_else(|| ctx.config.image.clone()) else {
         return Ok(Outcome::fail(
             FailureClass::ImageWrite,
             "no image is configured for the provisioner to write",
         ));
     };
-    let Some(image) = ctx.store.image(name, version).await? else {
+    let Some(image) = ctx.store.image(&name, &version).await? else {
         return Ok(Outcome::fail(
             FailureClass::ImageWrite,
             format!("image {name} {version} is not in the catalog"),
