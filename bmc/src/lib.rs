@@ -5,6 +5,7 @@
 //! Errors are typed ([`BmcError`]) and say whether a retry can help ([`BmcError::is_transient`]).
 
 mod error;
+mod firmware;
 pub mod fleet;
 pub mod ipmi;
 pub mod redfish;
@@ -12,6 +13,7 @@ pub mod target;
 mod types;
 
 pub use error::BmcError;
+pub use firmware::{BiosChange, BiosSettings, FirmwareComponent, FirmwareInventory};
 pub use types::{
     BootDevice, BootMode, BootOverride, Credentials, Inspection, LogEntry, Password, PowerAction,
     PowerState, SystemInventory, VirtualMediaSlot,
@@ -61,6 +63,50 @@ pub trait Bmc: Send + Sync {
         Err(BmcError::Unsupported {
             addr: self.addr().to_string(),
             what: "TPM clear".into(),
+        })
+    }
+
+    /// The firmware inventory (`kiln bmc firmware`). The default reads the BIOS and BMC versions from
+    /// [`Bmc::inventory`] (IPMI: Get Device ID); Redfish reads `UpdateService/FirmwareInventory`.
+    async fn firmware(&self) -> Result<FirmwareInventory, BmcError> {
+        let inventory = self.inventory().await?;
+        let component = |id: &str, version: Option<String>| FirmwareComponent {
+            id: id.to_string(),
+            name: Some(id.to_string()),
+            version,
+            updateable: None,
+            software_id: None,
+            manufacturer: None,
+            health: None,
+            source: "ipmi".into(),
+        };
+        let mut components = vec![component("BMC", inventory.bmc_firmware_version)];
+        if inventory.bios_version.is_some() {
+            components.push(component("BIOS", inventory.bios_version));
+        }
+        Ok(FirmwareInventory {
+            components,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// The BIOS attributes and pending changes (`kiln bmc bios`). Unsupported by default (IPMI has none).
+    async fn bios(&self) -> Result<BiosSettings, BmcError> {
+        Err(BmcError::Unsupported {
+            addr: self.addr().to_string(),
+            what: "BIOS settings".into(),
+        })
+    }
+
+    /// Asks for BIOS attribute changes (only those that differ are sent) and says when they apply.
+    async fn set_bios(
+        &self,
+        changes: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<BiosChange, BmcError> {
+        let _ = changes;
+        Err(BmcError::Unsupported {
+            addr: self.addr().to_string(),
+            what: "BIOS settings".into(),
         })
     }
 

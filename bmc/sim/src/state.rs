@@ -30,6 +30,23 @@ pub struct Faults {
     pub drop_connections: bool,
     /// Probability (0..=1) that an IPMI datagram is dropped.
     pub udp_drop_rate: f64,
+    /// The firmware inventory lists a member that answers 404, and its `Members@odata.count` is one short.
+    pub firmware_dangling: bool,
+}
+
+/// One component of the simulated firmware inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimFirmware {
+    /// Member id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Running version.
+    pub version: String,
+    /// Whether SimpleUpdate may target it.
+    pub updateable: bool,
+    /// The image family.
+    pub software_id: String,
 }
 
 /// Something a simulated BMC did that a node simulator reacts to.
@@ -132,6 +149,60 @@ pub struct Inner {
     pub requests: u64,
     /// TPM clears done through `#ComputerSystem.Decommission` (profiles that offer it).
     pub tpm_clears: u32,
+    /// The firmware inventory.
+    pub firmware: Vec<SimFirmware>,
+    /// Current BIOS attributes.
+    pub bios: serde_json::Map<String, serde_json::Value>,
+    /// BIOS attributes PATCHed into the settings object, applied at the next power-on.
+    pub bios_pending: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The firmware a simulated server ships with: the BMC's own version from the profile, BIOS, NIC, GPU.
+fn default_firmware(profile: &VendorProfile) -> Vec<SimFirmware> {
+    let item =
+        |id: &str, name: &str, version: &str, updateable: bool, software_id: &str| SimFirmware {
+            id: id.into(),
+            name: name.into(),
+            version: version.into(),
+            updateable,
+            software_id: software_id.into(),
+        };
+    vec![
+        item("BMC", "BMC Firmware", profile.bmc_firmware, true, "bmc"),
+        item("BIOS", "BIOS", SIM_BIOS_VERSION, true, "bios"),
+        item(
+            "NIC.Slot.1",
+            "ConnectX-7 NIC",
+            "28.39.1002",
+            true,
+            "mlnx-cx7",
+        ),
+        item(
+            "GPU.0",
+            "GPU VBIOS",
+            "96.00.89.00.01",
+            false,
+            "nvidia-vbios",
+        ),
+    ]
+}
+
+/// The BIOS version the simulated System and its firmware inventory report.
+pub const SIM_BIOS_VERSION: &str = "2.19.1";
+
+/// BIOS attributes as a simulated server ships them.
+fn default_bios() -> serde_json::Map<String, serde_json::Value> {
+    [
+        ("BootMode", "Uefi"),
+        ("LogicalProc", "Enabled"),
+        ("ProcVirtualization", "Enabled"),
+        ("SriovGlobalEnable", "Disabled"),
+        ("SysProfile", "PerfPerWattOptimizedDapc"),
+        ("PcieAspmL1", "Enabled"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), serde_json::Value::from(value)))
+    .collect()
 }
 
 /// Timing of the simulated hardware.
@@ -237,6 +308,9 @@ impl SimBmc {
                 tasks: HashMap::new(),
                 requests: 0,
                 tpm_clears: 0,
+                firmware: default_firmware(profile),
+                bios: default_bios(),
+                bios_pending: serde_json::Map::new(),
             }),
             faults: Mutex::new(Faults::default()),
             events,
@@ -416,6 +490,17 @@ impl SimBmc {
 
     fn finish_power_on(&self, inner: &mut Inner) {
         inner.power = PowerState::On;
+        // The BIOS applies pending settings while the server starts.
+        if !inner.bios_pending.is_empty() {
+            let pending = std::mem::take(&mut inner.bios_pending);
+            let count = pending.len();
+            inner.bios.extend(pending);
+            Self::log(
+                inner,
+                "OK",
+                format!("BIOS applied {count} pending setting(s)"),
+            );
+        }
         inner.system_version += 1;
         let boot_target = (inner.boot.enabled != "Disabled").then(|| inner.boot.target.clone());
         if inner.boot.enabled == "Once" {

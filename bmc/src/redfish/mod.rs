@@ -5,6 +5,7 @@
 
 mod decommission;
 mod event_log;
+mod firmware;
 mod lenient;
 mod media;
 pub mod model;
@@ -531,6 +532,21 @@ impl Bmc for RedfishClient {
 
     async fn clear_tpm(&self) -> Result<(), BmcError> {
         self.decommission_tpm().await
+    }
+
+    async fn firmware(&self) -> Result<crate::FirmwareInventory, BmcError> {
+        self.firmware_inventory().await
+    }
+
+    async fn bios(&self) -> Result<crate::BiosSettings, BmcError> {
+        self.bios_settings().await
+    }
+
+    async fn set_bios(
+        &self,
+        changes: &serde_json::Map<String, Value>,
+    ) -> Result<crate::BiosChange, BmcError> {
+        self.patch_bios(changes).await
     }
 
     async fn close(&self) {

@@ -174,3 +174,18 @@ async fn ipmi_does_not_offer_a_tpm_clear() {
     assert!(matches!(err, BmcError::Unsupported { .. }), "{err}");
     assert_eq!(fleet.endpoints()[0].bmc.lock().tpm_clears, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipmi_firmware_is_the_bmcs_own_version_and_it_has_no_bios_settings() {
+    let fleet = fleet().await;
+    let client = client(&fleet, "password");
+    let inventory = client.firmware().await.expect("get device id");
+    assert_eq!(inventory.components.len(), 1, "{inventory:?}");
+    let bmc = &inventory.components[0];
+    assert_eq!(
+        (bmc.id.as_str(), bmc.version.as_deref(), bmc.source.as_str()),
+        ("BMC", Some("2.10"), "ipmi")
+    );
+    let err = client.bios().await.expect_err("IPMI has no BIOS settings");
+    assert!(matches!(err, BmcError::Unsupported { .. }), "{err}");
+}

@@ -3,6 +3,7 @@
 
 mod common;
 mod faults;
+mod firmware;
 mod fixtures;
 mod fleet;
 mod hostile;

@@ -297,3 +297,91 @@ async fn sweep_records_power_states_in_the_inventory() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("bmc seen   power on at"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_and_bios_json_have_the_contract_keys_and_bios_set_says_when() {
+    let fleet = fleet().await;
+    let out = kiln(
+        args(&["bmc", "firmware", "--json"], target(&fleet, 0)),
+        Some("password"),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let firmware: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let components = firmware["components"].as_array().expect("components");
+    assert_eq!(components.len(), 4, "{firmware}");
+    for component in components {
+        for key in ["id", "name", "version", "updateable"] {
+            assert!(component.get(key).is_some(), "{key} missing: {component}");
+        }
+    }
+    let table = kiln(
+        args(&["bmc", "firmware"], target(&fleet, 0)),
+        Some("password"),
+    )
+    .await;
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(
+        table.contains("VERSION") && table.contains("NIC.Slot.1"),
+        "{table}"
+    );
+
+    let set = kiln(
+        args(
+            &[
+                "bmc",
+                "bios",
+                "set",
+                "LogicalProc=Disabled",
+                "BootMode=Uefi",
+            ],
+            target(&fleet, 0),
+        ),
+        Some("password"),
+    )
+    .await;
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let said = String::from_utf8_lossy(&set.stdout).to_string();
+    assert!(
+        said.contains("1 change(s) (LogicalProc)") && said.contains("at the next reset"),
+        "{said}"
+    );
+    let out = kiln(
+        args(&["bmc", "bios", "--json"], target(&fleet, 0)),
+        Some("password"),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bios: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(bios["attributes"]["LogicalProc"], "Enabled", "{bios}");
+    assert_eq!(bios["pending"]["LogicalProc"], "Disabled", "{bios}");
+    let bad = kiln(
+        args(&["bmc", "bios", "set", "NoSuchKnob=1"], target(&fleet, 0)),
+        Some("password"),
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("NoSuchKnob"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let usage = kiln(
+        args(&["bmc", "bios", "set", "novalue"], target(&fleet, 0)),
+        Some("password"),
+    )
+    .await;
+    assert_eq!(usage.status.code(), Some(2));
+}

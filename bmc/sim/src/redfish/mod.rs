@@ -2,6 +2,7 @@
 //! profile, guarded by authentication and the fault knobs. The system resource and its actions are here; NICs,
 //! managers, virtual media, logs, task monitors and sessions are in `resources`.
 
+mod firmware;
 mod resources;
 
 use std::sync::Arc;
@@ -142,6 +143,23 @@ pub fn router(p: &'static VendorProfile) -> Router<Arc<SimBmc>> {
             &format!("{sys}/Actions/ComputerSystem.Decommission"),
             post(decommission),
         )
+        .route(&format!("{sys}/Bios"), get(firmware::bios))
+        .route(
+            &format!("{sys}/Bios/Settings"),
+            get(firmware::bios_settings).patch(firmware::patch_bios_settings),
+        )
+        .route(
+            &format!("{ROOT}/UpdateService"),
+            get(firmware::update_service),
+        )
+        .route(
+            &format!("{ROOT}/UpdateService/FirmwareInventory"),
+            get(firmware::firmware_collection),
+        )
+        .route(
+            &format!("{ROOT}/UpdateService/FirmwareInventory/{{id}}"),
+            get(firmware::firmware_member),
+        )
         .route(&format!("{sys}/EthernetInterfaces"), get(nics))
         .route(&format!("{sys}/EthernetInterfaces/{{nic}}"), get(nic))
         .route(&format!("{ROOT}/Managers"), get(managers))
@@ -271,6 +289,7 @@ async fn service_root(State(bmc): State<Arc<SimBmc>>) -> Response {
         "UUID": format!("4b494c4e-0000-4000-8000-{:012x}", bmc.index),
         "Systems": link(&format!("{ROOT}/Systems")),
         "Managers": link(&format!("{ROOT}/Managers")),
+        "UpdateService": link(&format!("{ROOT}/UpdateService")),
         "Oem": { p.name: { "Simulated": true } },
     });
     if let Some(map) = root.as_object_mut() {
@@ -362,7 +381,8 @@ fn system_body(bmc: &SimBmc) -> (Value, u64) {
         "Manufacturer": p.manufacturer,
         "Model": p.model,
         "SerialNumber": bmc.serial,
-        "BiosVersion": "2.19.1",
+        "BiosVersion": crate::state::SIM_BIOS_VERSION,
+        "Bios": link(&format!("{sys}/Bios")),
         "PowerState": power_text(power),
         "Status": { "State": "Enabled", "Health": "OK" },
         "Boot": boot_json,

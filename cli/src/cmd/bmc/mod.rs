@@ -1,4 +1,5 @@
-//! `kiln bmc …`: direct BMC operations (power, boot device, inspect, event log, virtual media), the
+//! `kiln bmc …`: direct BMC operations (power, boot device, inspect, event log, virtual media, firmware
+//! inventory, BIOS settings), the
 //! certificate probe for trust on first use, and the simulated BMC fleet. Thin: the work is in kiln-bmc and
 //! kiln-bmc-sim.
 
@@ -14,8 +15,10 @@ use kiln_inventory::Store;
 use crate::GlobalArgs;
 use crate::global::KeyUse;
 
+mod firmware;
 mod fleet_ops;
 
+use firmware::BiosAction;
 use fleet_ops::{run_sim, sweep};
 
 /// Direct BMC operations and the simulated BMC fleet.
@@ -198,6 +201,19 @@ enum BmcCommand {
         #[arg(long)]
         slot: Option<String>,
     },
+    /// Firmware components and their versions (Redfish FirmwareInventory; IPMI: the BMC's own firmware).
+    Firmware {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// BIOS attributes and pending changes; `set KEY=VALUE...` asks for changes.
+    #[command(subcommand_negates_reqs = true)]
+    Bios {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        action: Option<BiosAction>,
+    },
     /// Print the SHA-256 fingerprint of a BMC's TLS certificate (trust on first use).
     Fingerprint {
         /// `HOST[:PORT]` (port 443 by default).
@@ -374,6 +390,22 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        BmcCommand::Firmware { target } => {
+            let bmc = target.connect(global).await?;
+            let result = firmware::show_firmware(bmc.as_ref(), global).await;
+            bmc.close().await;
+            result
+        }
+        BmcCommand::Bios { target, action } => {
+            let target = match &action {
+                Some(BiosAction::Set { target, .. }) => target,
+                None => &target,
+            };
+            let bmc = target.connect(global).await?;
+            let result = firmware::bios(bmc.as_ref(), action, global).await;
+            bmc.close().await;
+            result
         }
         BmcCommand::Fingerprint { address } => {
             let endpoint = Endpoint::ipmi(&address)?;
