@@ -24,10 +24,12 @@ pub enum BmcError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The BMC refused the credentials (HTTP 401, IPMI RAKP failure).
-    #[error("BMC {addr} rejected the credentials")]
+    #[error("BMC {addr} rejected the credentials (tried {tried})")]
     Auth {
         /// The BMC's address as configured.
         addr: String,
+        /// The authentication methods tried, in words (`session login, then basic auth`).
+        tried: &'static str,
     },
     /// The BMC presented a TLS certificate other than the one pinned for it.
     #[error("BMC {addr} presented certificate {actual}, but {expected} is pinned")]

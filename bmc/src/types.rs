@@ -161,6 +161,9 @@ pub struct Inspection {
     pub boot_mode: Option<String>,
     /// Virtual media slots.
     pub virtual_media: Vec<VirtualMediaSlot>,
+    /// Parts that could not be read (a virtual media slot the BMC lists but cannot serve); the rest is here.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Inspection {
@@ -175,6 +178,7 @@ impl Inspection {
             "boot_targets": self.boot_targets,
             "boot_mode": self.boot_mode,
             "virtual_media": self.virtual_media,
+            "warnings": self.warnings,
         })
     }
 }

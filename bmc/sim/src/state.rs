@@ -32,6 +32,10 @@ pub struct Faults {
     pub udp_drop_rate: f64,
     /// The firmware inventory lists a member that answers 404, and its `Members@odata.count` is one short.
     pub firmware_dangling: bool,
+    /// The virtual media collection lists a slot that answers 404.
+    pub media_dangling: bool,
+    /// Every request needs basic auth, session login included (as sushy-emulator with basic auth on).
+    pub basic_only: bool,
 }
 
 /// One component of the simulated firmware inventory.

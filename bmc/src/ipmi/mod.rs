@@ -183,6 +183,7 @@ fn activation_error(
             | V2::RakpMessage4InvalidIntegrityCheckValue,
         ) => BmcError::Auth {
             addr: addr.to_string(),
+            tried: "RMCP+ RAKP",
         },
         _ if text.contains("WouldBlock") || text.contains("TimedOut") => BmcError::Timeout {
             addr: addr.to_string(),
@@ -505,6 +506,7 @@ impl Bmc for IpmiClient {
             boot_targets: strings(&["Pxe", "Hdd", "Cd"]),
             boot_mode,
             virtual_media: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 }

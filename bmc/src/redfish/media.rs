@@ -1,5 +1,5 @@
-//! Virtual media over Redfish: the VirtualMedia collection under the system (newer BMCs) or the manager (older
-//! ones), slot choice, and insert/eject through the slot's actions or, where a BMC offers none, a PATCH.
+//! Virtual media over Redfish: the VirtualMedia collections under the system (newer BMCs) and the manager (older
+//! ones), a slot that cannot be read as a warning, slot choice, and insert/eject through the slot's actions or, where a BMC offers none, a PATCH.
 
 use reqwest::Method;
 use serde_json::json;
@@ -9,35 +9,60 @@ use super::model::{Collection, VirtualMedia};
 use crate::{BmcError, VirtualMediaSlot};
 
 impl RedfishClient {
-    /// The virtual media collection: under the system (newer) or the manager (older), whichever exists.
-    async fn virtual_media_collection(&self) -> Result<Option<String>, BmcError> {
+    /// The virtual media collections: under the system (newer BMCs), the manager (older ones), or both (some
+    /// list a slot in each); the same collection linked twice is read once.
+    async fn virtual_media_collections(&self) -> Result<(Vec<String>, Vec<String>), BmcError> {
         let (system, _) = self.system().await?;
-        if let Some(path) = system.virtual_media.and_then(|link| link.odata_id) {
-            return Ok(Some(path));
+        let mut collections: Vec<String> = system
+            .virtual_media
+            .and_then(|link| link.odata_id)
+            .into_iter()
+            .collect();
+        let mut warnings = Vec::new();
+        match self.manager().await {
+            Ok(manager) => {
+                if let Some(path) = manager
+                    .and_then(|m| m.virtual_media)
+                    .and_then(|l| l.odata_id)
+                    && !collections.contains(&path)
+                {
+                    collections.push(path);
+                }
+            }
+            // The system's own collection is enough; a manager that cannot be read is only a warning then.
+            Err(err) if !collections.is_empty() => warnings.push(format!("Manager: {err}")),
+            Err(err) => return Err(err),
         }
-        Ok(self
-            .manager()
-            .await?
-            .and_then(|m| m.virtual_media)
-            .and_then(|link| link.odata_id))
+        Ok((collections, warnings))
     }
 
-    async fn virtual_media_resources(&self) -> Result<Vec<(String, VirtualMedia)>, BmcError> {
-        let Some(collection) = self.virtual_media_collection().await? else {
-            return Ok(Vec::new());
-        };
-        let (members, _) = self.transport.get::<Collection>(&collection).await?;
+    /// Every slot that could be read, and what could not (a slot the BMC lists but answers 404 for, say).
+    async fn virtual_media_resources(
+        &self,
+    ) -> Result<(Vec<(String, VirtualMedia)>, Vec<String>), BmcError> {
+        let (collections, mut warnings) = self.virtual_media_collections().await?;
         let mut slots = Vec::new();
-        for path in members.members.into_iter().filter_map(|link| link.odata_id) {
-            let (media, _) = self.transport.get::<VirtualMedia>(&path).await?;
-            slots.push((path, media));
+        for collection in collections {
+            let members = match self.transport.get::<Collection>(&collection).await {
+                Ok((members, _)) => members.members,
+                Err(err) => {
+                    warnings.push(format!("virtual media collection {collection}: {err}"));
+                    continue;
+                }
+            };
+            for path in members.into_iter().filter_map(|link| link.odata_id) {
+                match self.transport.get::<VirtualMedia>(&path).await {
+                    Ok((media, _)) => slots.push((path, media)),
+                    Err(err) => warnings.push(format!("virtual media slot {path}: {err}")),
+                }
+            }
         }
-        Ok(slots)
+        Ok((slots, warnings))
     }
 
     /// Picks the slot named `slot`, or the first CD/DVD-type slot, or the first slot.
     async fn pick_slot(&self, slot: Option<&str>) -> Result<(String, VirtualMedia), BmcError> {
-        let slots = self.virtual_media_resources().await?;
+        let (slots, _) = self.virtual_media_resources().await?;
         if slots.is_empty() {
             return Err(self.unsupported("virtual media"));
         }
@@ -60,11 +85,12 @@ impl RedfishClient {
             .ok_or_else(|| self.unsupported(format!("virtual media slot {:?}", slot.unwrap_or(""))))
     }
 
-    /// The virtual media slots, as kiln reports them.
-    pub(super) async fn media_slots(&self) -> Result<Vec<VirtualMediaSlot>, BmcError> {
-        Ok(self
-            .virtual_media_resources()
-            .await?
+    /// The virtual media slots, as kiln reports them, and what could not be read.
+    pub(super) async fn media_slots(
+        &self,
+    ) -> Result<(Vec<VirtualMediaSlot>, Vec<String>), BmcError> {
+        let (resources, warnings) = self.virtual_media_resources().await?;
+        let slots = resources
             .into_iter()
             .map(|(path, media)| VirtualMediaSlot {
                 id: media.id.clone().unwrap_or_else(|| {
@@ -83,7 +109,8 @@ impl RedfishClient {
                     .is_some()
                     || !media.media_types.is_empty(),
             })
-            .collect())
+            .collect();
+        Ok((slots, warnings))
     }
 
     /// Attaches an image: the slot's InsertMedia action, else a PATCH of the slot.

@@ -478,7 +478,11 @@ impl Bmc for RedfishClient {
     }
 
     async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>, BmcError> {
-        self.media_slots().await
+        let (slots, warnings) = self.media_slots().await?;
+        for warning in warnings {
+            tracing::warn!(bmc = %self.transport.addr(), "{warning}");
+        }
+        Ok(slots)
     }
 
     async fn insert_media(&self, slot: Option<&str>, image_url: &str) -> Result<(), BmcError> {
@@ -567,6 +571,7 @@ impl Bmc for RedfishClient {
             .and_then(|a| a.reset.as_ref())
             .map(|r| r.allowable.iter().map(|t| t.as_str().to_string()).collect())
             .unwrap_or_default();
+        let (virtual_media, warnings) = self.media_slots().await?;
         Ok(Inspection {
             power_state,
             manufacturer: system.manufacturer.clone(),
@@ -579,7 +584,8 @@ impl Bmc for RedfishClient {
                 .map(|t| t.as_str().to_string())
                 .collect(),
             boot_mode: boot.override_mode,
-            virtual_media: self.virtual_media().await?,
+            virtual_media,
+            warnings,
         })
     }
 }

@@ -281,6 +281,7 @@ impl Transport {
         }
         Err(BmcError::Auth {
             addr: self.addr.clone(),
+            tried: "a session, twice",
         })
     }
 
@@ -332,6 +333,13 @@ impl Transport {
         Err(match status {
             StatusCode::UNAUTHORIZED => BmcError::Auth {
                 addr: self.addr.clone(),
+                tried: match self.auth_mode {
+                    AuthMode::Basic => "basic auth",
+                    AuthMode::Session => "a session",
+                    AuthMode::SessionOrBasic => {
+                        "a session, or basic auth where sessions are refused"
+                    }
+                },
             },
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => BmcError::Busy {
                 addr: self.addr.clone(),
@@ -452,8 +460,16 @@ impl Transport {
                     location,
                 }))
             }
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _)
+                if self.auth_mode == AuthMode::SessionOrBasic =>
+            {
+                // Some services (sushy-emulator with basic auth, older BMCs) guard the session endpoint itself
+                // with basic auth: try it before concluding the credentials are wrong.
+                self.basic_instead_of_session(&path).await
+            }
             (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => Err(BmcError::Auth {
                 addr: self.addr.clone(),
+                tried: "session login",
             }),
             (StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS, _) => self
                 .check_status(response, "session login")
@@ -467,6 +483,30 @@ impl Transport {
             }
             _ => self
                 .check_status(response, "session login")
+                .map(|_| AuthState::None),
+        }
+    }
+
+    /// After a refused session login: a GET of the sessions collection with basic auth decides between basic
+    /// auth and wrong credentials.
+    async fn basic_instead_of_session(&self, sessions: &str) -> Result<AuthState, BmcError> {
+        let url = self.resolve(sessions)?;
+        let request = self.http.get(url).basic_auth(
+            &self.credentials.user,
+            Some(self.credentials.password.expose()),
+        );
+        let response = self.execute(request).await?;
+        if response.status.is_success() {
+            debug!(bmc = %self.addr, "session login refused but basic auth accepted; using basic auth");
+            return Ok(AuthState::Basic);
+        }
+        match response.status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(BmcError::Auth {
+                addr: self.addr.clone(),
+                tried: "session login, then basic auth",
+            }),
+            _ => self
+                .check_status(response, "basic auth after a refused session login")
                 .map(|_| AuthState::None),
         }
     }

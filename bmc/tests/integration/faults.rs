@@ -40,6 +40,40 @@ async fn wrong_credentials_are_a_permanent_auth_error() {
 }
 
 #[tokio::test]
+async fn a_service_that_wants_basic_auth_even_for_login_gets_it_and_a_bad_password_names_both_tries()
+ {
+    // sushy-emulator with basic auth: the session login itself answers 401 without basic credentials.
+    let fleet = one_bmc(&profile::DELL).await;
+    let endpoint = &fleet.endpoints()[0];
+    endpoint.bmc.update_faults(|f| f.basic_only = true);
+    let client = client_for(&fleet);
+    assert_eq!(
+        client.power_state().await.expect("basic auth"),
+        PowerState::Off
+    );
+    assert!(!client.has_session().await, "no session was created");
+    client
+        .set_power(PowerAction::On)
+        .await
+        .expect("power on over basic auth");
+    let config = RedfishConfig::new(
+        endpoint.redfish_url.clone(),
+        Credentials::new("admin", "wrong"),
+        endpoint.fingerprint.map(TlsPolicy::Pinned),
+    );
+    let err = RedfishClient::new(config)
+        .expect("client")
+        .power_state()
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, BmcError::Auth { .. }), "{err}");
+    assert!(
+        err.to_string().contains("session login, then basic auth"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_busy_bmc_is_transient() {
     let fleet = one_bmc(&profile::HPE).await;
     fleet.endpoints()[0].bmc.update_faults(|f| f.busy = true);

@@ -1,6 +1,7 @@
 //! Firmware inventory and BIOS settings over Redfish against the simulator (every vendor profile): every listed
 //! member read, a dangling member and a wrong count as warnings, BIOS changes PATCHed as differences only and
-//! applied at the next power-on; IPMI's firmware read through Get Device ID.
+//! applied at the next power-on; IPMI's firmware read through Get Device ID; a virtual media slot the BMC lists
+//! but cannot serve is a warning of `inspect`, not its failure.
 
 use std::time::Duration;
 
@@ -106,4 +107,38 @@ async fn bios_changes_are_sent_as_differences_and_apply_at_the_next_power_on() {
     let again = client.set_bios(&changes).await.expect("set");
     assert!(again.changed.is_empty(), "{again:?}");
     client.close().await;
+}
+
+#[tokio::test]
+async fn a_dangling_virtual_media_slot_is_a_warning_of_inspect() {
+    for profile in ALL {
+        let fleet = one_bmc(profile).await;
+        fleet.endpoints()[0]
+            .bmc
+            .update_faults(|f| f.media_dangling = true);
+        let client = client_for(&fleet);
+        let inspection = client
+            .inspect()
+            .await
+            .unwrap_or_else(|err| panic!("{}: {err}", profile.name));
+        assert_eq!(
+            inspection.virtual_media.len(),
+            profile.media_slots.len(),
+            "{}",
+            profile.name
+        );
+        assert_eq!(inspection.warnings.len(), 1, "{:?}", inspection.warnings);
+        assert!(
+            inspection.warnings[0].contains("Removed"),
+            "{:?}",
+            inspection.warnings
+        );
+        assert!(inspection.contract_json()["warnings"].is_array());
+        // Inserting still works on the slots that answer.
+        client
+            .insert_media(None, "http://10.0.0.1/boot.iso")
+            .await
+            .unwrap_or_else(|err| panic!("{}: {err}", profile.name));
+        client.close().await;
+    }
 }

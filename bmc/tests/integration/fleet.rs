@@ -40,6 +40,7 @@ async fn transient_errors_are_retried_with_backoff_and_permanent_ones_are_not() 
                 // Permanent: one attempt only.
                 _ => Err(BmcError::Auth {
                     addr: "bmc2".into(),
+                    tried: "basic auth",
                 }),
             }
         }

@@ -237,8 +237,12 @@ pub async fn guard(State(bmc): State<Arc<SimBmc>>, request: Request, next: Next)
         );
     }
     let path = request.uri().path().trim_end_matches('/');
+    // A service that guards even session login with basic auth (sushy-emulator with basic auth on) answers a
+    // login without it 401.
     let anonymous = (request.method() == Method::GET && path == ROOT)
-        || (request.method() == Method::POST && path == format!("{ROOT}/SessionService/Sessions"));
+        || (request.method() == Method::POST
+            && path == format!("{ROOT}/SessionService/Sessions")
+            && !faults.basic_only);
     if !anonymous && !authorized(&bmc, request.headers()) {
         let mut response = redfish_error(
             StatusCode::UNAUTHORIZED,

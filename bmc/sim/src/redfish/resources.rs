@@ -77,12 +77,16 @@ pub(super) async fn manager(State(bmc): State<Arc<SimBmc>>) -> Response {
 
 pub(super) async fn media_collection(State(bmc): State<Arc<SimBmc>>) -> Response {
     let base = media_base(bmc.profile);
-    let members: Vec<String> = bmc
+    let mut members: Vec<String> = bmc
         .lock()
         .media
         .iter()
         .map(|m| format!("{base}/{}", m.id))
         .collect();
+    if bmc.faults().media_dangling {
+        // Listed, never served: a slot of a removed or unlicensed feature, as vendor BMCs answer 404 for.
+        members.push(format!("{base}/Removed"));
+    }
     reply(StatusCode::OK, collection(&base, &members))
 }
 
