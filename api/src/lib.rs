@@ -72,7 +72,7 @@ impl ApiState {
 
 /// The whole HTTP surface: API, OpenAPI document, metrics and the hall map page.
 pub fn router(state: ApiState) -> Router {
-    use routes::{halls, leases, nodes, racks, site};
+    use routes::{firmware, halls, leases, nodes, racks, site};
     let api = Router::new()
         .route("/nodes", get(nodes::list))
         .route("/nodes/{serial}", get(nodes::show))
@@ -81,6 +81,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/nodes/{serial}/drain", post(nodes::drain))
         .route("/nodes/{serial}/repair", post(nodes::repair))
         .route("/nodes/{serial}/reimage", post(nodes::reimage))
+        .route("/nodes/{serial}/firmware", get(firmware::node))
+        .route("/firmware", get(firmware::drift))
         .route("/nodes/{serial}/retest", post(nodes::retest))
         .route("/nodes/{serial}/power", post(power::power))
         .route("/halls", get(halls::list))

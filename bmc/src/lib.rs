@@ -5,7 +5,6 @@
 //! Errors are typed ([`BmcError`]) and say whether a retry can help ([`BmcError::is_transient`]).
 
 mod error;
-mod firmware;
 pub mod fleet;
 pub mod ipmi;
 pub mod redfish;
@@ -13,7 +12,7 @@ pub mod target;
 mod types;
 
 pub use error::BmcError;
-pub use firmware::{BiosChange, BiosSettings, FirmwareComponent, FirmwareInventory};
+pub use kiln_model::{BiosChange, BiosSettings, FirmwareComponent, FirmwareInventory};
 pub use types::{
     BootDevice, BootMode, BootOverride, Credentials, Inspection, LogEntry, Password, PowerAction,
     PowerState, SystemInventory, VirtualMediaSlot,

@@ -34,11 +34,11 @@ pub use kiln_model::fleet;
 
 pub use error::StoreError;
 pub use kiln_model::{
-    AcceptanceRule, BadMac, BmcEndpoint, BmcProtocol, Claim, Clock, Disk, Distribution,
-    EraseMethod, EraseRecord, EraseResult, EraseVerification, FleetBaseline, FleetOutlier, Gpu,
-    HallLease, HallSummary, Hardware, HealthRun, Lessee, MacAddr, ManualClock, Nic, NistClass,
-    Node, NodeEvent, NodeId, Principal, Role, Sku, SystemClock, TriedMethod, UnknownEraseMethod,
-    UnknownProtocol, UnknownRole,
+    AcceptanceRule, BadMac, BiosSettings, BmcEndpoint, BmcProtocol, Claim, Clock, Disk,
+    Distribution, EraseMethod, EraseRecord, EraseResult, EraseVerification, FirmwareComponent,
+    FirmwareInventory, FleetBaseline, FleetOutlier, Gpu, HallLease, HallSummary, Hardware,
+    HealthRun, Lessee, MacAddr, ManualClock, Nic, NistClass, Node, NodeEvent, NodeId, Principal,
+    Role, Sku, SystemClock, TriedMethod, UnknownEraseMethod, UnknownProtocol, UnknownRole,
 };
 pub use kiln_model::{NodeState, UnknownState, parse_image_ref};
 pub use manifest::{ManifestError, ManifestErrors, ManifestFormat, ManifestRow, parse_manifest};
@@ -49,6 +49,7 @@ pub use store::boot::{
     BootSighting, DhcpLease, DiscoveredMachine, LeaseState, LeaseWrite, NewLease, TokenOwner,
 };
 pub use store::erase::StoredEraseRecord;
+pub use store::firmware::{FirmwareCount, StoredFirmware};
 pub use store::grants::{GrantClaim, TokenCheck, canonical_ip};
 pub use store::health::NewHealthRun;
 pub use store::tokens::TokenInfo;

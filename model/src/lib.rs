@@ -10,6 +10,7 @@
 mod access;
 mod clock;
 mod erase;
+mod firmware;
 pub mod fleet;
 mod image;
 mod inspection;
@@ -24,6 +25,7 @@ pub use erase::{
     EraseMethod, EraseRecord, EraseResult, EraseVerification, NistClass, TriedMethod,
     UnknownEraseMethod,
 };
+pub use firmware::{BiosChange, BiosSettings, FirmwareComponent, FirmwareInventory};
 pub use fleet::{Distribution, FleetBaseline, FleetOutlier};
 pub use image::{Image, ImageFormat, UnknownImageFormat, parse_image_ref};
 pub use inspection::{CpuInfo, DiskInfo, Inspection, NicInfo, PciGpu, SystemInfo};

@@ -1,6 +1,8 @@
 //! Handlers, one file per resource, with their request and answer types (the CLI's HTTP transport reads the
 //! same types).
 
+/// `/api/v1/nodes/{serial}/firmware` and `/api/v1/firmware`.
+pub mod firmware;
 /// `/api/v1/halls` and `/api/v1/map`.
 pub mod halls;
 /// `/api/v1/leases` and `/api/v1/halls/{id}/lease`.

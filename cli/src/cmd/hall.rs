@@ -28,6 +28,12 @@ pub struct Args {
 enum HallCommand {
     /// List halls with node counts per state.
     List,
+    /// Firmware drift: nodes per component and version (a component on more than one version is mixed).
+    Firmware {
+        /// Only this hall (default: the whole site).
+        #[arg(long)]
+        hall: Option<String>,
+    },
     /// Lease a hall to a lessee: every available node moves under the lease at once, or nothing changes.
     Lease {
         /// Hall name (or id).
@@ -90,6 +96,40 @@ pub async fn exec(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
 
 async fn run(command: HallCommand, client: &Client, global: &GlobalArgs) -> anyhow::Result<()> {
     match command {
+        HallCommand::Firmware { hall } => {
+            let drift = client.firmware_drift(hall.as_deref()).await?;
+            if global.json {
+                return print_json(&drift);
+            }
+            let rows: Vec<Vec<String>> = drift
+                .versions
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.component.clone(),
+                        v.version.clone().unwrap_or_else(|| "-".into()),
+                        v.nodes.to_string(),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                crate::table::render(&["COMPONENT", "VERSION", "NODES"], &rows)
+            );
+            let mut mixed: Vec<&str> = drift
+                .versions
+                .windows(2)
+                .filter(|w| w[0].component == w[1].component)
+                .map(|w| w[0].component.as_str())
+                .collect();
+            mixed.dedup();
+            if mixed.is_empty() {
+                println!("every component runs one version");
+            } else {
+                println!("mixed versions: {}", mixed.join(", "));
+            }
+            Ok(())
+        }
         HallCommand::List => {
             let halls = client.halls().await?;
             if global.json {

@@ -70,6 +70,11 @@ enum NodeCommand {
     Undrain(super::node_verbs::DrainArgs),
     /// Print a node's events (one JSON object per line with --json); --follow keeps printing new ones.
     Events(super::node_verbs::EventsArgs),
+    /// The node's firmware components as last read from its BMC (versions, and when they last changed).
+    Firmware {
+        /// Chassis serial.
+        serial: String,
+    },
     /// Send an available or remediating node back through imaging, booting, burn-in and the fabric test.
     Reimage(super::node_verbs::ReimageArgs),
     /// Run an available or remediating node's health checks again (burn-in, then the fabric test; --nccl
@@ -153,6 +158,39 @@ async fn run(command: NodeCommand, client: &Client, global: &GlobalArgs) -> anyh
         NodeCommand::Drain(args) => super::node_verbs::drain(args, true, client, global).await,
         NodeCommand::Undrain(args) => super::node_verbs::drain(args, false, client, global).await,
         NodeCommand::Events(args) => super::node_verbs::events(args, client, global).await,
+        NodeCommand::Firmware { serial } => {
+            let firmware = client.node_firmware(&serial).await?;
+            if global.json {
+                return print_json(&firmware);
+            }
+            if firmware.components.is_empty() {
+                println!(
+                    "{serial}: no firmware read yet (the engine reads it when the node is enrolled)"
+                );
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = firmware
+                .components
+                .iter()
+                .map(|f| {
+                    vec![
+                        f.component.id.clone(),
+                        f.component.version.clone().unwrap_or_else(|| "-".into()),
+                        f.component.source.clone(),
+                        f.changed_at.to_rfc3339(),
+                        f.seen_at.to_rfc3339(),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                crate::table::render(
+                    &["COMPONENT", "VERSION", "SOURCE", "CHANGED", "SEEN"],
+                    &rows
+                )
+            );
+            Ok(())
+        }
         NodeCommand::Reimage(args) => super::node_verbs::reimage(args, client, global).await,
         NodeCommand::Retest(args) => super::node_verbs::retest(args, client, global).await,
         NodeCommand::Power { serial, action } => {

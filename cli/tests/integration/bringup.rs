@@ -69,5 +69,46 @@ async fn rack_bringup_drives_a_manifest_to_available_with_json_progress() {
         .map(|(_, n)| n.as_u64().unwrap_or(0))
         .sum();
     assert_eq!(settled, 16);
+
+    // The engine read every reachable BMC's firmware: the drift report counts them, a node shows its own.
+    let mut drift = kiln(site.dir.path());
+    drift.args(["--json", "hall", "firmware"]);
+    let out = drift.output().expect("kiln runs");
+    let drift: serde_json::Value = serde_json::from_slice(&out.stdout).expect("drift JSON");
+    let versions = drift["versions"].as_array().expect("versions");
+    let bios: Vec<&serde_json::Value> = versions
+        .iter()
+        .filter(|v| v["component"] == "BIOS")
+        .collect();
+    assert_eq!(
+        bios.len(),
+        1,
+        "one BIOS version in the simulated hall: {drift}"
+    );
+    let read = bios[0]["nodes"].as_u64().expect("count");
+    assert!((16 - planted..=16).contains(&read), "{drift}");
+    let mut list = kiln(site.dir.path());
+    list.args(["--json", "node", "list", "--state", "available"]);
+    let out = list.output().expect("kiln runs");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("node list JSON");
+    let nodes = listed
+        .as_array()
+        .or_else(|| listed["nodes"].as_array())
+        .expect("nodes");
+    let serial = nodes
+        .iter()
+        .find_map(|n| n["serial"].as_str())
+        .expect("an available node");
+    let mut firmware = kiln(site.dir.path());
+    firmware.args(["--json", "node", "firmware", serial]);
+    let out = firmware.output().expect("kiln runs");
+    let firmware: serde_json::Value = serde_json::from_slice(&out.stdout).expect("firmware JSON");
+    let ids: Vec<&str> = firmware["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["BIOS", "BMC", "GPU.0", "NIC.Slot.1"], "{firmware}");
     site.hall.shutdown();
 }

@@ -22,6 +22,7 @@ pub(crate) mod boot;
 mod claims;
 pub(crate) mod erase;
 mod events;
+pub mod firmware;
 mod fleet;
 pub(crate) mod grants;
 mod halls;

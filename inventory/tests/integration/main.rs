@@ -5,6 +5,7 @@ mod bmc_observations;
 mod boot;
 mod claims;
 mod erase;
+mod firmware;
 mod fleet;
 mod images;
 mod import;

@@ -1,10 +1,12 @@
-//! What a BMC reports about firmware and BIOS settings: `kiln bmc firmware` and `kiln bmc bios`.
+//! Firmware and BIOS settings as a BMC reports them (`kiln bmc firmware`, `kiln bmc bios`) and as the inventory
+//! keeps them per node (`kiln node firmware`, `kiln hall firmware`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// One firmware component (BMC, BIOS/UEFI, NIC, GPU VBIOS, NVSwitch, drive, CPLD …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FirmwareComponent {
     /// The component's id on the BMC (the FirmwareInventory member's `Id`, or `BMC` / `BIOS`).
     pub id: String,
@@ -13,6 +15,7 @@ pub struct FirmwareComponent {
     /// The running version.
     pub version: Option<String>,
     /// Whether the BMC can update it.
+    #[serde(default)]
     pub updateable: Option<bool>,
     /// The vendor's id for the firmware image family (`SoftwareId`), matched against baselines.
     pub software_id: Option<String>,
@@ -50,7 +53,7 @@ pub struct BiosSettings {
     pub warnings: Vec<String>,
 }
 
-/// What [`crate::Bmc::set_bios`] did.
+/// What a BIOS settings change did (kiln-bmc's `Bmc::set_bios`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BiosChange {
     /// The attributes sent (only those that differed from the current values).

@@ -3,6 +3,8 @@
 //! and where the API has logic (leasing, release progress, reports, power) the local side calls the same kiln-api
 //! functions, so commands format one set of values whichever way they came.
 
+mod firmware;
+
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
