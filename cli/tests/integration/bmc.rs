@@ -130,9 +130,12 @@ async fn inspect_json_has_the_contract_keys() {
                 "power_state",
                 "reset_types",
                 "serial",
-                "virtual_media"
+                "virtual_media",
+                // An extension: what could not be read, empty on a healthy BMC.
+                "warnings"
             ]
         );
+        assert_eq!(value["warnings"], serde_json::json!([]));
         assert_eq!(value["power_state"], "Off");
         let slot = &value["virtual_media"][0];
         for key in ["id", "inserted", "image", "insert_supported"] {
