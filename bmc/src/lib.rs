@@ -69,16 +69,7 @@ pub trait Bmc: Send + Sync {
     /// [`Bmc::inventory`] (IPMI: Get Device ID); Redfish reads `UpdateService/FirmwareInventory`.
     async fn firmware(&self) -> Result<FirmwareInventory, BmcError> {
         let inventory = self.inventory().await?;
-        let component = |id: &str, version: Option<String>| FirmwareComponent {
-            id: id.to_string(),
-            name: Some(id.to_string()),
-            version,
-            updateable: None,
-            software_id: None,
-            manufacturer: None,
-            health: None,
-            source: "ipmi".into(),
-        };
+        let component = |id: &str, version| FirmwareComponent::version_only(id, version, "ipmi");
         let mut components = vec![component("BMC", inventory.bmc_firmware_version)];
         if inventory.bios_version.is_some() {
             components.push(component("BIOS", inventory.bios_version));

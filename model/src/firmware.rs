@@ -29,6 +29,23 @@ pub struct FirmwareComponent {
     pub source: String,
 }
 
+impl FirmwareComponent {
+    /// A component known only by id and version (the BMC's own Get Device ID, a System's `BiosVersion`), its
+    /// id doubling as its name.
+    pub fn version_only(id: &str, version: Option<String>, source: &str) -> Self {
+        FirmwareComponent {
+            id: id.to_string(),
+            name: Some(id.to_string()),
+            version,
+            updateable: None,
+            software_id: None,
+            manufacturer: None,
+            health: None,
+            source: source.to_string(),
+        }
+    }
+}
+
 /// A BMC's firmware inventory; parts that could not be read are warnings, never a failure of the whole.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirmwareInventory {

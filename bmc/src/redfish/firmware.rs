@@ -77,9 +77,9 @@ impl RedfishClient {
     /// Manager's `FirmwareVersion`.
     pub(super) async fn firmware_inventory(&self) -> Result<FirmwareInventory, BmcError> {
         let t = &self.transport;
-        let (root, _) = t.get::<Value>("/redfish/v1/").await?;
         let mut inventory = FirmwareInventory::default();
-        let collection = match link_of(&root, "UpdateService") {
+        // The service root's UpdateService link was read at discovery.
+        let collection = match self.discovery().await?.update_service.clone() {
             Some(service) => match t.get::<Value>(&service).await {
                 Ok((service, _)) => link_of(&service, "FirmwareInventory"),
                 Err(err) => {
@@ -145,16 +145,8 @@ impl RedfishClient {
                 None
             }
         };
-        let from_system = |id: &str, version: Option<String>| FirmwareComponent {
-            id: id.to_string(),
-            name: Some(id.to_string()),
-            version,
-            updateable: None,
-            software_id: None,
-            manufacturer: None,
-            health: None,
-            source: "system".into(),
-        };
+        let from_system =
+            |id: &str, version| FirmwareComponent::version_only(id, version, "system");
         if let Some(version) = manager.and_then(|m| m.firmware_version) {
             inventory.components.push(from_system("BMC", Some(version)));
         }
@@ -171,9 +163,11 @@ impl RedfishClient {
 
     /// The Bios resource's path and body.
     async fn bios_resource(&self) -> Result<(String, Value), BmcError> {
-        let system_path = self.discovery().await?.system.clone();
-        let (system, _) = self.transport.get::<Value>(&system_path).await?;
-        let path = link_of(&system, "Bios").ok_or_else(|| self.unsupported("BIOS settings"))?;
+        let (system, _) = self.system().await?;
+        let path = system
+            .bios
+            .and_then(|link| link.odata_id)
+            .ok_or_else(|| self.unsupported("BIOS settings"))?;
         let (bios, _) = self.transport.get::<Value>(&path).await?;
         Ok((path, bios))
     }

@@ -79,6 +79,8 @@ struct Discovery {
     managers: Option<String>,
     manager: OnceCell<Option<String>>,
     vendor: Option<String>,
+    /// The service root's UpdateService link.
+    update_service: Option<String>,
 }
 
 /// A Redfish BMC.
@@ -202,6 +204,7 @@ impl RedfishClient {
             managers: root.managers.and_then(|link| link.odata_id),
             manager: OnceCell::new(),
             vendor: root.vendor,
+            update_service: root.update_service.and_then(|link| link.odata_id),
         };
         Ok((discovery, expanded))
     }

@@ -145,6 +145,9 @@ pub struct ServiceRoot {
     /// The session service.
     #[serde(rename = "SessionService", deserialize_with = "lenient")]
     pub session_service: Option<Link>,
+    /// The update service (firmware inventory and updates).
+    #[serde(rename = "UpdateService", deserialize_with = "lenient")]
+    pub update_service: Option<Link>,
     /// Shortcut links, including the sessions collection.
     #[serde(rename = "Links", deserialize_with = "lenient")]
     pub links: Option<RootLinks>,
@@ -328,6 +331,9 @@ pub struct ComputerSystem {
     /// Virtual media collection (newer BMCs keep it under the system).
     #[serde(rename = "VirtualMedia", deserialize_with = "lenient")]
     pub virtual_media: Option<Link>,
+    /// The BIOS attributes resource.
+    #[serde(rename = "Bios", deserialize_with = "lenient")]
+    pub bios: Option<Link>,
     /// Log services collection.
     #[serde(rename = "LogServices", deserialize_with = "lenient")]
     pub log_services: Option<Link>,
